@@ -1,0 +1,80 @@
+import { Command, Errors, Flags, type Interfaces } from '@oclif/core'
+import { loadConfig, redactUrl, type FlagValue, type LoadedConfig } from '../core/config.js'
+import { ExitCode, WardenError } from '../core/errors.js'
+import { Database } from '../db/database.js'
+import { resolveSessionTable, type SessionTable } from '../db/session-table.js'
+
+export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof WardenCommand)['baseFlags'] & T['flags']>
+
+/**
+ * What every Warden command shares: --config/--database-url/--json, configuration loading,
+ * one Database per run, and the mapping of failures to documented exit codes. Subclasses parse,
+ * call library code and render; they hold no SQL.
+ */
+export abstract class WardenCommand extends Command {
+  static override enableJsonFlag = true
+
+  static override baseFlags = {
+    config: Flags.string({ char: 'c', description: 'config file (default: ./warden.config.yaml, or WARDEN_CONFIG)', helpGroup: 'GLOBAL' }),
+    'database-url': Flags.string({ description: 'PostgreSQL URL; overrides WARDEN_DATABASE_URL and DATABASE_URL', helpGroup: 'GLOBAL' }),
+  }
+
+  protected loaded?: LoadedConfig
+
+  /** Loads config with this command's flags as the top layer; flags map to config keys. */
+  protected loadConfig(flags: { config?: string; 'database-url'?: string }, extra: FlagValue[] = []): LoadedConfig {
+    this.loaded = loadConfig({
+      configPath: flags.config,
+      flags: [{ key: 'database.url', flag: '--database-url', value: flags['database-url'] }, ...extra],
+    })
+    return this.loaded
+  }
+
+  /** Opens the database, checks it answers, runs the work, and always closes the pool. */
+  protected async withDatabase<T>(loaded: LoadedConfig, work: (db: Database) => Promise<T>): Promise<T> {
+    const db = new Database({
+      ...loaded.config.database,
+      onPoolError: (error) => this.warn(`database connection dropped: ${error.message}`),
+    })
+    try {
+      await db.ping()
+      return await work(db)
+    } finally {
+      await db.close().catch(() => undefined)
+    }
+  }
+
+  protected async withSessionTable<T>(loaded: LoadedConfig, work: (db: Database, table: SessionTable) => Promise<T>): Promise<T> {
+    return this.withDatabase(loaded, async (db) => work(db, await resolveSessionTable(db, loaded.config.sessions)))
+  }
+
+  /** Human output only: --json prints the returned object and nothing else. */
+  protected say(message = ''): void {
+    this.log(message)
+  }
+
+  protected describeTarget(loaded: LoadedConfig): string {
+    return `${redactUrl(loaded.config.database.url)} ${loaded.config.sessions.table}`
+  }
+
+  protected override async catch(error: Error & { exitCode?: number }): Promise<unknown> {
+    const { message, exit, hint, kind } = classify(error)
+    process.exitCode = exit
+    if (this.jsonEnabled()) {
+      this.logJson({ error: { kind, exitCode: exit, message, ...(hint ? { hint } : {}) } })
+      return undefined
+    }
+    throw new Errors.CLIError(hint ? `${message}\n  hint: ${hint}` : message, { exit })
+  }
+}
+
+const KIND_BY_CODE = Object.fromEntries(Object.entries(ExitCode).map(([kind, code]) => [code, kind])) as Record<number, string>
+
+function classify(error: Error): { message: string; exit: number; hint?: string; kind: string } {
+  if (error instanceof WardenError) return { message: error.message, exit: error.exitCode, hint: error.hint, kind: KIND_BY_CODE[error.exitCode] ?? 'error' }
+  // oclif's own flag/argument parse errors exit 2, which Warden reserves for "critical".
+  if (error instanceof Errors.CLIError && 'parse' in error) return { message: error.message.replace(/\nSee more help with --help$/, ''), exit: ExitCode.usage, hint: 'see --help', kind: 'usage' }
+  if (error instanceof Errors.ExitError) throw error
+  const sqlstate = (error as { code?: string }).code
+  return { message: sqlstate ? `database error ${sqlstate}: ${error.message}` : error.message, exit: ExitCode.failed, kind: 'failed' }
+}

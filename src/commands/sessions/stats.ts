@@ -1,0 +1,39 @@
+import { Flags } from '@oclif/core'
+import { WardenCommand } from '../../cli/base-command.js'
+import { orphanAfterFlag, sessionFlagValues, tableFlag } from '../../cli/flags.js'
+import { age, table as renderTable } from '../../cli/render.js'
+import { sessionDailyStats, type DailyStatsRow } from '../../sessions/inspect.js'
+
+export default class SessionsStats extends WardenCommand {
+  static override description = `Per-day session totals: started, average duration of the closed ones, still active, orphaned.
+
+This is the daily health query from the websocket post-mortem: a day whose "still active" never drains is a day of orphans.`
+
+  static override examples = ['<%= config.bin %> sessions stats', '<%= config.bin %> sessions stats --days 30 --by-group --json']
+
+  static override flags = {
+    days: Flags.integer({ description: 'how many days back, today included', default: 7, min: 1, max: 3660 }),
+    'by-group': Flags.boolean({ description: 'one row per day and group' }),
+    table: tableFlag,
+    'orphan-after': orphanAfterFlag,
+  }
+
+  async run(): Promise<{ days: number; byGroup: boolean; rows: DailyStatsRow[] }> {
+    const { flags } = await this.parse(SessionsStats)
+    const loaded = this.loadConfig(flags, sessionFlagValues(flags))
+    const rows = await this.withSessionTable(loaded, (db, table) => sessionDailyStats(db, table, flags.days, flags['by-group']))
+    this.say(
+      rows.length === 0
+        ? `no sessions started in the last ${flags.days} day(s)`
+        : renderTable(rows, [
+            { header: 'day', value: (r) => r.day },
+            ...(flags['by-group'] ? [{ header: 'group', value: (r: DailyStatsRow) => r.group }] : []),
+            { header: 'sessions', value: (r) => r.total, align: 'right' },
+            { header: 'avg duration', value: (r) => age(r.avgDurationSeconds), align: 'right' },
+            { header: 'still active', value: (r) => r.stillActive, align: 'right' },
+            { header: 'orphaned', value: (r) => r.orphaned, align: 'right' },
+          ]),
+    )
+    return { days: flags.days, byGroup: flags['by-group'], rows }
+  }
+}

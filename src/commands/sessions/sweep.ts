@@ -1,0 +1,49 @@
+import { Flags } from '@oclif/core'
+import { WardenCommand } from '../../cli/base-command.js'
+import { renderCloseReport } from '../../cli/close-report.js'
+import { batchSizeFlag, maxRowsFlag, orphanAfterFlag, sessionFlagValues, tableFlag } from '../../cli/flags.js'
+import { progressBar } from '../../cli/progress.js'
+import { usageError } from '../../core/errors.js'
+import { sweepOrphans, type SweepResult } from '../../sessions/sweep.js'
+
+export default class SessionsSweep extends WardenCommand {
+  static override description = `Find orphaned sessions (open, and silent for longer than orphanAfter) and close them.
+
+Dry run unless --apply. With --apply, sessions are closed in batches of --batch-size, each its own short transaction; rows a live writer holds are skipped (never waited on) and left for the next run. Only one sweep or close runs per table at a time, across hosts: a second one exits with code 5. Every run writes an audit row.`
+
+  static override examples = [
+    '<%= config.bin %> sessions sweep',
+    '<%= config.bin %> sessions sweep --orphan-after 6h --json',
+    '<%= config.bin %> sessions sweep --apply --batch-size 2000 --max-rows 100000',
+  ]
+
+  static override flags = {
+    apply: Flags.boolean({ description: 'close the orphans (default: dry run, nothing changes)' }),
+    'dry-run': Flags.boolean({ description: 'only report (the default); cannot be combined with --apply' }),
+    table: tableFlag,
+    'orphan-after': orphanAfterFlag,
+    'batch-size': batchSizeFlag,
+    'max-rows': maxRowsFlag,
+    sample: Flags.integer({ description: 'how many orphans to show', default: 5, min: 0, max: 1000 }),
+  }
+
+  async run(): Promise<SweepResult['json']> {
+    const { flags } = await this.parse(SessionsSweep)
+    if (flags.apply && flags['dry-run']) throw usageError('--apply and --dry-run contradict each other: pick one')
+    const loaded = this.loadConfig(flags, sessionFlagValues(flags))
+    const progress = progressBar(flags.apply && !this.jsonEnabled())
+    const result = await this.withSessionTable(loaded, (db, table) =>
+      sweepOrphans(db, table, {
+        dryRun: !flags.apply,
+        batchSize: loaded.config.sweep.batchSize,
+        maxRows: loaded.config.sweep.maxRows,
+        sampleSize: flags.sample,
+        wardenSchema: loaded.config.wardenSchema,
+        command: 'sessions sweep',
+        onProgress: progress.update,
+      }),
+    ).finally(progress.stop)
+    this.say(renderCloseReport(result.report, 'orphaned sessions'))
+    return result.json
+  }
+}

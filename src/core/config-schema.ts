@@ -1,0 +1,141 @@
+import { z } from 'zod'
+import { DURATION_EXPECTED, parseDuration } from './duration.js'
+
+/**
+ * PostgreSQL would accept almost anything between double quotes, but a mapping key that needs
+ * quoting to be valid is far more often a typo or an injection attempt than a real column.
+ * Warden still quotes every identifier it emits; this pattern is the first line, not the only one.
+ */
+export const IDENTIFIER_PATTERN = /^[A-Za-z_][A-Za-z0-9_$]{0,62}$/
+export const IDENTIFIER_EXPECTED = 'a plain identifier: letters, digits, _ or $, not starting with a digit, at most 63 characters'
+
+const identifier = z.string({ invalid_type_error: `expected ${IDENTIFIER_EXPECTED}` }).regex(IDENTIFIER_PATTERN, {
+  message: `expected ${IDENTIFIER_EXPECTED}`,
+})
+
+const qualifiedTable = z
+  .string({ invalid_type_error: 'expected a table name such as public.conversation_sessions' })
+  .refine((value) => {
+    const parts = value.split('.')
+    return parts.length <= 2 && parts.every((part) => IDENTIFIER_PATTERN.test(part))
+  }, 'expected [schema.]table with plain identifiers, e.g. public.conversation_sessions')
+
+/** Durations arrive as "2h" from YAML/env/flags; they are carried as seconds from here on. */
+const duration = z.union([z.string(), z.number()], { invalid_type_error: `expected ${DURATION_EXPECTED}` }).transform((value, ctx) => {
+  const seconds = parseDuration(value)
+  if (seconds === undefined) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `expected ${DURATION_EXPECTED}` })
+    return z.NEVER
+  }
+  return seconds
+})
+
+/** Env vars and flags are strings; accept "500" where a count is expected, but not "5x". */
+const count = (min: number, max: number) =>
+  z.preprocess(
+    (value) => (typeof value === 'string' && /^-?\d+$/.test(value.trim()) ? Number(value) : value),
+    z
+      .number({ invalid_type_error: `expected an integer from ${min} to ${max}` })
+      .int(`expected an integer from ${min} to ${max}`)
+      .min(min, `expected an integer from ${min} to ${max}`)
+      .max(max, `expected an integer from ${min} to ${max}`),
+  )
+
+const columnsSchema = z
+  .object({
+    id: identifier.default('session_id'),
+    active: identifier.optional(),
+    startedAt: identifier,
+    lastSeenAt: identifier.optional(),
+    endedAt: z
+      .union([identifier, z.array(identifier).min(1, 'expected at least one column name')])
+      .optional()
+      .transform((value) => (value === undefined ? [] : Array.isArray(value) ? value : [value])),
+    durationSeconds: identifier.optional(),
+    group: identifier.optional(),
+  })
+  .strict()
+
+export const sessionsSchema = z
+  .object({
+    table: qualifiedTable,
+    columns: columnsSchema,
+    orphanAfter: duration.default('2h'),
+    /**
+     * What endedAt gets when Warden closes a session: the moment it closed it ("now", what the
+     * post-mortem's fix did) or the last sign of life ("lastSeen"), which keeps per-day average
+     * durations honest when orphans are days old.
+     */
+    closeTimestamp: z.enum(['now', 'lastSeen']).default('now'),
+  })
+  .strict()
+  .superRefine((sessions, ctx) => {
+    if (!sessions.columns.active && sessions.columns.endedAt.length === 0) {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['columns'],
+        message: 'expected columns.active (a boolean column) or columns.endedAt (NULL while the session is open): Warden needs one of them to tell open sessions from closed ones',
+      })
+    }
+  })
+
+/** The conversation_sessions shape of SPEC.md: the default when no mapping is configured. */
+export const DEFAULT_SESSIONS = {
+  table: 'public.conversation_sessions',
+  columns: {
+    id: 'session_id',
+    active: 'is_active',
+    startedAt: 'session_start',
+    lastSeenAt: 'last_activity_at',
+    endedAt: ['session_end', 'ended_at'],
+    durationSeconds: 'duration_seconds',
+    group: 'agent_role',
+  },
+}
+
+export const configSchema = z
+  .object({
+    database: z
+      .object({
+        url: z.string().min(1, 'expected a postgres:// connection URL').optional(),
+        applicationName: z.string().min(1).max(63).default('warden'),
+        connectTimeout: duration.default('5s'),
+        statementTimeout: duration.default('30s'),
+        poolMax: count(1, 100).default(4),
+      })
+      .strict()
+      .default({}),
+    /** Warden's own tables (audit log, later the reference chat schema) live here. */
+    wardenSchema: identifier.default('warden'),
+    sessions: sessionsSchema.default(DEFAULT_SESSIONS),
+    sweep: z
+      .object({
+        batchSize: count(1, 100_000).default(5000),
+        maxRows: count(1, Number.MAX_SAFE_INTEGER).optional(),
+      })
+      .strict()
+      .default({}),
+  })
+  .strict()
+
+export type WardenConfig = z.output<typeof configSchema>
+export type SessionsConfig = WardenConfig['sessions']
+export type DatabaseConfig = WardenConfig['database']
+
+/**
+ * Environment variables Warden reads, and the config key each one sets. One table so the loader
+ * and the generated configuration reference cannot disagree. Earlier entries win over later ones
+ * for the same key (WARDEN_DATABASE_URL over DATABASE_URL).
+ */
+export const ENV_KEYS: ReadonlyArray<{ env: string; key: string }> = [
+  { env: 'WARDEN_DATABASE_URL', key: 'database.url' },
+  { env: 'DATABASE_URL', key: 'database.url' },
+  { env: 'WARDEN_APPLICATION_NAME', key: 'database.applicationName' },
+  { env: 'WARDEN_CONNECT_TIMEOUT', key: 'database.connectTimeout' },
+  { env: 'WARDEN_STATEMENT_TIMEOUT', key: 'database.statementTimeout' },
+  { env: 'WARDEN_POOL_MAX', key: 'database.poolMax' },
+  { env: 'WARDEN_SCHEMA', key: 'wardenSchema' },
+  { env: 'WARDEN_SESSIONS_TABLE', key: 'sessions.table' },
+  { env: 'WARDEN_ORPHAN_AFTER', key: 'sessions.orphanAfter' },
+  { env: 'WARDEN_BATCH_SIZE', key: 'sweep.batchSize' },
+]

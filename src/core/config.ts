@@ -1,0 +1,170 @@
+import { existsSync, readFileSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { parse as parseYaml } from 'yaml'
+import type { ZodIssue } from 'zod'
+import { configSchema, DEFAULT_SESSIONS, ENV_KEYS, type WardenConfig } from './config-schema.js'
+import { configError, usageError } from './errors.js'
+
+export type { WardenConfig, SessionsConfig, DatabaseConfig } from './config-schema.js'
+
+export const DEFAULT_CONFIG_FILE = 'warden.config.yaml'
+
+/** A value given on the command line, with the flag's name so errors can point at it. */
+export interface FlagValue {
+  key: string
+  flag: string
+  value: unknown
+}
+
+export interface LoadConfigOptions {
+  /** --config; otherwise WARDEN_CONFIG; otherwise ./warden.config.yaml when it exists */
+  configPath?: string
+  flags?: FlagValue[]
+  env?: NodeJS.ProcessEnv
+  cwd?: string
+}
+
+export interface LoadedConfig {
+  config: WardenConfig
+  /** where the file layer came from, if any */
+  configFile?: string
+  /** config key → human description of where its value came from */
+  sources: Map<string, string>
+}
+
+type Tree = Record<string, unknown>
+
+/** A mapping is one piece of knowledge: a file that maps other columns must not inherit ours. */
+const REPLACED_WHOLE = new Set(['sessions.columns'])
+
+const isPlainObject = (value: unknown): value is Tree =>
+  typeof value === 'object' && value !== null && !Array.isArray(value)
+
+function setPath(tree: Tree, key: string, value: unknown): void {
+  const parts = key.split('.')
+  let node = tree
+  for (const part of parts.slice(0, -1)) {
+    if (!isPlainObject(node[part])) node[part] = {}
+    node = node[part] as Tree
+  }
+  node[parts[parts.length - 1]!] = value
+}
+
+function getPath(tree: unknown, path: ReadonlyArray<string | number>): unknown {
+  let node = tree
+  for (const part of path) {
+    if (!isPlainObject(node) && !Array.isArray(node)) return undefined
+    node = (node as Record<string | number, unknown>)[part]
+  }
+  return node
+}
+
+/** Deep-merges `layer` into `target`, recording the source of every leaf it sets. */
+function mergeLayer(target: Tree, layer: Tree, source: string, sources: Map<string, string>, prefix = ''): void {
+  for (const [name, value] of Object.entries(layer)) {
+    if (value === undefined) continue
+    const key = prefix ? `${prefix}.${name}` : name
+    if (isPlainObject(value) && !REPLACED_WHOLE.has(key)) {
+      if (!isPlainObject(target[name])) target[name] = {}
+      mergeLayer(target[name] as Tree, value, source, sources, key)
+    } else {
+      target[name] = value
+      for (const existing of [...sources.keys()]) if (existing.startsWith(`${key}.`)) sources.delete(existing)
+      sources.set(key, source)
+    }
+  }
+}
+
+function readConfigFile(path: string, explicit: boolean): Tree | undefined {
+  if (!existsSync(path)) {
+    if (explicit) throw configError(`config file ${path} does not exist`)
+    return undefined
+  }
+  let parsed: unknown
+  try {
+    parsed = parseYaml(readFileSync(path, 'utf8'))
+  } catch (error) {
+    throw configError(`config file ${path} is not valid YAML: ${(error as Error).message.split('\n')[0]}`)
+  }
+  if (parsed === null || parsed === undefined) return {}
+  if (!isPlainObject(parsed)) throw configError(`config file ${path} must hold a mapping of keys at the top level`)
+  return parsed
+}
+
+function sourceOf(sources: Map<string, string>, path: string): string | undefined {
+  for (let key = path; key; key = key.includes('.') ? key.slice(0, key.lastIndexOf('.')) : '') {
+    const source = sources.get(key)
+    if (source) return source
+  }
+  return undefined
+}
+
+function describeIssue(issue: ZodIssue, raw: Tree, sources: Map<string, string>): string {
+  const key = issue.path.filter((part) => typeof part === 'string').join('.')
+  const shownKey = issue.path.map(String).join('.') || '(top level)'
+  if (issue.code === 'unrecognized_keys') {
+    const where = sourceOf(sources, `${key ? `${key}.` : ''}${issue.keys[0]}`)
+    return `${issue.keys.map((k) => (key ? `${key}.${k}` : k)).join(', ')}: unknown key${issue.keys.length > 1 ? 's' : ''}${where ? ` (from ${where})` : ''}`
+  }
+  const value = getPath(raw, issue.path)
+  const where = sourceOf(sources, key)
+  const shownValue = value === undefined ? 'missing' : `= ${JSON.stringify(value)}`
+  return `${shownKey} ${shownValue}${where ? ` (from ${where})` : ''}: ${issue.message}`
+}
+
+/** Redacts the password of a connection URL so it can be printed or logged. */
+export function redactUrl(url: string | undefined): string {
+  if (!url) return '(PG* environment defaults)'
+  try {
+    const parsed = new URL(url)
+    if (parsed.password) parsed.password = '*****'
+    return parsed.toString()
+  } catch {
+    return url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:*****@')
+  }
+}
+
+/**
+ * Builds the one typed config object: flag > environment > config file > defaults.
+ * Every rejected value is reported with its key, its value, where it came from and what was expected.
+ */
+export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
+  const env = options.env ?? process.env
+  const cwd = options.cwd ?? process.cwd()
+  const sources = new Map<string, string>()
+  const raw: Tree = {}
+  mergeLayer(raw, { sessions: DEFAULT_SESSIONS }, 'defaults', sources)
+
+  const explicitPath = options.configPath ?? env.WARDEN_CONFIG
+  const configFile = resolve(cwd, explicitPath ?? DEFAULT_CONFIG_FILE)
+  const fileTree = readConfigFile(configFile, explicitPath !== undefined)
+  if (fileTree) mergeLayer(raw, fileTree, `config file ${configFile}`, sources)
+
+  const envTree: Tree = {}
+  const envSources = new Map<string, string>()
+  for (const { env: name, key } of [...ENV_KEYS].reverse()) {
+    const value = env[name]
+    if (value === undefined || value === '') continue
+    setPath(envTree, key, value)
+    envSources.set(key, `env ${name}`)
+  }
+  mergeLayer(raw, envTree, 'env', sources)
+  for (const [key, source] of envSources) sources.set(key, source)
+
+  for (const flag of options.flags ?? []) {
+    if (flag.value === undefined) continue
+    const layer: Tree = {}
+    setPath(layer, flag.key, flag.value)
+    mergeLayer(raw, layer, `flag ${flag.flag}`, sources)
+  }
+
+  const result = configSchema.safeParse(raw)
+  if (!result.success) {
+    const lines = result.error.issues.map((issue) => `  - ${describeIssue(issue, raw, sources)}`)
+    // A bad flag is a usage error (64); anything that came from a file or the environment is config (78).
+    const fromFlagsOnly = lines.every((line) => line.includes('(from flag '))
+    const message = `invalid ${fromFlagsOnly ? 'option' : 'configuration'}:\n${lines.join('\n')}`
+    throw fromFlagsOnly ? usageError(message) : configError(message)
+  }
+  return { config: result.data, configFile: fileTree ? configFile : undefined, sources }
+}

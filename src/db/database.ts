@@ -1,0 +1,152 @@
+import pg from 'pg'
+import { redactUrl, type DatabaseConfig } from '../core/config.js'
+import { ExitCode, WardenError } from '../core/errors.js'
+import type { Sql } from './sql.js'
+
+export type Queryable = pg.Pool | pg.PoolClient | pg.Client
+
+export interface QueryEvent {
+  name: string
+  durationMs: number
+  rowCount: number | null
+  error?: Error
+}
+
+export interface DatabaseOptions extends Pick<DatabaseConfig, 'url' | 'applicationName' | 'connectTimeout' | 'statementTimeout' | 'poolMax'> {
+  /** timing of every statement, for logs and metrics; receives builder names, never values */
+  onQuery?: (event: QueryEvent) => void
+  /** errors of idle pooled clients (server restart, network drop): reported, never thrown */
+  onPoolError?: (error: Error) => void
+}
+
+const CONNECTION_ERROR_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ECONNRESET', 'EAI_AGAIN'])
+/** SQLSTATEs meaning "this server will not serve us now": auth, missing database, full, shutting down. */
+const UNAVAILABLE_SQLSTATES: Record<string, string> = {
+  '28P01': 'password authentication failed',
+  '28000': 'the server rejected the login',
+  '3D000': 'the database does not exist',
+  '53300': 'the server has no connection slots left (too many clients)',
+  '57P01': 'the server is shutting down',
+  '57P03': 'the server is starting up or shutting down',
+}
+
+/**
+ * Turns driver errors into errors a user can act on. Connection-level failures become
+ * "could not run" (exit 3); a cancelled statement names the builder that ran it.
+ */
+export function describeDatabaseError(error: unknown, url: string | undefined, statement?: string): Error {
+  if (error instanceof WardenError) return error
+  const err = error as Error & { code?: string; errors?: Error[] }
+  const where = redactUrl(url)
+  // Connecting to "localhost" tries ::1 and 127.0.0.1 and fails with an AggregateError of both.
+  const code = err.code ?? err.errors?.map((inner) => (inner as { code?: string }).code).find(Boolean)
+  if (typeof code === 'string' && CONNECTION_ERROR_CODES.has(code)) {
+    return new WardenError(`cannot connect to PostgreSQL at ${where}: ${code}${err.message ? ` (${err.message})` : ''}`, ExitCode.unavailable, 'is the server running, and are host and port right?')
+  }
+  if (typeof code === 'string' && UNAVAILABLE_SQLSTATES[code]) {
+    return new WardenError(`cannot use PostgreSQL at ${where}: ${UNAVAILABLE_SQLSTATES[code]} (${err.message})`, ExitCode.unavailable)
+  }
+  if (/timeout expired|connection timeout|Connection terminated/i.test(err.message ?? '')) {
+    return new WardenError(`cannot connect to PostgreSQL at ${where}: ${err.message}`, ExitCode.unavailable)
+  }
+  if (code === '22P02' || code === '22007' || code === '22008') {
+    // A value the user gave (an --id of the wrong type, say) that the column's type rejects.
+    return new WardenError(`invalid value for statement ${statement ?? ''}: ${err.message}`, ExitCode.usage)
+  }
+  if (code === '57014') {
+    return new WardenError(`statement ${statement ?? ''} was cancelled: ${err.message} (statement_timeout; raise database.statementTimeout if this is expected)`, ExitCode.failed)
+  }
+  return error instanceof Error ? error : new Error(String(error))
+}
+
+/**
+ * The one way Warden talks to PostgreSQL: a pg.Pool tagged with application_name (so Warden's
+ * own connections are recognisable in pg_stat_activity), bounded connect and statement time,
+ * named statements with timing, and an error listener so a dropped idle client never crashes.
+ */
+export class Database {
+  readonly pool: pg.Pool
+  readonly url: string | undefined
+
+  constructor(private readonly options: DatabaseOptions) {
+    this.url = options.url
+    this.pool = new pg.Pool({
+      connectionString: options.url,
+      application_name: options.applicationName,
+      connectionTimeoutMillis: Math.round(options.connectTimeout * 1000),
+      statement_timeout: Math.round(options.statementTimeout * 1000),
+      max: options.poolMax,
+      idleTimeoutMillis: 10_000,
+    })
+    this.pool.on('error', (error) => {
+      ;(options.onPoolError ?? defaultPoolErrorHandler)(error)
+    })
+  }
+
+  async query<R extends pg.QueryResultRow = pg.QueryResultRow>(statement: Sql, on: Queryable = this.pool): Promise<pg.QueryResult<R>> {
+    const started = performance.now()
+    try {
+      const result = await on.query<R>({ text: statement.text, values: statement.values })
+      this.options.onQuery?.({ name: statement.name, durationMs: performance.now() - started, rowCount: result.rowCount })
+      return result
+    } catch (error) {
+      this.options.onQuery?.({ name: statement.name, durationMs: performance.now() - started, rowCount: null, error: error as Error })
+      throw describeDatabaseError(error, this.url, statement.name)
+    }
+  }
+
+  async rows<R extends pg.QueryResultRow = pg.QueryResultRow>(statement: Sql, on?: Queryable): Promise<R[]> {
+    return (await this.query<R>(statement, on)).rows
+  }
+
+  async withClient<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    let client: pg.PoolClient
+    try {
+      client = await this.pool.connect()
+    } catch (error) {
+      throw describeDatabaseError(error, this.url)
+    }
+    let broken: Error | undefined
+    try {
+      return await work(client)
+    } catch (error) {
+      // A client whose connection died must not go back to the pool.
+      if (isConnectionLoss(error)) broken = error as Error
+      throw error
+    } finally {
+      client.release(broken)
+    }
+  }
+
+  async transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    return this.withClient(async (client) => {
+      await client.query('BEGIN')
+      try {
+        const result = await work(client)
+        await client.query('COMMIT')
+        return result
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => undefined)
+        throw error
+      }
+    })
+  }
+
+  /** Fails fast with a user-facing error when the server cannot be used at all. */
+  async ping(): Promise<void> {
+    await this.query({ name: 'ping', text: 'SELECT 1', values: [] })
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end()
+  }
+}
+
+function isConnectionLoss(error: unknown): boolean {
+  const code = (error as { code?: string }).code
+  return error instanceof WardenError ? error.exitCode === ExitCode.unavailable : typeof code === 'string' && (CONNECTION_ERROR_CODES.has(code) || code.startsWith('08'))
+}
+
+function defaultPoolErrorHandler(error: Error): void {
+  process.stderr.write(`warden: idle database connection failed: ${error.message}\n`)
+}

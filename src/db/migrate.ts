@@ -1,0 +1,80 @@
+import type { Database } from './database.js'
+import { quoteIdent, sql } from './sql.js'
+
+interface Migration {
+  version: number
+  name: string
+  /** statements run in one transaction with the others of the same run */
+  up: (schema: string) => string
+}
+
+/**
+ * Append only: a released migration is never edited, a change is a new version. The runner
+ * applies what is missing in one transaction under an advisory lock, so two deploys racing to
+ * migrate cannot both apply a version.
+ */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'audit_log',
+    up: (schema) => `
+      CREATE TABLE ${schema}.audit_log (
+        id            bigserial PRIMARY KEY,
+        at            timestamptz NOT NULL DEFAULT now(),
+        finished_at   timestamptz,
+        actor         text NOT NULL,
+        db_user       text NOT NULL DEFAULT current_user,
+        client_addr   inet DEFAULT inet_client_addr(),
+        command       text NOT NULL,
+        target        text NOT NULL,
+        reason        text NOT NULL,
+        filter        jsonb NOT NULL,
+        dry_run       boolean NOT NULL,
+        rows_matched  bigint,
+        rows_affected bigint NOT NULL DEFAULT 0,
+        status        text NOT NULL CHECK (status IN ('running', 'ok', 'partial', 'failed', 'aborted')),
+        details       jsonb,
+        error         text
+      );
+      CREATE INDEX audit_log_at_idx ON ${schema}.audit_log (at DESC);
+      COMMENT ON TABLE ${schema}.audit_log IS 'Every Warden mutation and dry run: who, what filter, how many rows, when.';`,
+  },
+]
+
+export interface MigrationResult {
+  schema: string
+  applied: Array<{ version: number; name: string }>
+  currentVersion: number
+}
+
+const MIGRATE_LOCK_KEY = 'warden:migrate'
+
+export async function migrate(db: Database, schemaName: string): Promise<MigrationResult> {
+  const schema = quoteIdent(schemaName)
+  return db.transaction(async (client) => {
+    await db.query(sql('migrate.lock', 'SELECT pg_advisory_xact_lock(hashtext($1))', [MIGRATE_LOCK_KEY]), client)
+    await db.query(sql('migrate.schema', `CREATE SCHEMA IF NOT EXISTS ${schema}`), client)
+    await db.query(
+      sql(
+        'migrate.table',
+        `CREATE TABLE IF NOT EXISTS ${schema}.schema_migrations (
+           version int PRIMARY KEY,
+           name text NOT NULL,
+           applied_at timestamptz NOT NULL DEFAULT now()
+         )`,
+      ),
+      client,
+    )
+    const done = new Set(
+      (await db.rows<{ version: number }>(sql('migrate.applied', `SELECT version FROM ${schema}.schema_migrations`), client)).map((row) => row.version),
+    )
+    const applied: MigrationResult['applied'] = []
+    for (const migration of MIGRATIONS) {
+      if (done.has(migration.version)) continue
+      await db.query(sql(`migrate.v${migration.version}`, migration.up(schema)), client)
+      await db.query(sql('migrate.record', `INSERT INTO ${schema}.schema_migrations (version, name) VALUES ($1, $2)`, [migration.version, migration.name]), client)
+      applied.push({ version: migration.version, name: migration.name })
+    }
+    return { schema: schemaName, applied, currentVersion: Math.max(0, ...MIGRATIONS.map((m) => m.version)) }
+  })
+}

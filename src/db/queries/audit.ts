@@ -1,0 +1,47 @@
+import { quoteIdent, sql } from '../sql.js'
+
+export const auditTable = (schema: string) => `${quoteIdent(schema)}.audit_log`
+
+export interface AuditStart {
+  actor: string
+  command: string
+  target: string
+  reason: string
+  filter: Record<string, unknown>
+  dryRun: boolean
+  rowsMatched: number
+}
+
+export const insertAudit = (schema: string, entry: AuditStart) =>
+  sql(
+    'audit.insert',
+    `INSERT INTO ${auditTable(schema)} (actor, command, target, reason, filter, dry_run, rows_matched, status)
+     VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, CASE WHEN $6 THEN 'ok' ELSE 'running' END)
+     RETURNING id::text AS id`,
+    [entry.actor, entry.command, entry.target, entry.reason, JSON.stringify(entry.filter), entry.dryRun, entry.rowsMatched],
+  )
+
+export type AuditStatus = 'ok' | 'partial' | 'failed' | 'aborted'
+
+export const finishAudit = (schema: string, id: string, status: AuditStatus, details: Record<string, unknown>, error?: string) =>
+  sql(
+    'audit.finish',
+    `UPDATE ${auditTable(schema)}
+        SET status = $2, finished_at = now(), details = $3::jsonb, error = $4
+      WHERE id = $1`,
+    [id, status, JSON.stringify(details), error ?? null],
+  )
+
+export const recentAudit = (schema: string, limit: number) =>
+  sql(
+    'audit.recent',
+    `SELECT id::text AS id, at, finished_at AS "finishedAt", actor, db_user AS "dbUser", command, target, reason,
+            filter, dry_run AS "dryRun", rows_matched::int8 AS "rowsMatched", rows_affected::int8 AS "rowsAffected", status, error
+       FROM ${auditTable(schema)}
+      ORDER BY id DESC
+      LIMIT $1`,
+    [limit],
+  )
+
+export const auditTableExists = (schema: string) =>
+  sql('audit.exists', `SELECT to_regclass($1) IS NOT NULL AS exists`, [`${quoteIdent(schema)}.audit_log`])

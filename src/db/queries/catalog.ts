@@ -1,0 +1,53 @@
+import { sql } from '../sql.js'
+
+export const findRelation = (schema: string, name: string) =>
+  sql(
+    'catalog.findRelation',
+    `SELECT c.oid::int8 AS oid, c.relkind::text AS relkind
+       FROM pg_catalog.pg_class c
+       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = $1 AND c.relname = $2`,
+    [schema, name],
+  )
+
+export const listTables = (schema: string) =>
+  sql(
+    'catalog.listTables',
+    `SELECT c.relname AS name
+       FROM pg_catalog.pg_class c
+       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+      ORDER BY c.relname
+      LIMIT 50`,
+    [schema],
+  )
+
+export const listColumns = (relationOid: number | string) =>
+  sql(
+    'catalog.listColumns',
+    `SELECT a.attname AS name,
+            pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
+            t.typname AS "typeName",
+            t.typcategory AS category,
+            a.attnotnull AS "notNull"
+       FROM pg_catalog.pg_attribute a
+       JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+      WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped
+      ORDER BY a.attnum`,
+    [relationOid],
+  )
+
+/** Is there a unique index (or primary key) on exactly this one column? Keyset batching relies on it. */
+export const hasUniqueIndexOn = (relationOid: number | string, column: string) =>
+  sql(
+    'catalog.hasUniqueIndexOn',
+    `SELECT EXISTS (
+       SELECT 1
+         FROM pg_catalog.pg_index i
+         JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+        WHERE i.indrelid = $1::oid AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL AND a.attname = $2
+     ) AS "unique"`,
+    [relationOid, column],
+  )
+
+export const serverVersion = () => sql('catalog.serverVersion', `SELECT current_setting('server_version_num')::int AS "versionNum", version() AS version`)

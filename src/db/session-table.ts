@@ -1,0 +1,96 @@
+import type { SessionsConfig } from '../core/config.js'
+import { configError } from '../core/errors.js'
+import type { Database } from './database.js'
+import { findRelation, hasUniqueIndexOn, listColumns, listTables } from './queries/catalog.js'
+import { parseQualifiedName, quoteIdent, quoteQualified, type QualifiedName } from './sql.js'
+
+interface CatalogColumn {
+  name: string
+  type: string
+  typeName: string
+  category: string
+  notNull: boolean
+}
+
+/**
+ * The user's session table after it has been checked against the catalog: every name exists,
+ * has a type Warden can work with, and is quoted. SQL builders take this, never raw config.
+ */
+export interface SessionTable {
+  config: SessionsConfig
+  name: QualifiedName
+  /** quoted schema.table */
+  table: string
+  /** quoted column names; optional ones are undefined when not mapped */
+  id: string
+  active?: string
+  startedAt: string
+  lastSeenAt?: string
+  endedAt: string[]
+  durationSeconds?: string
+  group?: string
+  /** keyset batching over id is exact only when id is unique */
+  idUnique: boolean
+}
+
+type ColumnKind = 'any' | 'boolean' | 'timestamp' | 'number'
+
+const EXPECTED: Record<ColumnKind, { test: (column: CatalogColumn) => boolean; text: string }> = {
+  any: { test: () => true, text: 'any type' },
+  boolean: { test: (c) => c.typeName === 'bool', text: 'boolean' },
+  timestamp: { test: (c) => c.typeName === 'timestamptz' || c.typeName === 'timestamp', text: 'timestamp with or without time zone' },
+  number: { test: (c) => c.category === 'N', text: 'a number (integer, numeric, real or double precision)' },
+}
+
+const describeColumns = (columns: CatalogColumn[]) => columns.map((c) => `${c.name} (${c.type})`).join(', ')
+
+/**
+ * Resolves the configured mapping against the catalog once, at start-up, so a typo is reported
+ * with what the table really has, before any statement touches a row.
+ */
+export async function resolveSessionTable(db: Database, config: SessionsConfig): Promise<SessionTable> {
+  const name = parseQualifiedName(config.table)
+  const [relation] = await db.rows<{ oid: string; relkind: string }>(findRelation(name.schema, name.name))
+  if (!relation) {
+    const tables = await db.rows<{ name: string }>(listTables(name.schema))
+    throw configError(
+      `sessions.table = "${config.table}": no table ${name.schema}.${name.name} in this database` +
+        (tables.length ? `; schema ${name.schema} has: ${tables.map((t) => t.name).join(', ')}` : `; schema ${name.schema} has no tables`),
+    )
+  }
+  if (relation.relkind !== 'r' && relation.relkind !== 'p') {
+    throw configError(`sessions.table = "${config.table}": ${name.schema}.${name.name} is not a table (relkind ${relation.relkind}); expected a table Warden can UPDATE`)
+  }
+  const columns = await db.rows<CatalogColumn>(listColumns(relation.oid))
+  const byName = new Map(columns.map((column) => [column.name, column]))
+
+  const check = (key: string, column: string | undefined, kind: ColumnKind): string | undefined => {
+    if (column === undefined) return undefined
+    const found = byName.get(column)
+    if (!found) {
+      throw configError(`sessions.columns.${key} = "${column}": ${name.schema}.${name.name} has no column ${column}; it has: ${describeColumns(columns)}`)
+    }
+    if (!EXPECTED[kind].test(found)) {
+      throw configError(`sessions.columns.${key} = "${column}": column ${column} is ${found.type}, expected ${EXPECTED[kind].text}`)
+    }
+    return quoteIdent(column)
+  }
+
+  const { columns: mapped } = config
+  const table: SessionTable = {
+    config,
+    name,
+    table: quoteQualified(name),
+    id: check('id', mapped.id, 'any')!,
+    active: check('active', mapped.active, 'boolean'),
+    startedAt: check('startedAt', mapped.startedAt, 'timestamp')!,
+    lastSeenAt: check('lastSeenAt', mapped.lastSeenAt, 'timestamp'),
+    endedAt: mapped.endedAt.map((column, index) => check(`endedAt[${index}]`, column, 'timestamp')!),
+    durationSeconds: check('durationSeconds', mapped.durationSeconds, 'number'),
+    group: check('group', mapped.group, 'any'),
+    idUnique: false,
+  }
+  const [unique] = await db.rows<{ unique: boolean }>(hasUniqueIndexOn(relation.oid, mapped.id))
+  table.idUnique = unique?.unique ?? false
+  return table
+}

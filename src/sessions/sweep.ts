@@ -1,0 +1,92 @@
+import type { Database } from '../db/database.js'
+import type { SessionFilter } from '../db/queries/sessions.js'
+import type { SessionTable } from '../db/session-table.js'
+import { closeSessions, type CloseReport, type CloseRequest } from './close-sessions.js'
+import type { SessionRow } from './inspect.js'
+
+type RunOptions = Pick<CloseRequest, 'dryRun' | 'batchSize' | 'maxRows' | 'sampleSize' | 'wardenSchema' | 'command' | 'onProgress' | 'signal' | 'actor'>
+
+/** The stable --json / API shape of a close run (documented in README). */
+interface CloseJson {
+  dryRun: boolean
+  table: string
+  closed: number
+  remaining: number | null
+  batches: number
+  byGroup: Record<string, number>
+  oldestAgeSeconds: number | null
+  durationMs: number
+  maxBatchMs: number
+  stoppedEarly: CloseReport['stoppedEarly']
+  sample: SessionRow[]
+  auditId: string | null
+  warnings: string[]
+}
+
+export interface SweepResult {
+  report: CloseReport
+  json: CloseJson & { orphans: number; orphanAfterSeconds: number }
+}
+
+export interface BulkCloseResult {
+  report: CloseReport
+  json: CloseJson & { matched: number; filter: Record<string, unknown> }
+}
+
+function toJson(table: SessionTable, report: CloseReport): CloseJson {
+  return {
+    dryRun: report.dryRun,
+    table: `${table.name.schema}.${table.name.name}`,
+    closed: report.closed,
+    remaining: report.remaining,
+    batches: report.batches,
+    byGroup: report.byGroup,
+    oldestAgeSeconds: report.oldestSilentSeconds === null ? null : Math.round(report.oldestSilentSeconds),
+    durationMs: Math.round(report.durationMs),
+    maxBatchMs: Math.round(report.maxBatchMs),
+    stoppedEarly: report.stoppedEarly,
+    sample: report.sample,
+    auditId: report.auditId,
+    warnings: report.warnings,
+  }
+}
+
+/** Orphans: open sessions silent (lastSeenAt, else startedAt) for longer than orphanAfter. */
+export async function sweepOrphans(db: Database, table: SessionTable, options: RunOptions): Promise<SweepResult> {
+  const orphanAfterSeconds = table.config.orphanAfter
+  const report = await closeSessions(db, table, {
+    ...options,
+    filter: { silentForSeconds: orphanAfterSeconds },
+    filterDescription: { orphanAfterSeconds },
+    reason: 'orphan_sweep',
+  })
+  return { report, json: { ...toJson(table, report), orphans: report.matched, orphanAfterSeconds } }
+}
+
+export interface BulkCloseFilter {
+  all?: boolean
+  olderThanSeconds?: number
+  groups?: string[]
+  ids?: string[]
+}
+
+export function isEmptyFilter(filter: BulkCloseFilter): boolean {
+  return !filter.olderThanSeconds && !filter.groups?.length && !filter.ids?.length
+}
+
+/** Bulk close for shutdowns and incidents. An empty filter must be spelled --all by the caller. */
+export async function bulkClose(db: Database, table: SessionTable, filter: BulkCloseFilter, options: RunOptions): Promise<BulkCloseResult> {
+  const sessionFilter: SessionFilter = {
+    startedBeforeSeconds: filter.olderThanSeconds,
+    groups: filter.groups,
+    ids: filter.ids,
+  }
+  const description: Record<string, unknown> = {
+    ...(filter.all ? { all: true } : {}),
+    ...(filter.olderThanSeconds ? { olderThanSeconds: filter.olderThanSeconds } : {}),
+    ...(filter.groups?.length ? { groups: filter.groups } : {}),
+    ...(filter.ids?.length ? { ids: filter.ids } : {}),
+  }
+  const report = await closeSessions(db, table, { ...options, filter: sessionFilter, filterDescription: description, reason: 'bulk_close' })
+  return { report, json: { ...toJson(table, report), matched: report.matched, filter: description } }
+}
