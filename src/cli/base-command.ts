@@ -64,7 +64,9 @@ export abstract class WardenCommand extends Command {
       this.logJson({ error: { kind, exitCode: exit, message, ...(hint ? { hint } : {}) } })
       return undefined
     }
-    throw new Errors.CLIError(hint ? `${message}\n  hint: ${hint}` : message, { exit })
+    // Printed as is: oclif's renderer re-wraps and prefixes each line, which breaks grep in scripts.
+    process.stderr.write(`Error: ${message}\n${hint ? `  hint: ${hint}\n` : ''}`)
+    throw new Errors.ExitError(exit)
   }
 }
 

@@ -53,6 +53,8 @@ const columnsSchema = z
       .transform((value) => (value === undefined ? [] : Array.isArray(value) ? value : [value])),
     durationSeconds: identifier.optional(),
     group: identifier.optional(),
+    /** who a session belongs to (user or agent id): lets doctor find duplicate open sessions per owner */
+    owner: identifier.optional(),
   })
   .strict()
 
@@ -78,6 +80,47 @@ export const sessionsSchema = z
       })
     }
   })
+
+/** warn/crit pair; a warn above crit would make "critical" unreachable, so it is refused. */
+function thresholds(value: z.ZodType<number, z.ZodTypeDef, unknown>, defaults: { warn: string | number; crit: string | number }, unit: string) {
+  return z
+    .object({ warn: value.default(defaults.warn), crit: value.default(defaults.crit) })
+    .strict()
+    .default({})
+    .superRefine((pair, ctx) => {
+      if (pair.warn > pair.crit) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['warn'], message: `expected warn ≤ crit (crit is ${pair.crit}${unit})` })
+      }
+    })
+}
+
+const percent = z.number({ invalid_type_error: 'expected a percentage from 1 to 100' }).min(1, 'expected a percentage from 1 to 100').max(100, 'expected a percentage from 1 to 100')
+
+const checksSchema = z
+  .object({
+    /** checks doctor skips (by name) */
+    disabled: z.array(z.string()).default([]),
+    /** open sessions silent past orphanAfter; the post-mortem alerts above 5 */
+    orphanedSessions: thresholds(count(0, Number.MAX_SAFE_INTEGER), { warn: 1, crit: 6 }, ' sessions'),
+    /** age of the oldest idle-in-transaction backend: an app holding a transaction across an LLM call */
+    idleInTransaction: thresholds(duration, { warn: '10s', crit: '60s' }, ' s'),
+    longTransactions: thresholds(duration, { warn: '1m', crit: '10m' }, ' s'),
+    /** how long a backend has been waiting on a lock */
+    blockedBackends: thresholds(duration, { warn: '5s', crit: '30s' }, ' s'),
+    /** percentage of usable connection slots in use */
+    connectionHeadroom: thresholds(percent, { warn: 80, crit: 95 }, '%'),
+    /**
+     * How long the application's pool waits for a connection (SQLAlchemy's pool_timeout is 30 s):
+     * an idle-in-transaction timeout longer than that lets a leaked transaction starve the pool.
+     */
+    appPoolWait: duration.default('30s'),
+    /** an llm_requests-like table whose rows point at sessions: doctor looks for rows with no session */
+    costRows: z.object({ table: qualifiedTable, sessionId: identifier }).strict().optional(),
+    /** the orphan-index check stays quiet below this many rows */
+    orphanIndexMinRows: count(0, Number.MAX_SAFE_INTEGER).default(10_000),
+  })
+  .strict()
+  .default({})
 
 /** The conversation_sessions shape of SPEC.md: the default when no mapping is configured. */
 export const DEFAULT_SESSIONS = {
@@ -115,6 +158,7 @@ export const configSchema = z
       })
       .strict()
       .default({}),
+    checks: checksSchema,
   })
   .strict()
 

@@ -29,6 +29,7 @@ export interface SessionTable {
   endedAt: string[]
   durationSeconds?: string
   group?: string
+  owner?: string
   /** keyset batching over id is exact only when id is unique */
   idUnique: boolean
 }
@@ -88,6 +89,7 @@ export async function resolveSessionTable(db: Database, config: SessionsConfig):
     endedAt: mapped.endedAt.map((column, index) => check(`endedAt[${index}]`, column, 'timestamp')!),
     durationSeconds: check('durationSeconds', mapped.durationSeconds, 'number'),
     group: check('group', mapped.group, 'any'),
+    owner: check('owner', mapped.owner, 'any'),
     idUnique: false,
   }
   const [unique] = await db.rows<{ unique: boolean }>(hasUniqueIndexOn(relation.oid, mapped.id))

@@ -2,7 +2,7 @@ import { hostname, userInfo } from 'node:os'
 import type pg from 'pg'
 import { ExitCode, WardenError } from '../core/errors.js'
 import type { Database } from '../db/database.js'
-import { auditTable, auditTableExists, finishAudit, insertAudit, type AuditStatus } from '../db/queries/audit.js'
+import { abortStaleRuns, auditTable, auditTableExists, finishAudit, insertAudit, type AuditStatus } from '../db/queries/audit.js'
 import { closeBatch, cutoffFromNow, summarize, type SessionFilter } from '../db/queries/sessions.js'
 import type { SessionTable } from '../db/session-table.js'
 import { sql } from '../db/sql.js'
@@ -149,6 +149,7 @@ async function runLocked(db: Database, client: pg.PoolClient, table: SessionTabl
     return report
   }
 
+  await db.query(abortStaleRuns(request.wardenSchema, audit.target), client)
   const auditId = (await db.rows<{ id: string }>(insertAudit(request.wardenSchema, audit), client))[0]!.id
   report.auditId = auditId
   report.byGroup = {}

@@ -32,6 +32,19 @@ export const finishAudit = (schema: string, id: string, status: AuditStatus, det
     [id, status, JSON.stringify(details), error ?? null],
   )
 
+/**
+ * Called by a closer that holds the table's lock: any applied run still marked running for the
+ * same table cannot be alive (it would hold the lock), so it died mid-run, e.g. kill -9.
+ */
+export const abortStaleRuns = (schema: string, target: string) =>
+  sql(
+    'audit.abortStale',
+    `UPDATE ${auditTable(schema)}
+        SET status = 'aborted', finished_at = now(), error = 'the process ended before finishing; found by a later run'
+      WHERE target = $1 AND status = 'running' AND NOT dry_run`,
+    [target],
+  )
+
 export const recentAudit = (schema: string, limit: number) =>
   sql(
     'audit.recent',

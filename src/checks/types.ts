@@ -1,0 +1,56 @@
+import type { WardenConfig } from '../core/config.js'
+import type { Database } from '../db/database.js'
+import type { SessionTable } from '../db/session-table.js'
+import type { Sql } from '../db/sql.js'
+
+export type Severity = 'ok' | 'warn' | 'crit'
+/** skipped: not configured for this deployment; error: the check itself could not run */
+export type CheckStatus = Severity | 'skipped' | 'error'
+
+export interface CheckContext {
+  db: Database
+  config: WardenConfig
+  /** the mapped session table, or why it could not be resolved (only the checks that need it fail) */
+  sessions: SessionTable | Error
+  serverVersionNum: number
+}
+
+export interface Finding {
+  status: Severity
+  message: string
+  evidence?: object[]
+}
+
+/**
+ * One health check, postgres_exporter style: its name and help, the one statement it runs and
+ * the function that grades the rows, side by side in one file. `sql` returns undefined when the
+ * check does not apply (e.g. an optional mapping is not configured): the check is then skipped.
+ */
+export interface Check<Row = Record<string, unknown>> {
+  name: string
+  help: string
+  sql: (ctx: CheckContext) => Sql | undefined | Promise<Sql | undefined>
+  evaluate: (rows: Row[], ctx: CheckContext) => Finding
+  /** why the check is skipped when sql returns undefined */
+  skipReason?: string
+}
+
+export interface CheckResult {
+  name: string
+  help: string
+  status: CheckStatus
+  message: string
+  evidence: object[]
+  durationMs: number
+}
+
+export function grade(value: number, thresholds: { warn: number; crit: number }): Severity {
+  if (value >= thresholds.crit) return 'crit'
+  if (value >= thresholds.warn) return 'warn'
+  return 'ok'
+}
+
+export function requireSessions(ctx: CheckContext): SessionTable {
+  if (ctx.sessions instanceof Error) throw ctx.sessions
+  return ctx.sessions
+}

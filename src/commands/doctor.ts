@@ -1,0 +1,51 @@
+import { Flags } from '@oclif/core'
+import { WardenCommand } from '../cli/base-command.js'
+import { wrap } from '../cli/wrap.js'
+import { ExitCode, WardenError } from '../core/errors.js'
+import { CHECK_NAMES } from '../checks/index.js'
+import { runChecks, type DoctorReport } from '../checks/run.js'
+
+const BADGE = { ok: ' OK ', warn: 'WARN', crit: 'CRIT', skipped: 'SKIP', error: 'FAIL' } as const
+
+export default class Doctor extends WardenCommand {
+  static override description = `Run every health check and give one verdict.
+
+Checks: ${CHECK_NAMES.join(', ')}. Each runs in its own read-only transaction with a deadline; one that fails reports itself and the rest still run. Thresholds live under "checks:" in the config file.
+
+Exit codes: 0 ok, 1 warning, 2 critical, 3 could not run (database unreachable, bad configuration, unknown --check, or a check that failed with nothing critical found).`
+
+  static override examples = [
+    '<%= config.bin %> doctor',
+    '<%= config.bin %> doctor --check idle-in-transaction --check connection-headroom',
+    '<%= config.bin %> doctor --json | jq \'.checks[] | select(.status != "ok")\'',
+  ]
+
+  static override flags = {
+    check: Flags.string({ description: `run only this check (repeatable): ${CHECK_NAMES.join(', ')}`, multiple: true }),
+    verbose: Flags.boolean({ char: 'v', description: 'show the evidence rows of every finding' }),
+    'check-timeout': Flags.integer({ description: 'deadline per check, in milliseconds', default: 10_000, min: 100 }),
+  }
+
+  async run(): Promise<DoctorReport> {
+    const { flags } = await this.parse(Doctor)
+    const loaded = this.loadConfig(flags)
+    const report = await this.withDatabase(loaded, (db) => runChecks(db, loaded.config, { only: flags.check, checkTimeoutMs: flags['check-timeout'] }))
+    for (const check of report.checks) {
+      this.say(`${BADGE[check.status]}  ${check.name}`)
+      this.say(wrap(check.message, 78, '      '))
+      if ((flags.verbose || check.status === 'warn' || check.status === 'crit') && check.evidence.length > 0) {
+        for (const row of check.evidence.slice(0, flags.verbose ? 50 : 3)) this.say(wrap(JSON.stringify(row), 78, '        '))
+      }
+    }
+    this.say('')
+    this.say(report.verdict)
+    process.exitCode = report.exitCode
+    return report
+  }
+
+  /** Whatever stops doctor from judging the database is "could not run" to cron and CI. */
+  protected override async catch(error: Error & { exitCode?: number }): Promise<unknown> {
+    if (error instanceof WardenError) return super.catch(new WardenError(error.message, ExitCode.unavailable, error.hint))
+    return super.catch(error)
+  }
+}
