@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createTestDatabase, type TestDatabase } from './helpers/db.js'
 import { parseJson, runCli } from './helpers/cli.js'
+import { MIGRATIONS } from '../src/db/migrate.js'
 
 describe('test harness', () => {
   let t: TestDatabase
@@ -20,6 +21,6 @@ describe('test harness', () => {
   it('runs the built CLI as a subprocess against that database', async () => {
     const result = await runCli(['db', 'migrate', '--json', '--database-url', t.url])
     expect(result.code, result.stderr).toBe(0)
-    expect(parseJson(result)).toMatchObject({ schema: 'warden', currentVersion: 1 })
+    expect(parseJson(result)).toMatchObject({ schema: 'warden', currentVersion: Math.max(...MIGRATIONS.map((m) => m.version)) })
   })
 })

@@ -122,6 +122,44 @@ const checksSchema = z
   .strict()
   .default({})
 
+/** A 5- or 6-field cron expression as node-cron takes it; checked properly where it is scheduled. */
+const cronExpression = z
+  .string({ invalid_type_error: 'expected a cron expression such as "*/5 * * * *"' })
+  .refine((value) => [5, 6].includes(value.trim().split(/\s+/).length), 'expected a cron expression with 5 or 6 fields, such as "*/5 * * * *"')
+
+const serverSchema = z
+  .object({
+    host: z.string().min(1).default('127.0.0.1'),
+    port: count(0, 65_535).default(9477),
+    /**
+     * Bearer token for the mutating admin routes. Without one they are off. A secret: give it
+     * through WARDEN_ADMIN_TOKEN rather than a file that lands in a repository; never logged.
+     */
+    adminToken: z.string().min(16, 'expected at least 16 characters (a random token)').optional(),
+    /** how often database-derived gauges are refreshed; scrapes read the cache */
+    collectInterval: duration.default('15s'),
+    /** deadline for one collection; a slower database leaves the last values in place */
+    collectTimeout: duration.default('5s'),
+    /** mutating API calls allowed per minute (all clients together) */
+    mutationsPerMinute: count(1, 10_000).default(30),
+  })
+  .strict()
+  .default({})
+
+const schedulerSchema = z
+  .object({
+    /** orphan sweep schedule; null turns it off */
+    sweep: cronExpression.nullable().default('*/5 * * * *'),
+    /** false: the scheduled sweep only reports (dry run) */
+    sweepApply: z.boolean().default(true),
+    /** doctor schedule (publishes check metrics); null turns it off */
+    doctor: cronExpression.nullable().default('* * * * *'),
+    /** random delay before each run, so replicas do not hit the database at the same instant */
+    jitter: z.union([z.literal(0), duration]).default(0),
+  })
+  .strict()
+  .default({})
+
 /** The conversation_sessions shape of SPEC.md: the default when no mapping is configured. */
 export const DEFAULT_SESSIONS = {
   table: 'public.conversation_sessions',
@@ -159,6 +197,8 @@ export const configSchema = z
       .strict()
       .default({}),
     checks: checksSchema,
+    server: serverSchema,
+    scheduler: schedulerSchema,
   })
   .strict()
 
@@ -182,4 +222,7 @@ export const ENV_KEYS: ReadonlyArray<{ env: string; key: string }> = [
   { env: 'WARDEN_SESSIONS_TABLE', key: 'sessions.table' },
   { env: 'WARDEN_ORPHAN_AFTER', key: 'sessions.orphanAfter' },
   { env: 'WARDEN_BATCH_SIZE', key: 'sweep.batchSize' },
+  { env: 'WARDEN_ADMIN_TOKEN', key: 'server.adminToken' },
+  { env: 'WARDEN_HOST', key: 'server.host' },
+  { env: 'WARDEN_PORT', key: 'server.port' },
 ]

@@ -108,8 +108,17 @@ function describeIssue(issue: ZodIssue, raw: Tree, sources: Map<string, string>)
   }
   const value = getPath(raw, issue.path)
   const where = sourceOf(sources, key)
-  const shownValue = value === undefined ? 'missing' : `= ${JSON.stringify(value)}`
+  const shownValue = value === undefined ? 'missing' : `= ${JSON.stringify(redactValue(key, value))}`
   return `${shownKey} ${shownValue}${where ? ` (from ${where})` : ''}: ${issue.message}`
+}
+
+const SECRET_KEY = /token|password|secret/i
+
+/** Config values as they may appear in messages and logs: secrets hidden, URL passwords masked. */
+export function redactValue(key: string, value: unknown): unknown {
+  if (SECRET_KEY.test(key)) return '*****'
+  if (key === 'database.url' && typeof value === 'string') return redactUrl(value)
+  return value
 }
 
 /** Redacts the password of a connection URL so it can be printed or logged. */

@@ -39,6 +39,20 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX audit_log_at_idx ON ${schema}.audit_log (at DESC);
       COMMENT ON TABLE ${schema}.audit_log IS 'Every Warden mutation and dry run: who, what filter, how many rows, when.';`,
   },
+  {
+    version: 2,
+    name: 'scheduled_runs',
+    up: (schema) => `
+      CREATE TABLE ${schema}.scheduled_runs (
+        key          text PRIMARY KEY,
+        owner        text NOT NULL,
+        claimed_at   timestamptz NOT NULL DEFAULT now(),
+        lease_until  timestamptz NOT NULL,
+        finished_at  timestamptz
+      );
+      CREATE INDEX scheduled_runs_claimed_at_idx ON ${schema}.scheduled_runs (claimed_at);
+      COMMENT ON TABLE ${schema}.scheduled_runs IS 'One row per scheduled job slot: the replica that claimed it runs it, the others skip.';`,
+  },
 ]
 
 export interface MigrationResult {

@@ -1,0 +1,69 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { loadConfig } from '../src/core/config.js'
+import { Database } from '../src/db/database.js'
+import { migrate } from '../src/db/migrate.js'
+import { startScheduler, type Scheduler, type SweepOutcome } from '../src/scheduler/scheduler.js'
+import { writeConfig } from './helpers/cli.js'
+import { createTestDatabase, type TestDatabase } from './helpers/db.js'
+import { seedConversationSessions } from './helpers/fixtures.js'
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined }
+
+describe('scheduler with the PostgreSQL run coordinator (three replicas)', () => {
+  let t: TestDatabase
+  beforeAll(async () => {
+    t = await createTestDatabase('scheduler')
+    await seedConversationSessions(t, { orphans: 30, live: 10 })
+    await migrate(t.db, 'warden')
+  })
+  afterAll(async () => {
+    await t.drop()
+  })
+
+  it('runs each sweep slot exactly once across replicas, and closes no session twice', async () => {
+    const { config } = loadConfig({
+      env: {},
+      configPath: writeConfig(`database: { url: ${t.url} }\nscheduler:\n  sweep: "* * * * * *"\n  doctor: null\nsweep: { batchSize: 7 }\n`),
+    })
+    const replicas: Array<{ db: Database; scheduler: Scheduler; outcomes: SweepOutcome[] }> = []
+    for (const name of ['a', 'b', 'c']) {
+      const db = new Database({ ...config.database, applicationName: `warden-replica-${name}` })
+      const outcomes: SweepOutcome[] = []
+      replicas.push({ db, outcomes, scheduler: startScheduler({ db, config, owner: `replica-${name}`, logger: quiet, hooks: { onSweep: (o) => outcomes.push(o) } }) })
+    }
+    // New orphans keep arriving while the replicas sweep, so several slots have work to do.
+    for (let wave = 0; wave < 4; wave += 1) {
+      await sleep(900)
+      await t.exec(
+        `INSERT INTO conversation_sessions (session_id, user_id, agent_role, is_active, session_start, last_activity_at)
+         SELECT gen_random_uuid(), 'late', 'support-agent', true, now() - interval '6 hours', now() - interval '3 hours' FROM generate_series(1, 10)`,
+      )
+    }
+    await sleep(1500)
+    await Promise.all(replicas.map((r) => r.scheduler.stop()))
+    await Promise.all(replicas.map((r) => r.db.close()))
+
+    const { rows: slots } = await t.exec(`SELECT key, owner, finished_at IS NOT NULL AS finished FROM warden.scheduled_runs ORDER BY key`)
+    expect(slots.length).toBeGreaterThanOrEqual(4)
+    // One row per slot is the primary key's doing; what matters is who ran: exactly one replica per slot.
+    const runs = replicas.flatMap((r) => r.outcomes)
+    expect(runs.length).toBe(slots.length)
+    expect(new Set(slots.map((s) => s.owner)).size).toBeGreaterThanOrEqual(1)
+    expect(slots.every((s) => s.finished)).toBe(true)
+
+    const { rows: audit } = await t.exec(`SELECT count(*)::int AS runs, sum(rows_affected)::int AS closed FROM warden.audit_log WHERE NOT dry_run AND command = 'scheduled sweep'`)
+    const okRuns = runs.filter((o) => o.result === 'ok')
+    expect(audit[0].runs).toBe(okRuns.length)
+    const closedByRuns = okRuns.reduce((sum, o) => sum + (o.result === 'ok' ? o.sweep.json.closed : 0), 0)
+    expect(closedByRuns).toBe(70)
+    expect(audit[0].closed).toBe(70)
+    const { rows: left } = await t.exec(`SELECT count(*)::int AS open FROM conversation_sessions WHERE is_active`)
+    expect(left[0].open).toBe(10)
+  })
+
+  it('refuses an invalid cron expression with the key and the value', async () => {
+    const { config } = loadConfig({ env: {}, configPath: writeConfig(`database: { url: ${t.url} }\nscheduler:\n  sweep: "61 * * * *"\n`) })
+    expect(() => startScheduler({ db: t.db, config, owner: 'x', logger: quiet })).toThrow(/scheduler\.sweep = "61 \* \* \* \*": not a valid cron expression/)
+  })
+})
