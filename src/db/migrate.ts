@@ -53,6 +53,54 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX scheduled_runs_claimed_at_idx ON ${schema}.scheduled_runs (claimed_at);
       COMMENT ON TABLE ${schema}.scheduled_runs IS 'One row per scheduled job slot: the replica that claimed it runs it, the others skip.';`,
   },
+  {
+    version: 3,
+    name: 'reference_chat',
+    // The reference chat path's own tables. Ids are text: an id the client supplies always wins,
+    // whatever its shape, so the server never mints a second id for the same conversation.
+    up: (schema) => `
+      CREATE TABLE ${schema}.chat_sessions (
+        id                text PRIMARY KEY,
+        owner             text,
+        agent_role        text,
+        is_active         boolean NOT NULL DEFAULT true,
+        started_at        timestamptz NOT NULL DEFAULT now(),
+        last_activity_at  timestamptz NOT NULL DEFAULT now(),
+        ended_at          timestamptz,
+        duration_seconds  double precision,
+        end_reason        text,
+        server_id         text,
+        turn_count        integer NOT NULL DEFAULT 0,
+        input_tokens      bigint NOT NULL DEFAULT 0,
+        output_tokens     bigint NOT NULL DEFAULT 0
+      );
+      CREATE INDEX chat_sessions_open_silence_idx ON ${schema}.chat_sessions (last_activity_at) WHERE is_active;
+      CREATE INDEX chat_sessions_server_open_idx ON ${schema}.chat_sessions (server_id) WHERE is_active;
+      CREATE TABLE ${schema}.chat_messages (
+        id          bigserial PRIMARY KEY,
+        session_id  text NOT NULL REFERENCES ${schema}.chat_sessions (id) ON DELETE CASCADE,
+        role        text NOT NULL CHECK (role IN ('user', 'assistant', 'tool')),
+        content     jsonb NOT NULL,
+        created_at  timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE INDEX chat_messages_session_idx ON ${schema}.chat_messages (session_id, id);
+      CREATE TABLE ${schema}.llm_requests (
+        id             bigserial PRIMARY KEY,
+        session_id     text REFERENCES ${schema}.chat_sessions (id) ON DELETE SET NULL,
+        request_id     text,
+        operation      text NOT NULL DEFAULT 'chat',
+        model          text NOT NULL,
+        input_tokens   integer NOT NULL DEFAULT 0,
+        output_tokens  integer NOT NULL DEFAULT 0,
+        cost_usd       numeric(14, 6) NOT NULL DEFAULT 0,
+        latency_ms     integer NOT NULL,
+        status         text NOT NULL CHECK (status IN ('ok', 'error')),
+        error_type     text,
+        created_at     timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE INDEX llm_requests_session_idx ON ${schema}.llm_requests (session_id);
+      COMMENT ON TABLE ${schema}.llm_requests IS 'One cost row per LLM call of the reference chat path, written by its own short transaction.';`,
+  },
 ]
 
 export interface MigrationResult {
