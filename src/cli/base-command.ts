@@ -76,6 +76,10 @@ function classify(error: Error): { message: string; exit: number; hint?: string;
   if (error instanceof WardenError) return { message: error.message, exit: error.exitCode, hint: error.hint, kind: KIND_BY_CODE[error.exitCode] ?? 'error' }
   // oclif's own flag/argument parse errors exit 2, which Warden reserves for "critical".
   if (error instanceof Errors.CLIError && 'parse' in error) return { message: error.message.replace(/\nSee more help with --help$/, ''), exit: ExitCode.usage, hint: 'see --help', kind: 'usage' }
+  // A flag's own parse function failing (Flags.integer min/max, say) reaches us as a plain Error
+  // that oclif relabels "Parsing --flag \n\t<reason>\nSee more help with --help".
+  const flagParse = /^Parsing (--[\w-]+) \n\t([\s\S]*?)(?:\nSee more help with --help)?$/.exec(error.message)
+  if (flagParse) return { message: `${flagParse[1]}: ${flagParse[2]}`, exit: ExitCode.usage, hint: 'see --help', kind: 'usage' }
   if (error instanceof Errors.ExitError) throw error
   const sqlstate = (error as { code?: string }).code
   return { message: sqlstate ? `database error ${sqlstate}: ${error.message}` : error.message, exit: ExitCode.failed, kind: 'failed' }

@@ -5,10 +5,11 @@ import { ExitCode, WardenError } from '../core/errors.js'
  * Asks on the terminal. Without a terminal there is nobody to ask, and guessing "yes" for a
  * mutation is how incidents grow: that is an abort with its own exit code, pointing at --yes.
  */
-export async function confirm(question: string, howToSkip: string): Promise<void> {
+export async function confirm(action: string, howToSkip: string): Promise<void> {
   if (!process.stdin.isTTY) {
-    throw new WardenError(`${question} needs confirmation, and there is no terminal to ask on: re-run with ${howToSkip}`, ExitCode.aborted)
+    throw new WardenError(`refusing to ${action} without confirmation: there is no terminal to ask on; re-run with ${howToSkip}`, ExitCode.aborted)
   }
+  const question = `${action.charAt(0).toUpperCase()}${action.slice(1)}?`
   const prompt = createInterface({ input: process.stdin, output: process.stderr })
   try {
     const answer = (await prompt.question(`${question} [y/N] `)).trim().toLowerCase()

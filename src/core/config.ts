@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { parse as parseYaml } from 'yaml'
-import type { ZodIssue } from 'zod'
+import { ZodDefault, ZodEffects, ZodObject, ZodOptional, type ZodIssue, type ZodTypeAny } from 'zod'
 import { configSchema, DEFAULT_SESSIONS, ENV_KEYS, type WardenConfig } from './config-schema.js'
 import { configError, usageError } from './errors.js'
 
@@ -84,7 +84,7 @@ function readConfigFile(path: string, explicit: boolean): Tree | undefined {
   try {
     parsed = parseYaml(readFileSync(path, 'utf8'))
   } catch (error) {
-    throw configError(`config file ${path} is not valid YAML: ${(error as Error).message.split('\n')[0]}`)
+    throw configError(`config file ${path} is not valid YAML: ${(error as Error).message.split('\n')[0]!.replace(/:$/, '')}`)
   }
   if (parsed === null || parsed === undefined) return {}
   if (!isPlainObject(parsed)) throw configError(`config file ${path} must hold a mapping of keys at the top level`)
@@ -99,12 +99,37 @@ function sourceOf(sources: Map<string, string>, path: string): string | undefine
   return undefined
 }
 
+/** The keys the schema allows under a path, for "unknown key" messages. */
+function knownKeys(path: ReadonlyArray<string | number>): string[] {
+  const unwrap = (schema: ZodTypeAny): ZodTypeAny => {
+    for (;;) {
+      if (schema instanceof ZodDefault || schema instanceof ZodOptional) schema = schema._def.innerType
+      else if (schema instanceof ZodEffects) schema = schema._def.schema
+      else return schema
+    }
+  }
+  let schema: ZodTypeAny | undefined = configSchema
+  for (const part of path) {
+    const node = unwrap(schema)
+    schema = node instanceof ZodObject ? (node.shape as Record<string, ZodTypeAny>)[String(part)] : undefined
+    if (!schema) return []
+  }
+  const node = unwrap(schema)
+  return node instanceof ZodObject ? Object.keys(node.shape) : []
+}
+
 function describeIssue(issue: ZodIssue, raw: Tree, sources: Map<string, string>): string {
   const key = issue.path.filter((part) => typeof part === 'string').join('.')
   const shownKey = issue.path.map(String).join('.') || '(top level)'
   if (issue.code === 'unrecognized_keys') {
-    const where = sourceOf(sources, `${key ? `${key}.` : ''}${issue.keys[0]}`)
-    return `${issue.keys.map((k) => (key ? `${key}.${k}` : k)).join(', ')}: unknown key${issue.keys.length > 1 ? 's' : ''}${where ? ` (from ${where})` : ''}`
+    const first = `${key ? `${key}.` : ''}${issue.keys[0]}`
+    // An unknown key that holds a mapping has sources only for its leaves.
+    const where = sourceOf(sources, first) ?? [...sources].find(([k]) => k.startsWith(`${first}.`))?.[1]
+    const allowed = knownKeys(issue.path)
+    return (
+      `${issue.keys.map((k) => (key ? `${key}.${k}` : k)).join(', ')}: unknown key${issue.keys.length > 1 ? 's' : ''}${where ? ` (from ${where})` : ''}` +
+      (allowed.length ? `; expected one of: ${allowed.join(', ')}` : '')
+    )
   }
   const value = getPath(raw, issue.path)
   const where = sourceOf(sources, key)
@@ -118,8 +143,12 @@ const SECRET_KEY = /token|password|secret/i
 export function redactValue(key: string, value: unknown): unknown {
   if (SECRET_KEY.test(key)) return '*****'
   if (key === 'database.url' && typeof value === 'string') return redactUrl(value)
+  // A URL typed in the wrong place (`database: postgres://u:pw@h/db`) is still a URL with a password.
+  if (typeof value === 'string' || isPlainObject(value) || Array.isArray(value)) return JSON.parse(redactSecrets(JSON.stringify(value)))
   return value
 }
+
+const redactSecrets = (json: string) => json.replace(/(\/\/[^\s:@/"]*:)[^\s@/"]*@/g, '$1*****@').replace(/([?&]password=)[^&\s"]*/gi, '$1*****')
 
 /** Redacts the password of a connection URL so it can be printed or logged. */
 export function redactUrl(url: string | undefined): string {
@@ -127,6 +156,8 @@ export function redactUrl(url: string | undefined): string {
   try {
     const parsed = new URL(url)
     if (parsed.password) parsed.password = '*****'
+    // pg, like libpq, also takes the password as a query parameter
+    if (parsed.searchParams.has('password')) parsed.searchParams.set('password', '*****')
     return parsed.toString()
   } catch {
     return url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:*****@')

@@ -1,7 +1,7 @@
 import type { SessionsConfig } from '../core/config.js'
 import { configError } from '../core/errors.js'
 import type { Database } from './database.js'
-import { findRelation, hasUniqueIndexOn, listColumns, listTables } from './queries/catalog.js'
+import { findRelation, hasUniqueIndexOn, listColumns, listTables, schemaExists } from './queries/catalog.js'
 import { parseQualifiedName, quoteIdent, quoteQualified, type QualifiedName } from './sql.js'
 
 interface CatalogColumn {
@@ -43,6 +43,17 @@ const EXPECTED: Record<ColumnKind, { test: (column: CatalogColumn) => boolean; t
   number: { test: (c) => c.category === 'N', text: 'a number (integer, numeric, real or double precision)' },
 }
 
+const RELKIND_NAMES: Record<string, string> = {
+  v: 'a view',
+  m: 'a materialized view',
+  f: 'a foreign table',
+  S: 'a sequence',
+  i: 'an index',
+  I: 'a partitioned index',
+  c: 'a composite type',
+  t: 'a TOAST table',
+}
+
 const describeColumns = (columns: CatalogColumn[]) => columns.map((c) => `${c.name} (${c.type})`).join(', ')
 
 /**
@@ -54,13 +65,19 @@ export async function resolveSessionTable(db: Database, config: SessionsConfig):
   const [relation] = await db.rows<{ oid: string; relkind: string }>(findRelation(name.schema, name.name))
   if (!relation) {
     const tables = await db.rows<{ name: string }>(listTables(name.schema))
+    const schemaFound = tables.length > 0 || ((await db.rows<{ exists: boolean }>(schemaExists(name.schema)))[0]?.exists ?? false)
     throw configError(
       `sessions.table = "${config.table}": no table ${name.schema}.${name.name} in this database` +
-        (tables.length ? `; schema ${name.schema} has: ${tables.map((t) => t.name).join(', ')}` : `; schema ${name.schema} has no tables`),
+        (tables.length
+          ? `; schema ${name.schema} has: ${tables.map((t) => t.name).join(', ')}`
+          : schemaFound
+            ? `; schema ${name.schema} has no tables`
+            : `; schema ${name.schema} does not exist`),
     )
   }
   if (relation.relkind !== 'r' && relation.relkind !== 'p') {
-    throw configError(`sessions.table = "${config.table}": ${name.schema}.${name.name} is not a table (relkind ${relation.relkind}); expected a table Warden can UPDATE`)
+    const kind = RELKIND_NAMES[relation.relkind] ?? `a relation of kind ${relation.relkind}`
+    throw configError(`sessions.table = "${config.table}": ${name.schema}.${name.name} is ${kind}, not a table; map the table it reads from (Warden UPDATEs rows)`)
   }
   const columns = await db.rows<CatalogColumn>(listColumns(relation.oid))
   const byName = new Map(columns.map((column) => [column.name, column]))

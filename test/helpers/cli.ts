@@ -25,7 +25,8 @@ export interface CliOptions {
 function cleanEnv(extra: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {}
   for (const [key, value] of Object.entries(process.env)) {
-    if (key.startsWith('WARDEN_') || key === 'DATABASE_URL' || key.startsWith('PG')) continue
+    // NODE_ENV=test (set by vitest) would make oclif behave as in development.
+    if (key.startsWith('WARDEN_') || key === 'DATABASE_URL' || key.startsWith('PG') || key === 'NODE_ENV') continue
     env[key] = value
   }
   for (const [key, value] of Object.entries(extra)) if (value !== undefined) env[key] = value

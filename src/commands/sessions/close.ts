@@ -6,7 +6,7 @@ import { batchSizeFlag, maxRowsFlag, sessionFlagValues, tableFlag } from '../../
 import { progressBar } from '../../cli/progress.js'
 import { byGroupLine } from '../../cli/render.js'
 import { DURATION_EXPECTED, parseDuration } from '../../core/duration.js'
-import { usageError } from '../../core/errors.js'
+import { ExitCode, usageError, WardenError } from '../../core/errors.js'
 import { summarizeSessions } from '../../sessions/inspect.js'
 import { bulkClose, isEmptyFilter, type BulkCloseFilter, type BulkCloseResult } from '../../sessions/sweep.js'
 
@@ -52,10 +52,19 @@ A filter is required: --all, or any of --older-than, --group, --id (filters comb
         const preview = await summarizeSessions(db, table, { open: true, startedBeforeSeconds: filter.olderThanSeconds, groups: filter.groups, ids: filter.ids })
         const count = preview.reduce((sum, g) => sum + g.count, 0)
         const byGroup = Object.fromEntries(preview.map((g) => [g.group, g.count]))
-        if (count > 0) await confirm(`Close ${count} open session(s) of ${table.name.schema}.${table.name.name} (${byGroupLine(byGroup)})?`, '--yes')
+        if (count > 0) await confirm(`close ${count} open session(s) of ${table.name.schema}.${table.name.name} (${byGroupLine(byGroup)})`, '--yes')
       }
       return bulkClose(db, table, filter, options)
-    }).finally(progress.stop)
+    })
+      .catch((error: unknown) => {
+        // --id values are the only user input bound to a typed column here (22P02 and friends).
+        if (filter.ids?.length && error instanceof WardenError && error.exitCode === ExitCode.usage) {
+          const reason = error.message.replace(/^invalid value for statement \S*: /, '')
+          throw usageError(`--id ${filter.ids.map((id) => JSON.stringify(id)).join(' --id ')}: not a valid id for sessions.columns.id = "${loaded.config.sessions.columns.id}" (${reason})`)
+        }
+        throw error
+      })
+      .finally(progress.stop)
     this.say(renderCloseReport(result.report, 'sessions'))
     return result.json
   }

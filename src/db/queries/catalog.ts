@@ -10,6 +10,9 @@ export const findRelation = (schema: string, name: string) =>
     [schema, name],
   )
 
+export const schemaExists = (schema: string) =>
+  sql('catalog.schemaExists', `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1) AS "exists"`, [schema])
+
 export const listTables = (schema: string) =>
   sql(
     'catalog.listTables',
