@@ -3,7 +3,7 @@ import { WardenCommand } from '../../cli/base-command.js'
 import { DURATION_EXPECTED, parseDuration } from '../../core/duration.js'
 import { usageError } from '../../core/errors.js'
 import { probePool, type PoolProbe, type PoolProbeOptions } from '../../probes/pool-probe.js'
-import { renderPoolProbe } from '../../probes/render-probe.js'
+import { renderPoolProbe } from '../../cli/render-probe.js'
 
 /** Shared with `pool watch`, which takes the same probe flags. */
 export const probeFlags = {

@@ -4,7 +4,7 @@ import { timestamp } from '../../cli/render.js'
 import { DURATION_EXPECTED, formatDuration, parseDuration } from '../../core/duration.js'
 import { usageError, WardenError } from '../../core/errors.js'
 import { probePool } from '../../probes/pool-probe.js'
-import { renderPoolProbe } from '../../probes/render-probe.js'
+import { renderPoolProbe } from '../../cli/render-probe.js'
 import { probeFlags, probeOptions } from './probe.js'
 
 const CLEAR_SCREEN = '\x1b[H\x1b[2J\x1b[3J'

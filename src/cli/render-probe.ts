@@ -1,8 +1,8 @@
-import { age, table, timestamp, type Column } from '../cli/render.js'
-import type { AcquireProbe } from './acquire-probe.js'
-import type { PgBouncerProbe } from './pgbouncer-probe.js'
-import type { PoolProbe } from './pool-probe.js'
-import type { ServerProbe, TimeoutSetting } from './server-probe.js'
+import { age, table, timestamp, type Column } from './render.js'
+import type { AcquireProbe } from '../probes/acquire-probe.js'
+import type { PgBouncerProbe } from '../probes/pgbouncer-probe.js'
+import type { PoolProbe } from '../probes/pool-probe.js'
+import type { ServerProbe, TimeoutSetting } from '../probes/server-probe.js'
 
 /**
  * Human form of a pool probe, shared by `pool probe` and `pool watch`. Every line fits `width`
