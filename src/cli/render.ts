@@ -1,4 +1,5 @@
 import { formatDuration } from '../core/duration.js'
+import type { DailyStatsRow } from '../sessions/inspect.js'
 
 export interface Column<Row> {
   header: string
@@ -29,4 +30,16 @@ export const timestamp = (value: Date | string | null | undefined): string => {
 export function byGroupLine(byGroup: Record<string, number>): string {
   const entries = Object.entries(byGroup).sort((a, b) => b[1] - a[1])
   return entries.length ? entries.map(([group, n]) => `${group}=${n}`).join(', ') : 'none'
+}
+
+/** `sessions stats` and the demo show the same per-day table. */
+export function renderDailyStats(rows: DailyStatsRow[], byGroup: boolean): string {
+  return table(rows, [
+    { header: 'day', value: (r) => r.day },
+    ...(byGroup ? [{ header: 'group', value: (r: DailyStatsRow) => r.group }] : []),
+    { header: 'sessions', value: (r) => r.total, align: 'right' },
+    { header: 'avg duration', value: (r) => age(r.avgDurationSeconds), align: 'right' },
+    { header: 'still active', value: (r) => r.stillActive, align: 'right' },
+    { header: 'orphaned', value: (r) => r.orphaned, align: 'right' },
+  ])
 }

@@ -1,7 +1,7 @@
 import { Flags } from '@oclif/core'
 import { WardenCommand } from '../../cli/base-command.js'
 import { orphanAfterFlag, sessionFlagValues, tableFlag } from '../../cli/flags.js'
-import { age, table as renderTable } from '../../cli/render.js'
+import { renderDailyStats } from '../../cli/render.js'
 import { sessionDailyStats, type DailyStatsRow } from '../../sessions/inspect.js'
 
 export default class SessionsStats extends WardenCommand {
@@ -25,14 +25,7 @@ This is the daily health query from the websocket post-mortem: a day whose "stil
     this.say(
       rows.length === 0
         ? `no sessions started in the last ${flags.days} day(s)`
-        : renderTable(rows, [
-            { header: 'day', value: (r) => r.day },
-            ...(flags['by-group'] ? [{ header: 'group', value: (r: DailyStatsRow) => r.group }] : []),
-            { header: 'sessions', value: (r) => r.total, align: 'right' },
-            { header: 'avg duration', value: (r) => age(r.avgDurationSeconds), align: 'right' },
-            { header: 'still active', value: (r) => r.stillActive, align: 'right' },
-            { header: 'orphaned', value: (r) => r.orphaned, align: 'right' },
-          ]),
+        : renderDailyStats(rows, flags['by-group']),
     )
     return { days: flags.days, byGroup: flags['by-group'], rows }
   }

@@ -1,0 +1,52 @@
+import { readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { sql, type Sql } from '../db/sql.js'
+import type { DemoSession } from './seed.js'
+
+/**
+ * The demo's table and mapping are the shipped example's, read at run time: the example users
+ * copy and the table the demo sweeps cannot drift apart. Two levels up from dist/demo (or
+ * src/demo under tsx) is the package root, which ships examples/ (package.json "files").
+ */
+const EXAMPLE_DIR = new URL('../../examples/conversation_sessions/', import.meta.url)
+export const DEMO_SCHEMA_FILE = fileURLToPath(new URL('schema.sql', EXAMPLE_DIR))
+export const DEMO_CONFIG_FILE = fileURLToPath(new URL('warden.config.yaml', EXAMPLE_DIR))
+
+/** Several statements in one text: sent without parameters, so PostgreSQL takes them as one simple query. */
+export function createConversationSessions(): Sql {
+  return sql('demo.schema', readFileSync(DEMO_SCHEMA_FILE, 'utf8'))
+}
+
+/**
+ * One statement per chunk of rows: columns travel as arrays and unnest() turns them into rows,
+ * so thousands of sessions cost one round trip. Instants are computed from ages by the server's
+ * clock, the same clock every Warden query measures silence with.
+ */
+export function insertDemoSessions(rows: DemoSession[]): Sql {
+  return sql(
+    'demo.insertSessions',
+    `INSERT INTO public.conversation_sessions
+            (session_id, user_id, agent_role, is_active, session_start, last_activity_at, session_end, ended_at, duration_seconds)
+     SELECT id, user_id, agent_role, is_active,
+            now() - make_interval(secs => start_ago),
+            now() - make_interval(secs => last_ago),
+            now() - make_interval(secs => end_ago),
+            now() - make_interval(secs => end_ago),
+            duration
+       FROM unnest($1::uuid[], $2::text[], $3::text[], $4::boolean[], $5::float8[], $6::float8[], $7::float8[], $8::int[])
+            AS s(id, user_id, agent_role, is_active, start_ago, last_ago, end_ago, duration)`,
+    [
+      rows.map((r) => r.id),
+      rows.map((r) => r.userId),
+      rows.map((r) => r.group),
+      rows.map((r) => r.active),
+      rows.map((r) => r.startAgoSeconds),
+      rows.map((r) => r.lastActivityAgoSeconds),
+      rows.map((r) => r.endAgoSeconds),
+      rows.map((r) => r.durationSeconds),
+    ],
+  )
+}
+
+/** Fresh statistics, so the planner sees thousands of rows rather than an empty table. */
+export const analyzeConversationSessions = (): Sql => sql('demo.analyze', 'ANALYZE public.conversation_sessions')
