@@ -24,7 +24,7 @@ describe('scheduler with the PostgreSQL run coordinator (three replicas)', () =>
   it('runs each sweep slot exactly once across replicas, and closes no session twice', async () => {
     const { config } = loadConfig({
       env: {},
-      configPath: writeConfig(`database: { url: ${t.url} }\nscheduler:\n  sweep: "* * * * * *"\n  doctor: null\nsweep: { batchSize: 7 }\n`),
+      configPath: writeConfig(`database: { url: ${t.url} }\nscheduler:\n  sweep: "* * * * * *"\n  sweepApply: true\n  doctor: null\nsweep: { batchSize: 7 }\n`),
     })
     const replicas: Array<{ db: Database; scheduler: Scheduler; outcomes: SweepOutcome[] }> = []
     for (const name of ['a', 'b', 'c']) {

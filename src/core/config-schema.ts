@@ -150,8 +150,8 @@ const schedulerSchema = z
   .object({
     /** orphan sweep schedule; null turns it off */
     sweep: cronExpression.nullable().default('*/5 * * * *'),
-    /** false: the scheduled sweep only reports (dry run) */
-    sweepApply: z.boolean().default(true),
+    /** Mutations default to a dry run: the scheduled sweep only reports until this is true. */
+    sweepApply: z.boolean().default(false),
     /** doctor schedule (publishes check metrics); null turns it off */
     doctor: cronExpression.nullable().default('* * * * *'),
     /** random delay before each run, so replicas do not hit the database at the same instant */

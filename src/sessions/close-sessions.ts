@@ -68,11 +68,13 @@ function safeUsername(): string {
 /**
  * Closes sessions in batches, or only reports what it would close. One closer per table at a
  * time across processes and hosts: a session-level advisory lock held on the connection that
- * runs the batches, so a killed process releases it with its connection.
+ * runs the batches, so a killed process releases it with its connection. Dry runs take no lock.
  */
 export async function closeSessions(db: Database, table: SessionTable, request: CloseRequest): Promise<CloseReport> {
   const started = performance.now()
   return db.withClient(async (client) => {
+    // A dry run changes nothing, so it neither waits for nor blocks a real run.
+    if (request.dryRun) return runLocked(db, client, table, request, started)
     const [lock] = await db.rows<{ locked: boolean }>(
       sql('close.tryLock', 'SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS locked', [lockKey(table)]),
       client,

@@ -22,7 +22,11 @@ const NO_GROUP_LABEL = '(none)'
 /** Group label when no group column is mapped: one bucket, still a valid Prometheus label value. */
 export const ALL_GROUPS = 'all'
 
-export const openPredicate = (t: SessionTable): string => (t.active ? `${t.active} IS TRUE` : `${t.endedAt[0]} IS NULL`)
+/**
+ * The bare column, not `IS TRUE`: only this form matches a partial index `WHERE is_active`,
+ * the index the orphan queries need (a NULL flag counts as closed either way).
+ */
+export const openPredicate = (t: SessionTable): string => (t.active ? t.active : `${t.endedAt[0]} IS NULL`)
 export const lastSeenExpr = (t: SessionTable): string => (t.lastSeenAt ? `COALESCE(${t.lastSeenAt}, ${t.startedAt})` : t.startedAt)
 export const groupExpr = (t: SessionTable): string => (t.group ? `COALESCE(${t.group}::text, '${NO_GROUP_LABEL}')` : `'${ALL_GROUPS}'`)
 
@@ -69,12 +73,13 @@ export type SessionOrder = 'silent' | 'newest'
 export function listSessions(t: SessionTable, filter: SessionFilter, limit: number, order: SessionOrder): Sql {
   const values: unknown[] = []
   const where = whereClause(t, filter, values)
-  const orderBy = order === 'silent' ? `${lastSeenExpr(t)} ASC` : `${t.startedAt} DESC`
+  // id breaks ties, so pages of the API do not skip or repeat sessions that share a timestamp
+  const orderBy = order === 'silent' ? `${lastSeenExpr(t)} ASC, ${t.id}` : `${t.startedAt} DESC, ${t.id}`
   return sql(
     'sessions.list',
     `SELECT ${t.id}::text AS id,
             ${groupExpr(t)} AS "group",
-            (${openPredicate(t)}) AS open,
+            COALESCE(${openPredicate(t)}, false) AS open,
             ${t.startedAt} AS "startedAt",
             ${lastSeenExpr(t)} AS "lastSeenAt",
             ${t.endedAt[0] ?? 'NULL::timestamptz'} AS "endedAt",

@@ -1,0 +1,109 @@
+import type { Request } from 'express'
+import { z, type ZodTypeAny } from 'zod'
+import { DURATION_EXPECTED, parseDuration } from '../core/duration.js'
+import { isEmptyFilter, type BulkCloseFilter } from '../sessions/sweep.js'
+import { ApiError, validationError } from './errors.js'
+
+const intFrom = (min: number, max: number) =>
+  z.coerce
+    .number({ invalid_type_error: `expected an integer from ${min} to ${max}` })
+    .int(`expected an integer from ${min} to ${max}`)
+    .min(min, `expected an integer from ${min} to ${max}`)
+    .max(max, `expected an integer from ${min} to ${max}`)
+
+/** Body integers must be JSON numbers: "100" in a JSON body is a client bug worth a 400. */
+const bodyInt = (min: number, max: number) =>
+  z
+    .number({ invalid_type_error: `expected an integer from ${min} to ${max}` })
+    .int(`expected an integer from ${min} to ${max}`)
+    .min(min, `expected an integer from ${min} to ${max}`)
+    .max(max, `expected an integer from ${min} to ${max}`)
+
+/** "7d", "90m", or a number of seconds: the CLI's duration syntax. */
+const duration = z.union([z.string(), z.number()], { invalid_type_error: `expected ${DURATION_EXPECTED}` }).transform((value, ctx) => {
+  const seconds = parseDuration(value)
+  if (seconds === undefined) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `expected ${DURATION_EXPECTED}` })
+    return z.NEVER
+  }
+  return seconds
+})
+
+/** ?group=a&group=b arrives as an array, ?group=a as a string. */
+const repeated = (item: ZodTypeAny, max: number) =>
+  z.preprocess((value) => (value === undefined || Array.isArray(value) ? value : [value]), z.array(item).max(max, `expected at most ${max} values`).optional())
+
+const name = z.string().min(1, 'expected a non-empty string').max(200, 'expected at most 200 characters')
+const queryBoolean = z.enum(['true', 'false', '1', '0']).transform((value) => value === 'true' || value === '1')
+
+export const SESSION_STATES = ['active', 'orphaned', 'recent', 'closed', 'all'] as const
+/** Offset paging reads and skips the rows before the page: bounded, so a deep page cannot cost a table scan. */
+export const MAX_OFFSET = 10_000
+
+export const listQuery = z
+  .object({
+    state: z.enum(SESSION_STATES).default('active'),
+    group: repeated(name, 100),
+    since: duration.default('24h'),
+    limit: intFrom(1, 1000).default(50),
+    offset: intFrom(0, MAX_OFFSET).default(0),
+  })
+  .strict()
+
+export const statsQuery = z.object({ days: intFrom(1, 3660).default(7), byGroup: queryBoolean.default('false') }).strict()
+
+export const checksQuery = z.object({ check: repeated(name, 50) }).strict()
+
+export const poolQuery = z.object({ longTransaction: duration.default('1m'), queryLength: intFrom(1, 10_000).default(200) }).strict()
+
+const runOptions = {
+  /** false or absent: a dry run (reports, audits, changes nothing) */
+  apply: z.boolean({ invalid_type_error: 'expected true or false' }).default(false),
+  batchSize: bodyInt(1, 100_000).optional(),
+  maxRows: bodyInt(1, Number.MAX_SAFE_INTEGER).optional(),
+  sample: bodyInt(0, 1000).default(5),
+}
+
+export const sweepBody = z.object(runOptions).strict()
+
+/** The CLI's `sessions close` rules, with the API's field names. */
+export const closeBody = z
+  .object({
+    ...runOptions,
+    all: z.boolean({ invalid_type_error: 'expected true or false' }).default(false),
+    olderThan: duration.optional(),
+    groups: z.array(name).min(1, 'expected at least one group').max(100, 'expected at most 100 groups').optional(),
+    // bigint ids may arrive as JSON numbers; the database casts the text to the column's type
+    ids: z.array(z.union([name, z.number().int()]).transform(String)).min(1, 'expected at least one id').max(10_000, 'expected at most 10000 ids').optional(),
+  })
+  .strict()
+  .transform((body, ctx) => {
+    const filter: BulkCloseFilter = { all: body.all, olderThanSeconds: body.olderThan, groups: body.groups, ids: body.ids }
+    if (body.all && !isEmptyFilter(filter)) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['all'], message: 'closes every open session and cannot be combined with olderThan, groups or ids' })
+    } else if (!body.all && isEmptyFilter(filter)) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'a filter is required: {"all": true}, olderThan (e.g. "7d"), groups or ids' })
+    }
+    return { ...body, filter }
+  })
+
+export function parseQuery<S extends ZodTypeAny>(schema: S, req: Request): z.output<S> {
+  const result = schema.safeParse(req.query)
+  if (!result.success) throw validationError(result.error, 'query parameter')
+  return result.data
+}
+
+/**
+ * Mutations take JSON. An empty body is an empty object (a dry-run sweep needs no body), but a
+ * body in another media type is refused rather than ignored: curl -d sends a form by default,
+ * and silently treating `apply=true` as a dry run would surprise the operator just as much.
+ */
+export function parseBody<S extends ZodTypeAny>(schema: S, req: Request): z.output<S> {
+  const hasBody = Number(req.get('content-length') ?? 0) > 0 || req.get('transfer-encoding') !== undefined
+  if (hasBody && !req.is('application/json')) throw new ApiError(415, 'unsupported_media_type', 'send the request body as application/json')
+  const body: unknown = req.body ?? {}
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ApiError(400, 'invalid_request', 'body: expected a JSON object')
+  const result = schema.safeParse(body)
+  if (!result.success) throw validationError(result.error, 'field')
+  return result.data
+}
