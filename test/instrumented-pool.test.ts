@@ -237,7 +237,18 @@ describe('instrumented pg.Pool (real PostgreSQL)', () => {
       const holder = await pool.connect()
       try {
         expect(await seriesValue(registry, 'db_client_connection_timeouts_total', { pool_name: 'app' })).toBe(0)
-        await expect(pool.connect()).rejects.toThrow('timeout exceeded when trying to connect')
+        const appConnects = async () => {
+          try {
+            return await pool.connect()
+          } catch (error) {
+            return error as Error
+          }
+        }
+        const error = await appConnects()
+        expect(error).toBeInstanceOf(Error)
+        expect((error as Error).message).toBe('timeout exceeded when trying to connect')
+        // as with a bare pg.Pool, the stack leads to the application's await, not to pg's timer
+        expect((error as Error).stack).toContain(THIS_FILE)
         expect(await seriesValue(registry, 'db_client_connection_timeouts_total', { pool_name: 'app' })).toBe(1)
         await expect(pool.query('SELECT 1')).rejects.toThrow('timeout exceeded when trying to connect')
         expect(await seriesValue(registry, 'db_client_connection_timeouts_total', { pool_name: 'app' })).toBe(2)
@@ -268,8 +279,11 @@ describe('instrumented pg.Pool (real PostgreSQL)', () => {
       expect(new Set(states)).toEqual(new Set(['chat']))
       // histograms keep their history
       expect((await histogram(registry, 'db_client_connection_wait_time_seconds', 'admin')).count).toBe(1)
-      // the name is free again once its pool has ended
-      makePool({ registry, poolName: 'admin' })
+      // the name is free again once its pool has ended, and the new pool continues its series
+      const again = makePool({ registry, poolName: 'admin' })
+      await again.query('SELECT 1')
+      expect((await histogram(registry, 'db_client_connection_wait_time_seconds', 'admin')).count).toBe(2)
+      expect(await seriesValue(registry, 'db_client_connection_count', { pool_name: 'admin', state: 'idle' })).toBe(1)
     })
 
     it('keeps the pg.Pool API: callback connect with done(), events, counters, query forms', async () => {

@@ -35,7 +35,6 @@ export class Checkout {
   acquiredAt = 0
   /** text of the last statement run on the client during this checkout (never its values) */
   lastQuery: string | undefined = undefined
-  timer: NodeJS.Timeout | undefined = undefined
   longHoldWarned = false
 
   constructor(
@@ -72,12 +71,7 @@ const globals = globalThis as unknown as { [STORAGE_KEY]?: AsyncLocalStorage<Fra
 const storage: AsyncLocalStorage<Frame> = (globals[STORAGE_KEY] ??= new AsyncLocalStorage<Frame>())
 
 /** Records that the current async context is acquiring `checkout` (called inside connect()). */
-const MODE = process.env.EXP_MODE ?? ''
-const CONST_FRAME: Frame = { held: [] }
 export function enterCheckout(checkout: Checkout): void {
-  if (MODE === 'noop') return
-  if (MODE === 'const') { storage.enterWith(CONST_FRAME); return }
-  if (MODE === 'getonly') { storage.getStore(); return }
   const current = storage.getStore()
   let held: Checkout[]
   if (current === undefined || current.held.length === 0) {

@@ -32,7 +32,8 @@ export interface PoolGaugeSource {
  * global symbol, so two copies of this module in one process (src and dist) share it.
  */
 const SOURCES = Symbol.for('warden.pool.gaugeSources')
-type WithSources = { [SOURCES]?: Map<string, PoolGaugeSource> }
+const NAMES = Symbol.for('warden.pool.namesSeen')
+type WithSources = { [SOURCES]?: Map<string, PoolGaugeSource>; [NAMES]?: Set<string> }
 
 export interface PoolMetrics {
   connectionCount: Gauge<'pool_name' | 'state'>
@@ -43,6 +44,8 @@ export interface PoolMetrics {
   heldDuringLlmCall: Counter<'pool_name' | 'operation'>
   /** pools currently reported by the gauges, by pool_name */
   sources: Map<string, PoolGaugeSource>
+  /** every pool_name that has reported to this registry (a re-created pool keeps its history) */
+  namesSeen: Set<string>
 }
 
 type AnyMetric = Gauge<string> | Histogram<string> | Counter<string>
@@ -136,7 +139,9 @@ export function poolMetrics(registry: Registry): PoolMetrics {
   // Both gauges read the same map: register a pool once, it shows in both.
   const sources = sourcesOf(connectionCount)
   ;(pendingRequests as unknown as WithSources)[SOURCES] = sources
-  return { connectionCount, pendingRequests, waitTime, useTime, timeouts, heldDuringLlmCall, sources }
+  const holder = connectionCount as unknown as WithSources
+  const namesSeen = (holder[NAMES] ??= new Set())
+  return { connectionCount, pendingRequests, waitTime, useTime, timeouts, heldDuringLlmCall, sources, namesSeen }
 }
 
 interface HistogramEntry {

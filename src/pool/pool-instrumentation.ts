@@ -110,10 +110,14 @@ export class PoolInstrumentation implements CheckoutOwner, PoolGaugeSource {
       throw new Error(`instrumentPool: a live pool named "${this.poolName}" already reports to this registry; give each pool its own poolName`)
     }
     this.metrics.sources.set(this.poolName, this)
-    // series exist from the start (0), so rate() and "increase > 0" alerts work before the first event
+    // series exist from the start (0), so rate() and "increase > 0" alerts work before the first
+    // event; a pool re-created under the same name keeps counting where the last one stopped
     const labels = { pool_name: this.poolName }
-    this.metrics.waitTime.zero(labels)
-    this.metrics.useTime.zero(labels)
+    if (!this.metrics.namesSeen.has(this.poolName)) {
+      this.metrics.namesSeen.add(this.poolName)
+      this.metrics.waitTime.zero(labels)
+      this.metrics.useTime.zero(labels)
+    }
     this.metrics.timeouts.inc(labels, 0)
     this.observeWait = poolObserver(this.metrics.waitTime, this.poolName)
     this.observeUse = poolObserver(this.metrics.useTime, this.poolName)
@@ -167,21 +171,20 @@ export class PoolInstrumentation implements CheckoutOwner, PoolGaugeSource {
         })
         return undefined
       }
+      // as pg-pool does: a failure's stack is re-captured in a reaction of the promise the
+      // application awaits, where V8's async stack trace leads to its await, not to a socket
       return new PromiseCtor<pg.PoolClient>((resolve, reject) => {
         originalConnect.call(pool, (err: Error | undefined, client: pg.PoolClient | undefined) => {
-          if (self.acquired(checkout, err, client) !== undefined) return resolve(client!)
-          const error = err ?? new Error('pool.connect() failed without an error')
-          // as pg-pool does: a stack that leads back to the application, not to a socket
-          Error.captureStackTrace(error)
-          reject(error)
+          if (self.acquired(checkout, err, client) !== undefined) resolve(client!)
+          else reject(err ?? new Error('pool.connect() failed without an error'))
         })
-      })
+      }).catch(restack)
     }
 
-    function query(...args: unknown[]): unknown {
+    function query(): unknown {
       self.convenienceDepth += 1
       try {
-        return originalQuery.apply(pool, args)
+        return originalQuery.apply(pool, arguments as unknown as unknown[])
       } finally {
         self.convenienceDepth -= 1
       }
@@ -310,18 +313,23 @@ export class PoolInstrumentation implements CheckoutOwner, PoolGaugeSource {
   }
 }
 
+function restack(error: Error): never {
+  Error.captureStackTrace(error, restack)
+  throw error
+}
+
 /** Records the text (never the values) of each statement run on a client checked out by connect(). */
 function patchClientQuery(client: PatchedClient): void {
   const originalQuery = client.query as unknown as Method
   Object.assign(client, {
     [QUERY_PATCHED]: true,
-    query(this: PatchedClient, ...args: unknown[]): unknown {
+    query(this: PatchedClient, first: unknown): unknown {
       const checkout = this[CLIENT_CHECKOUT]
       if (checkout !== undefined) {
-        const first = args[0]
         checkout.lastQuery = typeof first === 'string' ? first : ((first as { text?: unknown } | null)?.text as string | undefined)
       }
-      return originalQuery.apply(this, args)
+      // apply(arguments): passes exactly what the caller passed, without allocating an array
+      return originalQuery.apply(this, arguments as unknown as unknown[])
     },
   })
 }
