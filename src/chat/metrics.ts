@@ -1,4 +1,5 @@
 import { Counter, Histogram, type Registry } from 'prom-client'
+import { getOrCreateMetric } from '../metrics/registry.js'
 
 /**
  * The LLM client metrics of SPEC.md, under the OpenTelemetry GenAI semantic-convention names as
@@ -24,27 +25,12 @@ export interface ChatMetrics {
   sessionsClosed: Counter<'reason'>
 }
 
-/**
- * Returns the registry's metric of that name, or registers a new one: two routers (or the
- * admin service) can share one registry. A same-named metric of another type or label set is a
- * programming error worth failing at start-up for.
- */
-function getOrCreate<M extends Histogram<string> | Counter<string>>(registry: Registry, name: string, kind: abstract new (...args: never[]) => M, labelNames: readonly string[], create: () => M): M {
-  const existing = registry.getSingleMetric(name)
-  if (existing === undefined) return create()
-  const labels = [...((existing as unknown as { labelNames?: string[] }).labelNames ?? [])].sort().join(',')
-  if (!(existing instanceof kind) || labels !== [...labelNames].sort().join(',')) {
-    throw new Error(`metric ${name} is already registered as ${existing.constructor.name} with labels [${labels}]; expected ${kind.name} with [${labelNames.join(', ')}]`)
-  }
-  return existing
-}
-
 export function chatMetrics(registry: Registry): ChatMetrics {
   const registers = [registry]
   const durationLabels = ['gen_ai_request_model', 'gen_ai_provider_name', 'error_type'] as const
   const tokenLabels = ['gen_ai_request_model', 'gen_ai_token_type'] as const
   return {
-    operationDuration: getOrCreate(registry, CHAT_METRIC_NAMES.operationDuration, Histogram, durationLabels, () =>
+    operationDuration: getOrCreateMetric(registry, CHAT_METRIC_NAMES.operationDuration, Histogram, durationLabels, () =>
       new Histogram({
         name: CHAT_METRIC_NAMES.operationDuration,
         help: 'Duration of GenAI client operations (LLM calls), including streaming; error_type is empty on success.',
@@ -53,7 +39,7 @@ export function chatMetrics(registry: Registry): ChatMetrics {
         registers,
       }),
     ) as ChatMetrics['operationDuration'],
-    tokenUsage: getOrCreate(registry, CHAT_METRIC_NAMES.tokenUsage, Histogram, tokenLabels, () =>
+    tokenUsage: getOrCreateMetric(registry, CHAT_METRIC_NAMES.tokenUsage, Histogram, tokenLabels, () =>
       new Histogram({
         name: CHAT_METRIC_NAMES.tokenUsage,
         help: 'Tokens used per GenAI client operation, by token type (input, output).',
@@ -62,7 +48,7 @@ export function chatMetrics(registry: Registry): ChatMetrics {
         registers,
       }),
     ) as ChatMetrics['tokenUsage'],
-    sessionsClosed: getOrCreate(registry, CHAT_METRIC_NAMES.sessionsClosed, Counter, ['reason'], () =>
+    sessionsClosed: getOrCreateMetric(registry, CHAT_METRIC_NAMES.sessionsClosed, Counter, ['reason'], () =>
       new Counter({ name: CHAT_METRIC_NAMES.sessionsClosed, help: 'Sessions closed, by reason.', labelNames: ['reason'] as const, registers }),
     ) as ChatMetrics['sessionsClosed'],
   }

@@ -3,26 +3,18 @@ import type { AddressInfo } from 'node:net'
 import express from 'express'
 import type pg from 'pg'
 import { Registry } from 'prom-client'
-import { createInstrumentedPool, type PoolLogger } from '../pool/instrumented-pool.js'
-import { anthropicFactory, type LlmSettings } from './llm.js'
-import { createChatRouter, type ChatLogger, type ChatRouter, type ChatRouterDeps, type ShutdownOptions } from './router.js'
+import { CHAT_MOUNT_PATH, createChatMount, type ChatMountOptions } from './mount.js'
+import type { ChatRouter, ShutdownOptions } from './router.js'
+
+export { CHAT_MOUNT_PATH } from './mount.js'
 
 /**
  * A small standalone server for the chat path: `warden chat serve` and `warden loadtest` use
  * it; `warden serve --chat` mounts the same router next to the admin API instead. The router
  * lives under /chat in both, so clients and `loadtest --target-url` work against either.
  */
-export const CHAT_MOUNT_PATH = '/chat'
-
-export interface ChatServerOptions extends Omit<ChatRouterDeps, 'pool' | 'anthropic' | 'registry'> {
+export interface ChatServerOptions extends ChatMountOptions {
   databaseUrl: string
-  llm: LlmSettings
-  poolMax?: number
-  /** connectionTimeoutMillis: how long a request waits for a pooled connection before pool_timeout (503) */
-  poolTimeoutMs?: number
-  /** application_name of the pool's connections: what pg_stat_activity and `warden pool probe` show */
-  applicationName?: string
-  poolName?: string
   registry?: Registry
   host?: string
   port?: number
@@ -40,24 +32,9 @@ export interface ChatServer {
   close(options?: ShutdownOptions): Promise<{ closedSessions: number }>
 }
 
-/** The pool warnings (held during LLM call, long hold) go to the chat logger. */
-const poolLogger = (logger: ChatLogger | undefined): PoolLogger | undefined => (logger ? { warn: (details, message) => logger.warn(details, message) } : undefined)
-
 export async function startChatServer(options: ChatServerOptions): Promise<ChatServer> {
   const registry = options.registry ?? new Registry()
-  const pool = createInstrumentedPool(
-    {
-      connectionString: options.databaseUrl,
-      max: options.poolMax ?? 10,
-      connectionTimeoutMillis: options.poolTimeoutMs ?? 5000,
-      application_name: options.applicationName ?? 'warden-chat',
-      idleTimeoutMillis: 30_000,
-    },
-    { poolName: options.poolName ?? 'chat', registry, logger: poolLogger(options.logger) },
-  )
-  // An idle client dropped by the server (restart, network) must not crash the process.
-  pool.on('error', (error) => options.logger?.warn({ err: error }, 'idle chat pool connection failed'))
-  const router = createChatRouter({ ...options, pool, registry, anthropic: anthropicFactory(options.llm) })
+  const { router, pool, close: closeMount } = createChatMount(options, registry)
 
   const app = express()
   app.disable('x-powered-by')
@@ -95,11 +72,10 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
       closing ??= (async () => {
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()))
         server.closeIdleConnections()
-        const closedSessions = await router.shutdown(closeOptions)
+        const closed = await closeMount(closeOptions)
         server.closeAllConnections()
         await stopped
-        await pool.end()
-        return { closedSessions }
+        return closed
       })()
       return closing
     },

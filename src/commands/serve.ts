@@ -1,5 +1,6 @@
 import { Flags } from '@oclif/core'
 import { WardenCommand } from '../cli/base-command.js'
+import { chatFlags, chatSetup } from '../cli/chat-flags.js'
 import { orphanAfterFlag, tableFlag } from '../cli/flags.js'
 import { createLogger, LOG_FORMATS, LOG_LEVELS, type LogFormat, type Logger } from '../server/logger.js'
 import { startService, type Service } from '../server/service.js'
@@ -21,6 +22,7 @@ Logs are JSON lines on stdout (readable lines on a terminal); secrets are redact
     'WARDEN_ADMIN_TOKEN=$(openssl rand -hex 24) <%= config.bin %> serve --host 0.0.0.0 --port 9477',
     '<%= config.bin %> serve --log-format json --log-level debug',
     '<%= config.bin %> serve --no-scheduler   # API and metrics only; sweeps run from a CronJob',
+    '<%= config.bin %> serve --chat --mock-latency 1s   # plus the reference chat path under /chat',
   ]
 
   // The command's output is its log stream; --log-format json is the machine-readable form.
@@ -38,6 +40,8 @@ Logs are JSON lines on stdout (readable lines on a terminal); secrets are redact
     }),
     table: tableFlag,
     'orphan-after': orphanAfterFlag,
+    chat: Flags.boolean({ description: 'mount the reference chat path under /chat (release before call; see `warden chat serve`)', helpGroup: 'CHAT' }),
+    ...Object.fromEntries(Object.entries(chatFlags).map(([name, flag]) => [name, { ...flag, helpGroup: 'CHAT' }])) as typeof chatFlags,
   }
 
   async run(): Promise<void> {
@@ -49,14 +53,19 @@ Logs are JSON lines on stdout (readable lines on a terminal); secrets are redact
       { key: 'sessions.orphanAfter', flag: '--orphan-after', value: flags['orphan-after'] },
     ])
     const logger = createLogger({ level: flags['log-level'], format: flags['log-format'] as LogFormat })
-    const service = await startService({ config: loaded.config, logger, scheduler: flags.scheduler })
-    process.stderr.write(banner(service, loaded.config.server.adminToken !== undefined))
-    await untilSignalled(service, logger)
+    const chat = flags.chat ? await chatSetup(flags, { schema: loaded.config.wardenSchema, applicationName: loaded.config.database.applicationName, logger }) : undefined
+    try {
+      const service = await startService({ config: loaded.config, logger, scheduler: flags.scheduler, chat: chat?.options })
+      process.stderr.write(banner(service, loaded.config.server.adminToken !== undefined, chat?.llmLabel))
+      await untilSignalled(service, logger)
+    } finally {
+      await chat?.mock?.close()
+    }
   }
 }
 
 /** Human lines on stderr: stdout carries the log stream, which log shippers parse. */
-function banner(service: Service, mutationsEnabled: boolean): string {
+function banner(service: Service, mutationsEnabled: boolean, chatLlm?: string): string {
   const { url } = service
   const mutations = mutationsEnabled ? 'enabled (Bearer token)' : 'disabled: no admin token (WARDEN_ADMIN_TOKEN)'
   return [
@@ -65,6 +74,7 @@ function banner(service: Service, mutationsEnabled: boolean): string {
     `  health    ${url}/healthz  ${url}/readyz`,
     `  api       ${url}/api/sessions  ${url}/api/sessions/stats  ${url}/api/checks  ${url}/api/pool`,
     `  mutations POST ${url}/api/sweeps  POST ${url}/api/sessions/close: ${mutations}`,
+    ...(chatLlm ? [`  chat      ${url}/chat/sessions (LLM: ${chatLlm})`] : []),
     '',
   ].join('\n')
 }

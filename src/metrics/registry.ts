@@ -1,4 +1,4 @@
-import { collectDefaultMetrics, Registry } from 'prom-client'
+import { collectDefaultMetrics, Registry, type Metric } from 'prom-client'
 
 /**
  * prom-client's default set includes gauges named `*_total`, which `promtool check metrics`
@@ -25,4 +25,26 @@ export function createRegistry(options: RegistryOptions = {}): Registry {
     for (const name of PROMTOOL_REJECTED_DEFAULTS) registry.removeSingleMetric(name)
   }
   return registry
+}
+
+/**
+ * The registry's metric of that name, or a newly registered one: the admin service, the pools
+ * and the chat path may share one registry and register the same metric in any order. A
+ * same-named metric of another type or label set is a programming error worth failing on at
+ * start-up.
+ */
+export function getOrCreateMetric<M extends Metric<string>>(
+  registry: Registry,
+  name: string,
+  kind: abstract new (...args: never[]) => M,
+  labelNames: readonly string[],
+  create: () => M,
+): M {
+  const existing = registry.getSingleMetric(name)
+  if (existing === undefined) return create()
+  const labels = [...((existing as unknown as { labelNames?: string[] }).labelNames ?? [])].sort().join(',')
+  if (!(existing instanceof kind) || labels !== [...labelNames].sort().join(',')) {
+    throw new Error(`metric ${name} is already registered as ${existing.constructor.name} with labels [${labels}]; expected ${kind.name} with [${labelNames.join(', ')}]`)
+  }
+  return existing
 }

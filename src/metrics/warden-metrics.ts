@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
+import { getOrCreateMetric } from './registry.js'
 import type { DoctorReport } from '../checks/run.js'
 import type { CheckStatus } from '../checks/types.js'
 import type { CloseReason, CloseReport } from '../sessions/close-sessions.js'
@@ -62,18 +63,14 @@ export class WardenMetrics {
   ) {
     const registers = [registry]
     // Shared with the chat path (disconnect, shutdown closes), which may have registered it first.
-    const existing = registry.getSingleMetric('warden_sessions_closed_total')
-    if (existing !== undefined && !(existing instanceof Counter && (existing as unknown as { labelNames?: string[] }).labelNames?.join(',') === 'reason')) {
-      throw new Error('warden_sessions_closed_total is already registered with another type or labels; expected a counter labelled by reason')
-    }
-    this.sessionsClosed =
-      (existing as Counter<'reason'> | undefined) ??
+    this.sessionsClosed = getOrCreateMetric(registry, 'warden_sessions_closed_total', Counter, ['reason'], () =>
       new Counter({
         name: 'warden_sessions_closed_total',
         help: 'Sessions closed by this process, by reason (orphan_sweep, bulk_close, shutdown, disconnect).',
         labelNames: ['reason'],
         registers,
-      })
+      }),
+    ) as Counter<'reason'>
     this.sweepRuns = new Counter({
       name: 'warden_sweep_runs_total',
       help: 'Orphan sweeps run by this process, by result: ok (dry run or apply), locked (another sweep or close held the table), error.',

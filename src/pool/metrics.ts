@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
+import { getOrCreateMetric } from '../metrics/registry.js'
 
 /**
  * Bucket boundaries (seconds) for pool wait and hold times: small ones for fast acquires, the
@@ -48,20 +49,6 @@ export interface PoolMetrics {
   namesSeen: Set<string>
 }
 
-type AnyMetric = Gauge<string> | Histogram<string> | Counter<string>
-
-function reuse<M extends AnyMetric>(registry: Registry, name: string, kind: new (...args: never[]) => M, labelNames: string[], create: () => M): M {
-  const existing = registry.getSingleMetric(name)
-  if (existing === undefined) return create()
-  if (!(existing instanceof kind)) {
-    throw new Error(`metric ${name} is already registered with another type (${existing.constructor.name}); expected ${kind.name}`)
-  }
-  const existingLabels = [...((existing as unknown as { labelNames?: string[] }).labelNames ?? [])].sort()
-  if (existingLabels.join(',') !== [...labelNames].sort().join(',')) {
-    throw new Error(`metric ${name} is already registered with labels [${existingLabels.join(', ')}]; expected [${labelNames.join(', ')}]`)
-  }
-  return existing
-}
 
 function sourcesOf(metric: Gauge<string>): Map<string, PoolGaugeSource> {
   const holder = metric as unknown as WithSources
@@ -75,7 +62,7 @@ function sourcesOf(metric: Gauge<string>): Map<string, PoolGaugeSource> {
  */
 export function poolMetrics(registry: Registry): PoolMetrics {
   const registers = [registry]
-  const connectionCount = reuse(registry, POOL_METRIC_NAMES.connectionCount, Gauge, ['pool_name', 'state'], () =>
+  const connectionCount = getOrCreateMetric(registry, POOL_METRIC_NAMES.connectionCount, Gauge, ['pool_name', 'state'], () =>
     new Gauge({
       name: POOL_METRIC_NAMES.connectionCount,
       help: 'Connections of the client pool by state: idle in the pool, or used (checked out, or being opened).',
@@ -90,7 +77,7 @@ export function poolMetrics(registry: Registry): PoolMetrics {
       },
     }),
   ) as Gauge<'pool_name' | 'state'>
-  const pendingRequests = reuse(registry, POOL_METRIC_NAMES.pendingRequests, Gauge, ['pool_name'], () =>
+  const pendingRequests = getOrCreateMetric(registry, POOL_METRIC_NAMES.pendingRequests, Gauge, ['pool_name'], () =>
     new Gauge({
       name: POOL_METRIC_NAMES.pendingRequests,
       help: 'connect() calls of the pool still waiting for a connection (queued, or waiting for a new one to open).',
@@ -102,7 +89,7 @@ export function poolMetrics(registry: Registry): PoolMetrics {
       },
     }),
   ) as Gauge<'pool_name'>
-  const waitTime = reuse(registry, POOL_METRIC_NAMES.waitTime, Histogram, ['pool_name'], () =>
+  const waitTime = getOrCreateMetric(registry, POOL_METRIC_NAMES.waitTime, Histogram, ['pool_name'], () =>
     new Histogram({
       name: POOL_METRIC_NAMES.waitTime,
       help: 'Time from a connect() call (or pool.query) to a connection in hand, for successful acquires.',
@@ -111,7 +98,7 @@ export function poolMetrics(registry: Registry): PoolMetrics {
       registers,
     }),
   ) as Histogram<'pool_name'>
-  const useTime = reuse(registry, POOL_METRIC_NAMES.useTime, Histogram, ['pool_name'], () =>
+  const useTime = getOrCreateMetric(registry, POOL_METRIC_NAMES.useTime, Histogram, ['pool_name'], () =>
     new Histogram({
       name: POOL_METRIC_NAMES.useTime,
       help: 'Time a connection was checked out of the pool, from acquire to release.',
@@ -120,7 +107,7 @@ export function poolMetrics(registry: Registry): PoolMetrics {
       registers,
     }),
   ) as Histogram<'pool_name'>
-  const timeouts = reuse(registry, POOL_METRIC_NAMES.timeouts, Counter, ['pool_name'], () =>
+  const timeouts = getOrCreateMetric(registry, POOL_METRIC_NAMES.timeouts, Counter, ['pool_name'], () =>
     new Counter({
       name: POOL_METRIC_NAMES.timeouts,
       help: 'connect() calls that failed because connectionTimeoutMillis passed (pool exhausted, or a new connection too slow to open).',
@@ -128,7 +115,7 @@ export function poolMetrics(registry: Registry): PoolMetrics {
       registers,
     }),
   ) as Counter<'pool_name'>
-  const heldDuringLlmCall = reuse(registry, POOL_METRIC_NAMES.heldDuringLlmCall, Counter, ['pool_name', 'operation'], () =>
+  const heldDuringLlmCall = getOrCreateMetric(registry, POOL_METRIC_NAMES.heldDuringLlmCall, Counter, ['pool_name', 'operation'], () =>
     new Counter({
       name: POOL_METRIC_NAMES.heldDuringLlmCall,
       help: 'LLM calls (llmCall) that started while their async context still held a connection checked out of this pool.',

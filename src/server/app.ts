@@ -31,6 +31,8 @@ export interface AppDeps {
   pools?: () => PoolSnapshot[]
   /** clock of the mutation rate limit (tests) */
   now?: () => number
+  /** more routers under their own paths (the reference chat path under /chat) */
+  mounts?: Array<{ path: string; router: RequestHandler }>
 }
 
 const REQUEST_ID = /^[\w.:-]{1,64}$/
@@ -113,6 +115,7 @@ export function createApp(deps: AppDeps): Express {
   })
 
   app.use('/api', sessionsRouter(deps), opsRouter(deps, auth), mutationsRouter(deps, auth))
+  for (const mount of deps.mounts ?? []) app.use(mount.path, mount.router)
   app.use(notFound)
   app.use(errorHandler(deps.logger))
   return app

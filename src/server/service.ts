@@ -11,6 +11,7 @@ import { createRegistry } from '../metrics/registry.js'
 import { WardenMetrics } from '../metrics/warden-metrics.js'
 import { describePool, instrumentPool } from '../pool/instrumented-pool.js'
 import { createApp } from './app.js'
+import { CHAT_MOUNT_PATH, createChatMount, type ChatMount, type ChatMountOptions } from '../chat/mount.js'
 import { startScheduler, type Scheduler } from '../scheduler/scheduler.js'
 import { hostname } from 'node:os'
 import { listen, type ListeningServer } from './listen.js'
@@ -35,6 +36,8 @@ export interface ServiceOptions {
    * coordinate through PostgreSQL, so every replica may run it.
    */
   scheduler?: boolean
+  /** mount the reference chat path under /chat, with its own instrumented pool */
+  chat?: ChatMountOptions & { keepSessions?: boolean; graceMs?: number }
 }
 
 export interface Service {
@@ -49,6 +52,7 @@ export interface Service {
   collection: Collection
   sessionTable: SessionTableResolver
   scheduler: Scheduler | null
+  chat: ChatMount | null
   /** aborted when close() starts: long work (the scheduler's sweeps too) stops after its current batch */
   shutdownSignal: AbortSignal
   /** stop accepting, finish requests in flight (cut after graceMs), stop collecting, close the pools */
@@ -96,7 +100,8 @@ export async function startService(options: ServiceOptions): Promise<Service> {
   const metrics = new WardenMetrics(registry, { expectSweeps: scheduling && config.scheduler.sweep !== null })
   const db = openDatabase(config, logger, registry, 'warden', config.database.poolMax)
   const collectorDb = openDatabase(config, logger, registry, 'warden_collector', Math.min(COLLECTOR_POOL_MAX, config.database.poolMax))
-  const closePools = () => Promise.all([db.close().catch(() => undefined), collectorDb.close().catch(() => undefined)])
+  let chatPoolEnd: (() => Promise<unknown>) | undefined
+  const closePools = () => Promise.all([db.close().catch(() => undefined), collectorDb.close().catch(() => undefined), chatPoolEnd?.().catch(() => undefined)])
   const sessionTable = sessionTableResolver(db, config.sessions)
   const shutdown = new AbortController()
 
@@ -117,6 +122,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     collectors: (options.collectors ?? defaultCollectors({ checks: !(scheduling && config.scheduler.doctor) })).map((factory) => factory(env)),
     logger,
   })
+  const chat = options.chat ? createChatMount({ ...options.chat, databaseUrl: options.chat.databaseUrl ?? config.database.url }, registry) : null
   const app = createApp({
     db,
     config,
@@ -127,7 +133,9 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     shutdownSignal: shutdown.signal,
     pools: () => [describePool(db.pool), describePool(collectorDb.pool)],
     now: options.now,
+    mounts: chat ? [{ path: CHAT_MOUNT_PATH, router: chat.router }] : [],
   })
+  if (chat) chatPoolEnd = () => chat.pool.end()
 
   let http: ListeningServer
   try {
@@ -175,12 +183,17 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     collection,
     sessionTable,
     scheduler,
+    chat,
     shutdownSignal: shutdown.signal,
     close(graceMs = DEFAULT_GRACE_MS) {
       closing ??= (async () => {
         // Readiness turns 503 and running sweeps stop after their batch in flight; then drain.
         shutdown.abort()
-        const [forced] = await Promise.all([http.close(graceMs), collection.stop(), scheduler?.stop()])
+        // The chat path rejects new turns, lets those in flight finish, then closes the sessions it opened.
+        const chatClosing = chat?.close({ graceMs: Math.min(graceMs, options.chat?.graceMs ?? 5000), closeSessions: !options.chat?.keepSessions })
+        const [forced, , , chatClosed] = await Promise.all([http.close(graceMs), collection.stop(), scheduler?.stop(), chatClosing])
+        if (chatClosed) logger.info({ closedSessions: chatClosed.closedSessions }, 'chat path stopped; closed its open sessions')
+        chatPoolEnd = undefined
         await closePools()
         return { forced }
       })()

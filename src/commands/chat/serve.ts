@@ -4,8 +4,9 @@ import { WardenCommand } from '../../cli/base-command.js'
 import { ExitCode, usageError, WardenError } from '../../core/errors.js'
 import { startChatServer, type ChatServer } from '../../chat/server.js'
 import { migrate } from '../../db/migrate.js'
-import { startMockLlm, type MockLlmServer } from '../../llm/mock-server.js'
-import { parseMs, untilStopSignal } from '../../llm/options.js'
+import { chatFlags, chatSetup } from '../../cli/chat-flags.js'
+import type { MockLlmServer } from '../../llm/mock-server.js'
+import { untilStopSignal } from '../../llm/options.js'
 
 export default class ChatServe extends WardenCommand {
   static override description = `Serve the reference chat path on its own (the same router \`warden serve --chat\` mounts).
@@ -23,17 +24,7 @@ On SIGTERM or Ctrl-C it stops accepting, lets turns in flight finish (--grace), 
   static override flags = {
     host: Flags.string({ description: 'address to listen on', default: '127.0.0.1' }),
     port: Flags.integer({ description: 'port to listen on (0: a free one, printed)', default: 9478, min: 0, max: 65_535 }),
-    pattern: Flags.string({ description: 'release (the rule) or hold (a transaction across the LLM call, for comparison)', options: ['release', 'hold'], default: 'release' }),
-    'llm-url': Flags.string({ description: 'Anthropic-compatible endpoint (default: an in-process mock LLM)' }),
-    'api-key': Flags.string({ description: 'API key for --llm-url (default: env ANTHROPIC_API_KEY)' }),
-    model: Flags.string({ description: 'model name sent with every call', default: 'claude-mock-1' }),
-    'mock-latency': Flags.string({ description: 'latency of the in-process mock, e.g. 1s', default: '1s' }),
-    'pool-max': Flags.integer({ description: 'connections of the chat pool', default: 10, min: 1, max: 1000 }),
-    'pool-timeout': Flags.string({ description: 'wait for a pooled connection before answering 503 pool_timeout', default: '5s' }),
-    'llm-timeout': Flags.string({ description: 'deadline of one LLM call, streaming included (504 after it)', default: '60s' }),
-    'max-retries': Flags.integer({ description: 'SDK retries of 429/5xx per call', default: 1, min: 0, max: 10 }),
-    grace: Flags.string({ description: 'on shutdown, how long turns in flight may finish before they are cancelled', default: '5s' }),
-    'keep-sessions': Flags.boolean({ description: 'on shutdown leave this server\'s sessions open (a rolling restart; another instance continues them)' }),
+    ...chatFlags,
   }
 
   async run(): Promise<void> {
@@ -41,38 +32,24 @@ On SIGTERM or Ctrl-C it stops accepting, lets turns in flight finish (--grace), 
     const loaded = this.loadConfig(flags)
     const databaseUrl = loaded.config.database.url
     if (!databaseUrl) throw usageError('chat serve needs a database: --database-url, WARDEN_DATABASE_URL or DATABASE_URL')
-    const apiKey = flags['api-key'] ?? process.env.ANTHROPIC_API_KEY
-    if (flags['llm-url'] && !apiKey) throw usageError('--llm-url needs an API key: --api-key or ANTHROPIC_API_KEY')
-    const graceMs = parseMs('grace', flags.grace, true)
     const logger = pino({ name: 'warden-chat' }, pino.destination(2))
     const stop = untilStopSignal()
     let mock: MockLlmServer | undefined
     let server: ChatServer | undefined
     try {
       await this.withDatabase(loaded, (db) => migrate(db, loaded.config.wardenSchema))
-      mock = flags['llm-url'] ? undefined : await startMockLlm({ latencyMs: parseMs('mock-latency', flags['mock-latency'], true) })
-      server = await startChatServer({
-        databaseUrl,
-        schema: loaded.config.wardenSchema,
-        llm: { baseURL: flags['llm-url'] ?? mock!.url, apiKey: apiKey ?? 'mock-key', maxRetries: flags['max-retries'], timeoutMs: parseMs('llm-timeout', flags['llm-timeout']) },
-        llmTimeoutMs: parseMs('llm-timeout', flags['llm-timeout']),
-        model: flags.model,
-        pattern: flags.pattern as 'release' | 'hold',
-        poolMax: flags['pool-max'],
-        poolTimeoutMs: parseMs('pool-timeout', flags['pool-timeout']),
-        applicationName: `${loaded.config.database.applicationName}-chat`,
-        host: flags.host,
-        port: flags.port,
-        logger,
-      }).catch((error: NodeJS.ErrnoException) => {
+      const setup = await chatSetup(flags, { schema: loaded.config.wardenSchema, applicationName: loaded.config.database.applicationName, logger })
+      mock = setup.mock
+      const { graceMs, keepSessions, ...mountOptions } = setup.options
+      server = await startChatServer({ ...mountOptions, databaseUrl, host: flags.host, port: flags.port }).catch((error: NodeJS.ErrnoException) => {
         throw new WardenError(`cannot listen on ${flags.host}:${flags.port}: ${error.code ?? error.message}`, ExitCode.unavailable)
       })
-      const line = { url: server.url, chatUrl: server.chatUrl, serverId: server.router.serverId, pattern: flags.pattern, llm: flags['llm-url'] ?? `mock ${mock!.url}` }
+      const line = { url: server.url, chatUrl: server.chatUrl, serverId: server.router.serverId, pattern: flags.pattern, llm: setup.llmLabel }
       if (this.jsonEnabled()) process.stdout.write(`${JSON.stringify(line)}\n`)
       else this.say(`chat path listening on ${server.chatUrl} (pattern ${flags.pattern}, LLM ${line.llm}, server id ${line.serverId}); Ctrl-C to stop`)
       const signal = await stop.signal
       logger.info({ signal }, 'shutting down')
-      const { closedSessions } = await server.close({ graceMs, closeSessions: !flags['keep-sessions'] })
+      const { closedSessions } = await server.close({ graceMs, closeSessions: !keepSessions })
       server = undefined
       const summary = `stopped; closed ${closedSessions} open session(s) of this server`
       if (this.jsonEnabled()) process.stderr.write(`${summary}\n`)
