@@ -20,8 +20,8 @@ const qualifiedTable = z
     return parts.length <= 2 && parts.every((part) => IDENTIFIER_PATTERN.test(part))
   }, 'expected [schema.]table with plain identifiers, e.g. public.conversation_sessions')
 
-/** Durations arrive as "2h" from YAML/env/flags; they are carried as seconds from here on. */
-const duration = z.union([z.string(), z.number()], { invalid_type_error: `expected ${DURATION_EXPECTED}` }).transform((value, ctx) => {
+/** Durations arrive as "2h" from YAML/env/flags/API bodies; they are carried as seconds from here on. */
+export const durationSchema = z.union([z.string(), z.number()], { invalid_type_error: `expected ${DURATION_EXPECTED}` }).transform((value, ctx) => {
   const seconds = parseDuration(value)
   if (seconds === undefined) {
     ctx.addIssue({ code: z.ZodIssueCode.custom, message: `expected ${DURATION_EXPECTED}` })
@@ -29,6 +29,7 @@ const duration = z.union([z.string(), z.number()], { invalid_type_error: `expect
   }
   return seconds
 })
+const duration = durationSchema
 
 /** Env vars and flags are strings; accept "500" where a count is expected, but not "5x". */
 const count = (min: number, max: number) =>

@@ -1,33 +1,20 @@
 import type { Request } from 'express'
 import { z, type ZodTypeAny } from 'zod'
-import { DURATION_EXPECTED, parseDuration } from '../core/duration.js'
+import { durationSchema } from '../core/config-schema.js'
 import { isEmptyFilter, type BulkCloseFilter } from '../sessions/sweep.js'
 import { ApiError, validationError } from './errors.js'
 
-const intFrom = (min: number, max: number) =>
-  z.coerce
-    .number({ invalid_type_error: `expected an integer from ${min} to ${max}` })
-    .int(`expected an integer from ${min} to ${max}`)
-    .min(min, `expected an integer from ${min} to ${max}`)
-    .max(max, `expected an integer from ${min} to ${max}`)
-
+const inRange = (number: z.ZodNumber, min: number, max: number) => {
+  const expected = `expected an integer from ${min} to ${max}`
+  return number.int(expected).min(min, expected).max(max, expected)
+}
+/** Query parameters are strings: "100" is fine there. */
+const intFrom = (min: number, max: number) => inRange(z.coerce.number({ invalid_type_error: `expected an integer from ${min} to ${max}` }), min, max)
 /** Body integers must be JSON numbers: "100" in a JSON body is a client bug worth a 400. */
-const bodyInt = (min: number, max: number) =>
-  z
-    .number({ invalid_type_error: `expected an integer from ${min} to ${max}` })
-    .int(`expected an integer from ${min} to ${max}`)
-    .min(min, `expected an integer from ${min} to ${max}`)
-    .max(max, `expected an integer from ${min} to ${max}`)
+const bodyInt = (min: number, max: number) => inRange(z.number({ invalid_type_error: `expected an integer from ${min} to ${max}` }), min, max)
 
 /** "7d", "90m", or a number of seconds: the CLI's duration syntax. */
-const duration = z.union([z.string(), z.number()], { invalid_type_error: `expected ${DURATION_EXPECTED}` }).transform((value, ctx) => {
-  const seconds = parseDuration(value)
-  if (seconds === undefined) {
-    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `expected ${DURATION_EXPECTED}` })
-    return z.NEVER
-  }
-  return seconds
-})
+const duration = durationSchema
 
 /** ?group=a&group=b arrives as an array, ?group=a as a string. */
 const repeated = (item: ZodTypeAny, max: number) =>
