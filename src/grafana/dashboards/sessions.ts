@@ -1,0 +1,175 @@
+import { CHECK_STATUS_MAPPINGS, GREEN, dashboard, sel, standardVariables, stat, timeseries, type Dashboard } from '../model.js'
+
+const RATE = '[$__rate_interval]'
+
+/** The checks of `warden doctor` that look at the session table; the pool dashboard shows the others. */
+export const SESSION_CHECKS = ['orphaned-sessions', 'duplicate-open-sessions', 'orphan-index', 'dangling-cost-rows']
+const sessionChecks = `check=~"${SESSION_CHECKS.join('|')}"`
+
+/** The post-mortem's alert: more than 5 orphans (prometheus/alerts.yml, WardenOrphanedSessions). */
+const ORPHAN_ALERT = 5
+/** WardenSweepNotSucceeding: three default sweep intervals. */
+const SWEEP_STALE_SECONDS = 900
+
+export function sessionsDashboard(): Dashboard {
+  return dashboard({
+    uid: 'warden-sessions',
+    title: 'Warden / Sessions',
+    description: 'Open and orphaned sessions of the mapped session table, closes by reason, orphan sweeps and the session checks of warden doctor.',
+    variables: standardVariables('warden_sessions_active'),
+    sections: [
+      {
+        title: 'Now',
+        panels: [
+          stat({
+            title: 'Open sessions',
+            description: 'Sessions of the mapped table that are still open (active, or endedAt NULL), all groups. Refreshed every server.collectInterval.',
+            unit: 'short',
+            queries: [{ expr: `sum(${sel('warden_sessions_active')})`, legend: 'open' }],
+          }),
+          stat({
+            title: 'Orphaned sessions',
+            description: `Open sessions silent (last seen, else started) for longer than sessions.orphanAfter. Red above ${ORPHAN_ALERT}: the WardenOrphanedSessions alert. A sweep with sweepApply closes them.`,
+            unit: 'short',
+            colorMode: 'background',
+            thresholds: [GREEN, { color: 'yellow', value: 1 }, { color: 'red', value: ORPHAN_ALERT + 1 }],
+            queries: [{ expr: `sum(${sel('warden_sessions_orphaned')})`, legend: 'orphaned' }],
+          }),
+          stat({
+            title: 'Oldest open session',
+            description: 'Age (now - startedAt) of the oldest session that is still open, any group. Days here usually mean a disconnect path that never closes its row.',
+            unit: 's',
+            thresholds: [GREEN, { color: 'yellow', value: 86_400 }],
+            queries: [{ expr: `max(${sel('warden_sessions_oldest_active_age_seconds')})`, legend: 'oldest' }],
+          }),
+          stat({
+            title: 'Since the last successful sweep',
+            description:
+              'Time since the most recent sweep that finished ok on any selected instance. Decades mean none has succeeded since the service started (the gauge starts at 0). Red past 15 minutes, the WardenSweepNotSucceeding threshold.',
+            unit: 's',
+            colorMode: 'background',
+            thresholds: [GREEN, { color: 'red', value: SWEEP_STALE_SECONDS }],
+            queries: [{ expr: `time() - max(${sel('warden_sweep_last_success_timestamp_seconds')})`, legend: 'since last success' }],
+          }),
+        ],
+      },
+      {
+        title: 'Sessions by group',
+        panels: [
+          timeseries({
+            title: 'Open sessions by group',
+            description: 'Open sessions by the mapped group column (e.g. agent_role). Groups beyond the 50 largest are folded into "(other)"; no group column gives "(none)".',
+            unit: 'short',
+            w: 8,
+            stack: true,
+            queries: [{ expr: `sum by (group) (${sel('warden_sessions_active')})`, legend: '{{group}}' }],
+          }),
+          timeseries({
+            title: 'Orphaned sessions by group',
+            description: `Open sessions silent past sessions.orphanAfter, by group, and their total. The dashed line is the alert level (more than ${ORPHAN_ALERT} in total for 10 minutes).`,
+            unit: 'short',
+            w: 8,
+            thresholdLines: true,
+            thresholds: [GREEN, { color: 'red', value: ORPHAN_ALERT }],
+            queries: [
+              { expr: `sum by (group) (${sel('warden_sessions_orphaned')})`, legend: '{{group}}' },
+              { expr: `sum(${sel('warden_sessions_orphaned')})`, legend: 'total' },
+            ],
+          }),
+          timeseries({
+            title: 'Oldest open session by group',
+            description: 'Age (now - startedAt) of the oldest open session of each group when last collected. A line that only grows is a session nobody closes.',
+            unit: 's',
+            w: 8,
+            queries: [{ expr: `max by (group) (${sel('warden_sessions_oldest_active_age_seconds')})`, legend: '{{group}}' }],
+          }),
+        ],
+      },
+      {
+        title: 'Closes',
+        panels: [
+          timeseries({
+            title: 'Sessions closed by reason',
+            description:
+              'Sessions closed per minute by this Warden process: orphan_sweep (scheduled or API sweeps), bulk_close (sessions close / POST /api/sessions/close), shutdown and disconnect (the reference chat path). Closes your application makes itself are not counted here.',
+            unit: 'cpm',
+            stack: true,
+            queries: [{ expr: `60 * sum by (reason) (rate(${sel('warden_sessions_closed_total')}${RATE}))`, legend: '{{reason}}' }],
+          }),
+          timeseries({
+            title: 'Sessions closed per day',
+            description:
+              'Closes per day by reason over the last 7 days. There is no per-day metric: this is the increase of warden_sessions_closed_total over one-day steps (the panel\'s minimum interval is 1d, so $__rate_interval is one day plus one scrape interval). It counts closes made by Warden only, and there is no average-duration metric: per-day totals and average session duration come from `warden sessions stats` or GET /api/sessions/stats, which read the table itself.',
+            unit: 'short',
+            bars: true,
+            interval: '1d',
+            timeFrom: '7d',
+            queries: [{ expr: `sum by (reason) (increase(${sel('warden_sessions_closed_total')}${RATE}))`, legend: '{{reason}}' }],
+          }),
+        ],
+      },
+      {
+        title: 'Sweeps',
+        panels: [
+          timeseries({
+            title: 'Sweep runs by result',
+            description:
+              'Orphan sweeps per minute by result: ok (a dry run or an applied sweep that finished), locked (another sweep or close held the table: the next slot retries), error. With several replicas each slot runs on one of them.',
+            unit: 'cpm',
+            w: 8,
+            stack: true,
+            queries: [{ expr: `60 * sum by (result) (rate(${sel('warden_sweep_runs_total')}${RATE}))`, legend: '{{result}}' }],
+          }),
+          timeseries({
+            title: 'Sweep duration',
+            description: 'p50, p95 and p99 duration of the sweeps that ran (ok or error) in each interval, from warden_sweep_duration_seconds. Empty between sweeps when the interval is shorter than the sweep schedule.',
+            unit: 's',
+            w: 8,
+            queries: [0.5, 0.95, 0.99].map((q) => ({
+              expr: `histogram_quantile(${q}, sum by (le) (rate(${sel('warden_sweep_duration_seconds_bucket')}${RATE})))`,
+              legend: `p${Math.round(q * 100)}`,
+            })),
+          }),
+          timeseries({
+            title: 'Time since the last successful sweep',
+            description: `Seconds since the freshest successful sweep among the selected instances of each job: replicas share the schedule, so one of them succeeding is enough. Dashed line: ${SWEEP_STALE_SECONDS / 60} minutes, the WardenSweepNotSucceeding threshold.`,
+            unit: 's',
+            w: 8,
+            thresholdLines: true,
+            thresholds: [GREEN, { color: 'red', value: SWEEP_STALE_SECONDS }],
+            queries: [{ expr: `time() - max by (job) (${sel('warden_sweep_last_success_timestamp_seconds')})`, legend: '{{job}}' }],
+          }),
+        ],
+      },
+      {
+        title: 'Checks',
+        panels: [
+          stat({
+            title: 'Session checks',
+            description: `Last verdict of the session checks of warden doctor (${SESSION_CHECKS.join(', ')}): ok, warning or critical. A check that does not apply (e.g. dangling-cost-rows without checks.costRows) has no tile. Run \`warden doctor\` for the details.`,
+            unit: 'none',
+            w: 16,
+            colorMode: 'background',
+            showNames: true,
+            sparkline: false,
+            mappings: CHECK_STATUS_MAPPINGS,
+            thresholds: [GREEN, { color: 'yellow', value: 1 }, { color: 'red', value: 2 }],
+            queries: [{ expr: `max by (check) (${sel('warden_check_status', sessionChecks)})`, legend: '{{check}}' }],
+          }),
+          stat({
+            title: 'Session checks that could not run',
+            description: 'Whether the last run of each session check could run (1) or failed, e.g. on a timeout (0). A failed check keeps its last verdict in the tiles beside this one.',
+            unit: 'none',
+            w: 8,
+            colorMode: 'background',
+            showNames: true,
+            sparkline: false,
+            mappings: [{ type: 'value', options: { '0': { text: 'failed', color: 'red', index: 0 }, '1': { text: 'ran', color: 'green', index: 1 } } }],
+            thresholds: [{ color: 'red', value: null }, { color: 'green', value: 1 }],
+            queries: [{ expr: `min by (check) (${sel('warden_check_success', sessionChecks)})`, legend: '{{check}}' }],
+          }),
+        ],
+      },
+    ],
+  })
+}

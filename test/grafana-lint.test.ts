@@ -1,0 +1,266 @@
+import { readFileSync, readdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { parse as parseYaml } from 'yaml'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { chatMetrics } from '../src/chat/metrics.js'
+import { buildDashboards, dashboardFileName, serializeDashboard } from '../src/grafana/index.js'
+import { poolMetrics } from '../src/pool/metrics.js'
+import { createRegistry } from '../src/metrics/registry.js'
+import { createLogger } from '../src/server/logger.js'
+import { startService, type Service } from '../src/server/service.js'
+import { ROOT } from './helpers/cli.js'
+import {
+  DASHBOARDS_DIR,
+  LINT_RULES,
+  alertExpressions,
+  lintDashboards,
+  loadDashboardFiles,
+  metricNames,
+  panelTargets,
+  parsePromQL,
+  type DashboardFile,
+  type GrafanaDashboard,
+  type LintRule,
+} from './helpers/grafana.js'
+import { serviceConfig } from './helpers/server.js'
+
+const files = loadDashboardFiles()
+
+describe('Grafana dashboards: one source, linted', () => {
+  it('the committed JSON is exactly what src/grafana generates (run `node --import tsx scripts/render-dashboards.ts json`)', () => {
+    const generated = buildDashboards()
+    expect(readdirSync(DASHBOARDS_DIR).filter((f) => f.endsWith('.json')).sort()).toEqual(generated.map(dashboardFileName).sort())
+    for (const dashboard of generated) {
+      expect(readFileSync(join(DASHBOARDS_DIR, dashboardFileName(dashboard)), 'utf8'), dashboardFileName(dashboard)).toBe(serializeDashboard(dashboard))
+    }
+  })
+
+  it('ships the Sessions, Pool & database and LLM dashboards under fixed uids', () => {
+    expect(files.map((f) => [f.file, f.json.uid])).toEqual([
+      ['warden-llm.json', 'warden-llm'],
+      ['warden-pool.json', 'warden-pool'],
+      ['warden-sessions.json', 'warden-sessions'],
+    ])
+  })
+
+  it('passes every lint rule', () => {
+    expect(lintDashboards(files, { gauges: OTEL_GAUGES })).toEqual([])
+  })
+
+  it('counts counters only through rate() or increase(), with $__rate_interval (what the lint enforces, seen from the queries)', () => {
+    const targets = panelTargets(files)
+    expect(targets.filter((t) => /_total\b|_bucket\b|_count\b|_sum\b/.test(t.expr) && !/\b(rate|increase)\(/.test(t.expr) && !t.expr.includes('db_client_connection_count'))).toEqual([])
+    expect(targets.filter((t) => /\[(?!\$__rate_interval\])[^\]]*\]/.test(t.expr))).toEqual([])
+  })
+})
+
+/** db_client_connection_count is a gauge under OpenTelemetry's name, whatever its suffix says. */
+const OTEL_GAUGES = new Set(['db_client_connection_count'])
+
+describe('every metric a panel or an alert reads is one Warden publishes', () => {
+  let service: Service
+  /** series names the registry exposes: histograms as _bucket/_count/_sum */
+  const published = new Map<string, string>()
+
+  beforeAll(async () => {
+    // The service as `warden serve` builds it; no database is needed to see what it registers.
+    const config = serviceConfig('postgres://warden@127.0.0.1:1/unreachable', { token: null })
+    const registry = createRegistry()
+    service = await startService({ config, logger: createLogger({ level: 'silent' }), registry })
+    // The chat path (`warden serve --chat`, `warden chat serve`) and apps' instrumented pools register into the same registry.
+    chatMetrics(registry)
+    poolMetrics(registry)
+    for (const metric of await registry.getMetricsAsJSON()) {
+      const type = String(metric.type)
+      const names = type === 'histogram' ? ['_bucket', '_count', '_sum'].map((suffix) => metric.name + suffix) : type === 'summary' ? [metric.name, `${metric.name}_count`, `${metric.name}_sum`] : [metric.name]
+      for (const name of names) published.set(name, type)
+    }
+  })
+  afterAll(async () => {
+    await service?.close(1_000)
+  })
+
+  it('panels', () => {
+    const unknown = panelTargets(files).flatMap((t) => metricNames(t.expr).filter((name) => !published.has(name)).map((name) => `${t.dashboard} / ${t.panel} / ${t.refId}: ${name}`))
+    expect(unknown).toEqual([])
+  })
+
+  it('alert rules (prometheus/alerts.yml)', () => {
+    const alerts = alertExpressions()
+    expect(alerts.length).toBeGreaterThan(5)
+    const unknown = alerts.flatMap(({ alert, expr }) => metricNames(expr).filter((name) => !published.has(name)).map((name) => `${alert}: ${name}`))
+    expect(unknown).toEqual([])
+  })
+
+  it("the lint's gauge exemption is a gauge in the registry", () => {
+    for (const name of OTEL_GAUGES) expect(published.get(name), name).toBe('gauge')
+  })
+
+  it('every Warden, pool and LLM metric appears on some dashboard', () => {
+    const used = new Set(panelTargets(files).flatMap((t) => metricNames(t.expr)))
+    const notShown: Record<string, string> = {
+      // the same failure shows as a growing "Metrics age by collector"
+      warden_collector_success: 'shown through warden_collect_last_success_timestamp_seconds',
+    }
+    const families = new Set([...published.keys()].filter((name) => !/^(process|nodejs)_/.test(name)).map((name) => (published.get(name) === 'histogram' ? name.replace(/_(bucket|count|sum)$/, '') : name)))
+    const missing = [...families].filter((family) => !notShown[family] && ![...used].some((name) => name === family || name.startsWith(`${family}_`)))
+    expect(missing).toEqual([])
+  })
+})
+
+describe('provisioning files work in a stock Grafana container', () => {
+  const datasources = parseYaml(readFileSync(join(ROOT, 'grafana/provisioning/datasources/warden.yaml'), 'utf8')) as {
+    apiVersion: number
+    datasources: Array<{ uid: string; type: string; url: string; access: string }>
+  }
+  const providers = parseYaml(readFileSync(join(ROOT, 'grafana/provisioning/dashboards/warden.yaml'), 'utf8')) as {
+    apiVersion: number
+    providers: Array<{ type: string; options: { path: string } }>
+  }
+  const docs = readFileSync(join(ROOT, 'docs/grafana.md'), 'utf8')
+
+  it('a Prometheus datasource with a fixed uid whose URL comes from $PROMETHEUS_URL', () => {
+    expect(datasources.apiVersion).toBe(1)
+    expect(datasources.datasources).toEqual([expect.objectContaining({ uid: 'warden-prometheus', type: 'prometheus', access: 'proxy', url: '${PROMETHEUS_URL}' })])
+    // the default Grafana cannot express is given where it starts
+    expect(docs).toContain('PROMETHEUS_URL="${PROMETHEUS_URL:-')
+  })
+
+  it('a file provider reading the directory the docs mount grafana/dashboards at', () => {
+    expect(providers.apiVersion).toBe(1)
+    const [provider] = providers.providers
+    expect(provider?.type).toBe('file')
+    const path = provider!.options.path
+    expect(docs).toContain(`grafana/dashboards:${path}:ro`)
+    expect(docs).toContain('grafana/provisioning/dashboards:/etc/grafana/provisioning/dashboards:ro')
+    expect(docs).toContain('grafana/provisioning/datasources:/etc/grafana/provisioning/datasources:ro')
+  })
+})
+
+// ---------------------------------------------------------------------------------------------
+// Each rule can fail: a dashboard that passes, and one violation of each rule.
+// ---------------------------------------------------------------------------------------------
+
+const DS = { type: 'prometheus', uid: '${datasource}' }
+const SCOPE = 'job=~"$job", instance=~"$instance"'
+
+function goodDashboard(): GrafanaDashboard {
+  const labelVariable = (name: string, label: string, query: string) => ({ name, label, type: 'query', datasource: DS, query, multi: true, includeAll: true, allValue: '.+' })
+  const panel = (id: number, title: string, expr: string, unit: string, type = 'timeseries') => ({
+    id,
+    type,
+    title,
+    description: `${title}, explained.`,
+    datasource: DS,
+    fieldConfig: { defaults: { unit } },
+    targets: [{ refId: 'A', datasource: DS, expr }],
+  })
+  return {
+    uid: 'fixture',
+    title: 'Fixture',
+    tags: ['warden'],
+    templating: {
+      list: [
+        { name: 'datasource', label: 'Data source', type: 'datasource', query: 'prometheus' },
+        labelVariable('job', 'Job', 'label_values(up, job)'),
+        labelVariable('instance', 'Instance', 'label_values(up{job=~"$job"}, instance)'),
+      ],
+    },
+    panels: [
+      { id: 1, type: 'row', title: 'Row', panels: [] },
+      panel(2, 'Requests', `sum by (code) (rate(http_requests_total{${SCOPE}}[$__rate_interval]))`, 'reqps'),
+      panel(3, 'Latency', `histogram_quantile(0.95, sum by (le) (rate(http_duration_seconds_bucket{${SCOPE}}[$__rate_interval])))`, 's'),
+      panel(4, 'Pool', `sum(db_client_connection_count{${SCOPE}})`, 'short', 'stat'),
+    ],
+  }
+}
+
+type Mutation = (d: GrafanaDashboard) => void
+const panelOf = (d: GrafanaDashboard, id: number) => d.panels!.find((p) => p.id === id)!
+const variableOf = (d: GrafanaDashboard, name: string) => d.templating!.list!.find((v) => v.name === name)!
+const setExpr = (expr: string): Mutation => (d) => {
+  panelOf(d, 2).targets![0]!.expr = expr
+}
+
+const VIOLATIONS: Array<[LintRule, string, Mutation]> = [
+  ['uid-rule', 'no uid', (d) => delete d.uid],
+  ['uid-rule', 'a uid Grafana refuses (over 40 characters)', (d) => (d.uid = 'x'.repeat(41))],
+  ['dashboard-tags-rule', 'not tagged warden', (d) => (d.tags = ['ops'])],
+  ['no-import-inputs-rule', 'an import-only __inputs block', (d) => (d.__inputs = [{ name: 'DS_PROMETHEUS', type: 'datasource', pluginId: 'prometheus' }])],
+  ['template-datasource-rule', 'no datasource variable', (d) => (d.templating!.list = d.templating!.list!.filter((v) => v.type !== 'datasource'))],
+  ['template-datasource-rule', 'a datasource variable for Loki', (d) => (variableOf(d, 'datasource').query = 'loki')],
+  ['template-job-rule', 'no job variable', (d) => (d.templating!.list = d.templating!.list!.filter((v) => v.name !== 'job'))],
+  ['template-job-rule', 'a single-select job variable', (d) => (variableOf(d, 'job').multi = false)],
+  ['template-job-rule', "a job variable whose All is Grafana's value list", (d) => delete variableOf(d, 'job').allValue],
+  ['template-instance-rule', 'a custom instance variable', (d) => (variableOf(d, 'instance').type = 'custom')],
+  ['template-instance-rule', 'an instance variable on a fixed datasource', (d) => (variableOf(d, 'instance').datasource = { type: 'prometheus', uid: 'P1809F7CD0C75ACF3' })],
+  ['panel-datasource-rule', 'a panel on a fixed datasource uid', (d) => (panelOf(d, 2).datasource = { type: 'prometheus', uid: 'P1809F7CD0C75ACF3' })],
+  ['panel-datasource-rule', 'a target without the datasource variable', (d) => (panelOf(d, 3).targets![0]!.datasource = null)],
+  ['panel-units-rule', 'no unit', (d) => delete panelOf(d, 3).fieldConfig!.defaults!.unit],
+  ['panel-units-rule', 'a unit Grafana does not know', (d) => (panelOf(d, 4).fieldConfig!.defaults!.unit = 'seconds')],
+  ['panel-title-description-rule', 'no description', (d) => (panelOf(d, 2).description = '')],
+  ['panel-title-description-rule', 'no title', (d) => (panelOf(d, 4).title = ' ')],
+  ['panel-targets-rule', 'a panel without targets', (d) => (panelOf(d, 4).targets = [])],
+  ['target-promql-rule', 'a query that does not parse', setExpr(`sum(rate(http_requests_total{${SCOPE}}[$__rate_interval])`)],
+  ['target-rate-interval-rule', 'rate() over a fixed window', setExpr(`sum(rate(http_requests_total{${SCOPE}}[5m]))`)],
+  ['target-rate-interval-rule', 'increase() over a fixed window', setExpr(`sum(increase(http_requests_total{${SCOPE}}[1d]))`)],
+  ['target-counter-agg-rule', 'a raw counter', setExpr(`sum(http_requests_total{${SCOPE}})`)],
+  ['target-counter-agg-rule', 'histogram buckets without rate()', setExpr(`histogram_quantile(0.9, sum by (le) (http_duration_seconds_bucket{${SCOPE}}))`)],
+  ['target-counter-agg-rule', 'a histogram _count through a gauge function', setExpr(`sum(delta(http_duration_seconds_count{${SCOPE}}[$__rate_interval]))`)],
+  ['target-job-rule', 'a selector without job', setExpr('sum(rate(http_requests_total{instance=~"$instance"}[$__rate_interval]))')],
+  ['target-job-rule', 'a hard-coded job', setExpr('sum(rate(http_requests_total{job="api", instance=~"$instance"}[$__rate_interval]))')],
+  ['target-instance-rule', 'the second selector of a ratio without instance', setExpr(`sum(rate(a_total{${SCOPE}}[$__rate_interval])) / sum(rate(b_total{job=~"$job"}[$__rate_interval]))`)],
+]
+
+describe('each lint rule catches its violation', () => {
+  const lint = (dashboards: GrafanaDashboard[], gauges = OTEL_GAUGES) => lintDashboards(dashboards.map((json, i): DashboardFile => ({ file: `fixture-${i}.json`, json })), { gauges })
+
+  it('the fixture passes', () => {
+    expect(lint([goodDashboard()])).toEqual([])
+  })
+
+  it.each(VIOLATIONS)('%s: %s', (rule, _what, mutate) => {
+    const dashboard = goodDashboard()
+    mutate(dashboard)
+    expect([...new Set(lint([dashboard]).map((finding) => finding.rule))]).toEqual([rule])
+  })
+
+  it('uid-rule: two dashboards with the same uid', () => {
+    expect(lint([goodDashboard(), goodDashboard()]).map((f) => [f.rule, f.dashboard])).toEqual([['uid-rule', 'fixture']])
+  })
+
+  it('no-import-inputs-rule: a ${DS_…} placeholder is caught (and is not the datasource variable either)', () => {
+    const dashboard = goodDashboard()
+    panelOf(dashboard, 2).datasource = { type: 'prometheus', uid: '${DS_PROMETHEUS}' }
+    expect(new Set(lint([dashboard]).map((f) => f.rule))).toEqual(new Set(['no-import-inputs-rule', 'panel-datasource-rule']))
+  })
+
+  it('target-counter-agg-rule: db_client_connection_count passes only because the registry says it is a gauge', () => {
+    expect(lint([goodDashboard()], new Set()).map((f) => [f.rule, f.panel])).toEqual([['target-counter-agg-rule', 'Pool']])
+  })
+
+  it('every rule has at least one fixture that trips it', () => {
+    expect(new Set(VIOLATIONS.map(([rule]) => rule))).toEqual(new Set(LINT_RULES))
+  })
+})
+
+describe('the PromQL parser the lint stands on', () => {
+  it('parses every panel query and alert rule', () => {
+    for (const { expr } of [...panelTargets(files), ...alertExpressions()]) expect(() => parsePromQL(expr), expr).not.toThrow()
+  })
+
+  it('finds the metric names of the shapes dashboards and alerts use', () => {
+    expect(metricNames('sum without (group) (warden_sessions_orphaned) > 5')).toEqual(['warden_sessions_orphaned'])
+    expect(metricNames('sum without (state, application_name) (a) / on (instance, job) b > 0.9')).toEqual(['a', 'b'])
+    expect(metricNames('(time() - x_seconds) > 900')).toEqual(['x_seconds'])
+    expect(metricNames('label_replace(sum by (e) (rate(c_count{e!=""}[5m])), "e", "ok", "e", "")')).toEqual(['c_count'])
+    expect(metricNames('max(a) or on () vector(0)')).toEqual(['a'])
+    expect(metricNames('a / ignoring (e) group_left sum by (m) (b)')).toEqual(['a', 'b'])
+    expect(metricNames('{__name__="a", job="x"} offset 5m')).toEqual(['a'])
+    expect(metricNames('-x ^ 2 + max_over_time(y[1h:5m])')).toEqual(['x', 'y'])
+  })
+
+  it('rejects what Prometheus rejects', () => {
+    for (const bad of ['sum(', 'a{b=}', 'rate(a[5m)', 'a b', 'sum by (le (a)', '"unterminated']) expect(() => parsePromQL(bad), bad).toThrow()
+  })
+})
