@@ -54,6 +54,24 @@ describe('sessions sweep (library, real PostgreSQL)', () => {
     expect(audit.rows[0].details).toMatchObject({ closed: 250, batches: 3 })
   })
 
+  it('walks the orphan index when there is one, and the id without it: both close every orphan exactly once', async () => {
+    await seedConversationSessions(t, { orphans: 95, live: 12 })
+    // Orphans that share one timestamp: the (lastSeen, id) cursor must not skip or repeat any of them.
+    await t.exec(`UPDATE conversation_sessions SET last_activity_at = date_trunc('hour', now()) - interval '5 hours' WHERE is_active AND last_activity_at < now() - interval '2 hours' AND agent_role = 'code-agent'`)
+    const indexed = await conversationTable(t)
+    expect(indexed.silenceIndexed).toBe(true)
+    const first = await sweepOrphans(t.db, indexed, { ...run, batchSize: 7, maxRows: 50, dryRun: false })
+    expect(first.json).toMatchObject({ closed: 50, remaining: 45, batches: 8 })
+    await t.exec('DROP INDEX conversation_sessions_open_silence_idx')
+    const unindexed = await conversationTable(t, false)
+    expect(unindexed.silenceIndexed).toBe(false)
+    const second = await sweepOrphans(t.db, unindexed, { ...run, batchSize: 7, dryRun: false })
+    expect(second.json).toMatchObject({ orphans: 45, closed: 45, remaining: 0 })
+    expect(await rowStates(t)).toEqual({ open: 12, closed: 95 })
+    const { rows } = await t.exec('SELECT sum(rows_affected)::int AS n FROM warden.audit_log WHERE NOT dry_run')
+    expect(rows[0].n).toBe(95)
+  })
+
   it('--max-rows stops early, says how many are left, and the next run finishes', async () => {
     await seedConversationSessions(t, { orphans: 120, live: 5 })
     const table = await conversationTable(t)

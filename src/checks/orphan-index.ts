@@ -1,4 +1,5 @@
 import { sql } from '../db/sql.js'
+import { keyUsesColumn } from '../db/session-table.js'
 import { requireSessions, type Check } from './types.js'
 
 interface Row {
@@ -34,7 +35,7 @@ export const orphanIndex: Check<Row> = {
     const row = rows[0]!
     const { columns } = ctx.config.sessions
     const silenceColumn = columns.lastSeenAt ?? columns.startedAt
-    const serving = row.indexes.filter((index) => new RegExp(`(^|[^A-Za-z0-9_$])"?${silenceColumn.replace(/\$/g, '\\$')}"?($|[^A-Za-z0-9_$])`).test(index.firstKey))
+    const serving = row.indexes.filter((index) => keyUsesColumn(index.firstKey, silenceColumn))
     if (serving.length > 0) return { status: 'ok', message: `orphan query served by ${serving.map((index) => index.name).join(', ')}`, evidence: serving }
     const silence = table.lastSeenAt ? `(COALESCE(${table.lastSeenAt}, ${table.startedAt}))` : table.startedAt
     const predicate = table.active ? `WHERE ${table.active}` : table.endedAt[0] ? `WHERE ${table.endedAt[0]} IS NULL` : ''

@@ -1,7 +1,7 @@
 import type { SessionsConfig } from '../core/config.js'
 import { configError } from '../core/errors.js'
 import type { Database } from './database.js'
-import { findRelation, hasUniqueIndexOn, listColumns, listTables, schemaExists } from './queries/catalog.js'
+import { findRelation, hasUniqueIndexOn, indexFirstKeys, listColumns, listTables, schemaExists } from './queries/catalog.js'
 import { parseQualifiedName, quoteIdent, quoteQualified, type QualifiedName } from './sql.js'
 
 interface CatalogColumn {
@@ -32,6 +32,13 @@ export interface SessionTable {
   owner?: string
   /** keyset batching over id is exact only when id is unique */
   idUnique: boolean
+  /** an index leads with the silence column (lastSeenAt, else startedAt): sweeps can walk it */
+  silenceIndexed: boolean
+}
+
+/** Does an index key (column name or expression text) lead with this column? */
+export function keyUsesColumn(key: string, column: string): boolean {
+  return new RegExp(`(^|[^A-Za-z0-9_$])"?${column.replace(/\$/g, '\\$')}"?($|[^A-Za-z0-9_$])`).test(key)
 }
 
 type ColumnKind = 'any' | 'boolean' | 'timestamp' | 'number'
@@ -108,8 +115,11 @@ export async function resolveSessionTable(db: Database, config: SessionsConfig):
     group: check('group', mapped.group, 'any'),
     owner: check('owner', mapped.owner, 'any'),
     idUnique: false,
+    silenceIndexed: false,
   }
   const [unique] = await db.rows<{ unique: boolean }>(hasUniqueIndexOn(relation.oid, mapped.id))
   table.idUnique = unique?.unique ?? false
+  const keys = await db.rows<{ firstKey: string }>(indexFirstKeys(relation.oid))
+  table.silenceIndexed = keys.some((index) => keyUsesColumn(index.firstKey, mapped.lastSeenAt ?? mapped.startedAt))
   return table
 }

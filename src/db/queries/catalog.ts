@@ -53,4 +53,14 @@ export const hasUniqueIndexOn = (relationOid: number | string, column: string) =
     [relationOid, column],
   )
 
+/** The leading key (column or expression) of every valid index of a relation. */
+export const indexFirstKeys = (relationOid: number | string) =>
+  sql(
+    'catalog.indexFirstKeys',
+    `SELECT pg_get_indexdef(i.indexrelid, 1, true) AS "firstKey"
+       FROM pg_catalog.pg_index i
+      WHERE i.indrelid = $1::oid AND i.indisvalid`,
+    [relationOid],
+  )
+
 export const serverVersion = () => sql('catalog.serverVersion', `SELECT current_setting('server_version_num')::int AS "versionNum", version() AS version`)

@@ -39,7 +39,7 @@ export function whereClause(t: SessionTable, filter: SessionFilter, values: unkn
   const bind = (value: unknown) => `$${values.push(value)}`
   const conditions: string[] = []
   if (filter.open === true) conditions.push(openPredicate(t))
-  if (filter.open === false) conditions.push(`NOT (${openPredicate(t)})`)
+  if (filter.open === false) conditions.push(`(${openPredicate(t)}) IS NOT TRUE`)
   if (filter.silentBefore) conditions.push(`${lastSeenExpr(t)} < ${bind(filter.silentBefore.toISOString())}::timestamptz`)
   if (filter.silentForSeconds !== undefined) conditions.push(`${lastSeenExpr(t)} < now() - make_interval(secs => ${bind(filter.silentForSeconds)})`)
   if (filter.startedBeforeSeconds !== undefined) conditions.push(`${t.startedAt} < now() - make_interval(secs => ${bind(filter.startedBeforeSeconds)})`)
@@ -108,16 +108,28 @@ export interface CloseBatchOptions {
 /**
  * Closes up to batchSize matching sessions in one statement, so a batch is atomic even under
  * kill -9: each row is either fully closed (active, every endedAt column and the duration) or
- * untouched. Keyset order over id makes the whole sweep one pass over the table, whatever the
- * number of batches. SKIP LOCKED leaves rows that a live writer holds for the next run instead of
- * waiting on them, and FOR UPDATE re-checks the filter against the row's latest version, so a
- * session that just showed a sign of life is not closed. The audit row's count moves in the same
- * statement, so the audit trail can never disagree with the table.
+ * untouched. Keyset order makes the whole run one pass: a sweep (a silence cutoff) walks the
+ * orphan index in (lastSeen, id) order when the table has one, so it visits only orphans; other
+ * closes walk the id. SKIP LOCKED leaves rows that a live writer holds for the next run instead
+ * of waiting on them, and FOR UPDATE re-checks the filter against the row's latest version, so a
+ * session that just showed a sign of life is not closed. The rows are then updated by id array,
+ * which keeps the plan a key lookup whatever the batch size. The audit row's count moves in the
+ * same statement, so the audit trail can never disagree with the table.
  */
 export function closeBatch(t: SessionTable, filter: SessionFilter, options: CloseBatchOptions): Sql {
   const values: unknown[] = []
   let where = whereClause(t, { ...filter, open: true }, values)
-  if (options.cursor !== undefined) where += ` AND ${t.id} > $${values.push(options.cursor)}`
+  const bySilence = filter.silentBefore !== undefined && t.silenceIndexed
+  const seen = lastSeenExpr(t)
+  if (options.cursor !== undefined) {
+    if (bySilence) {
+      const [at, id] = JSON.parse(options.cursor) as [string, string]
+      const after = `$${values.push(at)}::timestamptz`
+      where += ` AND ${seen} >= ${after} AND (${seen}, ${t.id}) > (${after}, $${values.push(id)})`
+    } else {
+      where += ` AND ${t.id} > $${values.push(options.cursor)}`
+    }
+  }
   const limit = `$${values.push(options.batchSize)}`
   const auditId = `$${values.push(options.auditId)}`
   const endedAt = options.closeTimestamp === 'now' ? 'now()' : lastSeenExpr(t)
@@ -126,20 +138,22 @@ export function closeBatch(t: SessionTable, filter: SessionFilter, options: Clos
     ...t.endedAt.map((column) => `${column} = ${endedAt}`),
     ...(t.durationSeconds ? [`${t.durationSeconds} = GREATEST(EXTRACT(EPOCH FROM (${endedAt} - ${t.startedAt})), 0)`] : []),
   ]
+  const cursor = bySilence
+    ? `(SELECT json_build_array(seen, id)::text FROM batch ORDER BY seen DESC, id DESC LIMIT 1)`
+    : `(SELECT id::text FROM batch ORDER BY id DESC LIMIT 1)`
   return sql(
     'sessions.closeBatch',
     `WITH batch AS (
-       SELECT ${t.id} AS id
+       SELECT ${t.id} AS id, ${seen} AS seen
          FROM ${t.table}
         WHERE ${where}
-        ORDER BY ${t.id}
+        ORDER BY ${bySilence ? `${seen}, ${t.id}` : t.id}
         LIMIT ${limit}
         FOR UPDATE SKIP LOCKED
      ), closed AS (
        UPDATE ${t.table}
           SET ${assignments.join(', ')}
-         FROM batch
-        WHERE ${t.table}.${t.id} = batch.id
+        WHERE ${t.id} = ANY (ARRAY(SELECT id FROM batch))
        RETURNING ${groupExpr(t)} AS "group"
      ), audited AS (
        UPDATE ${options.auditTable}
@@ -147,7 +161,7 @@ export function closeBatch(t: SessionTable, filter: SessionFilter, options: Clos
         WHERE id = ${auditId}
      )
      SELECT (SELECT count(*) FROM batch)::int8 AS picked,
-            (SELECT id::text FROM batch ORDER BY id DESC LIMIT 1) AS cursor,
+            ${cursor} AS cursor,
             COALESCE((SELECT json_object_agg("group", n) FROM (SELECT "group", count(*) AS n FROM closed GROUP BY 1) g), '{}'::json) AS "byGroup"`,
     values,
   )
@@ -168,7 +182,7 @@ export function dailyStats(t: SessionTable, options: DailyStatsOptions): Sql {
     `SELECT to_char(date_trunc('day', ${t.startedAt}), 'YYYY-MM-DD') AS day,
             ${group} AS "group",
             count(*)::int8 AS total,
-            (avg(${durationExpr(t)}) FILTER (WHERE NOT (${openPredicate(t)})))::float8 AS "avgDurationSeconds",
+            (avg(${durationExpr(t)}) FILTER (WHERE (${openPredicate(t)}) IS NOT TRUE))::float8 AS "avgDurationSeconds",
             (count(*) FILTER (WHERE ${openPredicate(t)}))::int8 AS "stillActive",
             (count(*) FILTER (WHERE ${openPredicate(t)} AND ${lastSeenExpr(t)} < now() - make_interval(secs => $2)))::int8 AS orphaned
        FROM ${t.table}
