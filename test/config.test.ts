@@ -43,7 +43,7 @@ describe('loadConfig precedence: flag > env > file > defaults', () => {
     expect(configFile).toBeUndefined()
     expect(config.database.url).toBeUndefined()
     expect(config.wardenSchema).toBe('warden')
-    expect(config.sweep.batchSize).toBe(5000)
+    expect(config.sweep.batchSize).toBe(10_000)
     expect(config.sessions).toMatchObject({
       table: 'public.conversation_sessions',
       orphanAfter: 7200,

@@ -192,7 +192,7 @@ export const configSchema = z
     sessions: sessionsSchema.default(DEFAULT_SESSIONS),
     sweep: z
       .object({
-        batchSize: count(1, 100_000).default(5000),
+        batchSize: count(1, 100_000).default(10_000),
         maxRows: count(1, Number.MAX_SAFE_INTEGER).optional(),
       })
       .strict()

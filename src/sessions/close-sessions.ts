@@ -186,8 +186,9 @@ async function runLocked(db: Database, client: pg.PoolClient, table: SessionTabl
       request.onProgress?.({ closed: report.closed, total: Math.min(matched, request.maxRows ?? matched), batches: report.batches })
       if (picked < budget) break
     }
-    const left = await db.rows<{ count: string }>(summarize(table, openFilter), client)
-    report.remaining = left.reduce((sum, g) => sum + Number(g.count), 0)
+    // Everything that matched was closed: nothing can be left (the cutoff is fixed), so skip the count.
+    report.remaining =
+      report.closed >= matched ? 0 : (await db.rows<{ count: string }>(summarize(table, openFilter), client)).reduce((sum, g) => sum + Number(g.count), 0)
     if (report.remaining > 0 && report.stoppedEarly === null) {
       warnings.push(`${report.remaining} matching session(s) were held by a live writer and skipped; the next run will take them`)
     }
