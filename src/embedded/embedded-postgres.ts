@@ -23,6 +23,8 @@ export interface EmbeddedPostgresOptions {
   /** keep the data directory after stop (demo --keep) */
   keep?: boolean
   onLog?: (line: string) => void
+  /** server settings on top of Warden's defaults, e.g. { max_connections: '20' } */
+  settings?: Record<string, string>
 }
 
 const HOOKED_EVENTS = ['exit', 'beforeExit', 'SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK', 'message'] as const
@@ -113,7 +115,9 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
     persistent: true,
     // postgres refuses to run as root; the package creates and uses a "postgres" user then.
     createPostgresUser: userInfo().uid === 0,
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200', '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'],
+    postgresFlags: Object.entries({ listen_addresses: '127.0.0.1', max_connections: '200', fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off', ...options.settings }).flatMap(
+      ([name, value]) => ['-c', `${name}=${value}`],
+    ),
     onLog: (message) => {
       const line = String(message).trimEnd()
       logs.push(line)
