@@ -75,7 +75,7 @@ function acceptsConnections(port: number): Promise<boolean> {
   })
 }
 
-const SEED = ['--seed', '7', '--sessions', '2000']
+const SEED = ['--quick', '--seed', '7', '--sessions', '2000']
 
 describe('warden demo', () => {
   let json: DemoJson | undefined
@@ -124,7 +124,7 @@ describe('warden demo', () => {
     expect(closed, out).not.toBeNull()
     expect(Number(closed![1])).toBe(Number(dry![1]))
     expect(out).toMatch(/== after the sweep ==\n\d+ open, 0 orphaned/)
-    expect(out).toContain('warden demo --keep-running')
+    expect(out).toContain('warden demo --quick --keep-running')
     expect(out).toContain('embedded PostgreSQL stopped; data dir removed')
 
     // Same --seed as the --json run: same counts, and the same most-silent session ids.
@@ -133,8 +133,8 @@ describe('warden demo', () => {
     for (const { id } of json.dryRun.sample) expect(out).toContain(id)
   })
 
-  it('--keep-running: serves the other commands until SIGINT, then stops postgres and removes the data dir', async () => {
-    const child = spawnCli(['demo', '--keep-running', '--sessions', '1000', '--seed', '11'])
+  it('--quick --keep-running: serves the other commands until SIGINT, then stops postgres and removes the data dir', async () => {
+    const child = spawnCli(['demo', '--quick', '--keep-running', '--sessions', '1000', '--seed', '11'])
     let stdout = ''
     let stderr = ''
     child.stdout!.on('data', (chunk) => (stdout += chunk))
@@ -178,7 +178,7 @@ describe('warden demo', () => {
   })
 
   it('SIGTERM while postgres is still starting: stops it, removes the data dir, exits 143', async () => {
-    const child = spawnCli(['demo', '--sessions', '100'])
+    const child = spawnCli(['demo', '--quick', '--sessions', '100'])
     let stdout = ''
     let signalled = false
     child.stdout!.on('data', (chunk) => {
@@ -206,13 +206,21 @@ describe('warden demo', () => {
     await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve))
     const port = (blocker.address() as { port: number }).port
     try {
-      const run = await runDemo(['--port', String(port), '--sessions', '100'])
+      const run = await runDemo(['--quick', '--pg-port', String(port), '--sessions', '100'])
       expect(run.code, run.stdout + run.stderr).toBe(3)
       expect(run.stderr).toContain('could not start the embedded PostgreSQL')
       expect(run.stderr).toMatch(/could not bind|Address already in use/i)
       expect(dataDirsOf(run.pid)).toEqual([])
     } finally {
       blocker.close()
+    }
+  })
+
+  it('refuses flags of the other mode: --keep-running without --quick, --port or --duration with --quick', async () => {
+    for (const args of [['--keep-running'], ['--quick', '--port', '9999'], ['--quick', '--duration', '10s']]) {
+      const run = await runCli(['demo', ...args])
+      expect(run.code, args.join(' ')).toBe(64)
+      expect(run.stderr).toMatch(/--quick/)
     }
   })
 

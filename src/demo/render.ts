@@ -73,8 +73,9 @@ export function renderKeepRunning(bin: string, server: DemoServerInfo, statsDays
 export function renderNextSteps(bin: string): string {
   return [
     heading('what to try next'),
-    `  ${bin} demo --keep-running         # keep this database up and point the other commands at it`,
-    `  ${bin} demo --seed <n> --sessions 20000   # the same data again, or more of it`,
+    `  ${bin} demo                        # the whole product running: service, scheduler, chat path, traffic`,
+    `  ${bin} demo --quick --keep-running # keep this database up and point the other commands at it`,
+    `  ${bin} demo --quick --seed <n> --sessions 20000   # the same data again, or more of it`,
     `  ${bin} sessions sweep --database-url <your database>   # your own table: map it as in examples/conversation_sessions/warden.config.yaml`,
   ].join('\n')
 }

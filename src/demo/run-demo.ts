@@ -1,12 +1,12 @@
 import { randomInt } from 'node:crypto'
-import { loadConfig, type LoadedConfig, type WardenConfig } from '../core/config.js'
+import { loadConfig, type FlagValue, type LoadedConfig, type WardenConfig } from '../core/config.js'
 import type { Database } from '../db/database.js'
 import { migrate, type MigrationResult } from '../db/migrate.js'
 import { resolveSessionTable, type SessionTable } from '../db/session-table.js'
 import { sessionDailyStats, summarizeSessions, type DailyStatsRow } from '../sessions/inspect.js'
 import { sweepOrphans, type SweepResult } from '../sessions/sweep.js'
 import { analyzeConversationSessions, createConversationSessions, DEMO_CONFIG_FILE, insertDemoSessions } from './queries.js'
-import { generateDemoSessions, type DemoSeedReport } from './seed.js'
+import { generateDemoSessions, type DemoDataset, type DemoSeedReport } from './seed.js'
 
 const INSERT_CHUNK = 20_000
 const DAY = 86400
@@ -49,15 +49,26 @@ export const randomSeed = (): number => randomInt(1, 2 ** 31 - 1)
  * The example's own mapping, with nothing from the user's environment or working directory: a
  * DATABASE_URL or a warden.config.yaml meant for their database must not steer the demo.
  */
-export function demoConfig(url: string): LoadedConfig {
+export function demoConfig(url: string, extra: FlagValue[] = []): LoadedConfig {
   return loadConfig({
     configPath: DEMO_CONFIG_FILE,
     env: {},
     flags: [
       { key: 'database.url', flag: '(embedded PostgreSQL)', value: url },
       { key: 'database.applicationName', flag: '(demo)', value: 'warden-demo' },
+      ...extra,
     ],
   })
+}
+
+/** Migrate Warden's schema, create the example table and fill it: what both demos start from. */
+export async function seedDemo(db: Database, config: WardenConfig, options: DemoOptions): Promise<{ migration: MigrationResult; dataset: DemoDataset }> {
+  const migration = await migrate(db, config.wardenSchema)
+  await db.query(createConversationSessions())
+  const dataset = generateDemoSessions({ sessions: options.sessions, seed: options.seed, orphanAfterSeconds: config.sessions.orphanAfter })
+  for (let i = 0; i < dataset.rows.length; i += INSERT_CHUNK) await db.query(insertDemoSessions(dataset.rows.slice(i, i + INSERT_CHUNK)))
+  await db.query(analyzeConversationSessions())
+  return { migration, dataset }
 }
 
 /**
@@ -66,11 +77,7 @@ export function demoConfig(url: string): LoadedConfig {
  */
 export async function runDemo(db: Database, config: WardenConfig, options: DemoOptions): Promise<DemoResult> {
   const started = performance.now()
-  const migration = await migrate(db, config.wardenSchema)
-  await db.query(createConversationSessions())
-  const dataset = generateDemoSessions({ sessions: options.sessions, seed: options.seed, orphanAfterSeconds: config.sessions.orphanAfter })
-  for (let i = 0; i < dataset.rows.length; i += INSERT_CHUNK) await db.query(insertDemoSessions(dataset.rows.slice(i, i + INSERT_CHUNK)))
-  await db.query(analyzeConversationSessions())
+  const { migration, dataset } = await seedDemo(db, config, options)
 
   const table = await resolveSessionTable(db, config.sessions)
   const summary = await summarizeDemo(db, table)
