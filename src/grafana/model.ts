@@ -309,6 +309,34 @@ export const CHECK_STATUS_MAPPINGS: ValueMapping[] = [
 
 // ---- dashboard ----
 
+/**
+ * The pair of tiles a dashboard shows for a set of doctor checks: the last verdict of each, and
+ * whether its last run could run at all (a failed check keeps its old verdict).
+ */
+export function checkTiles(checks: string, text: { statusTitle: string; statusDescription: string; successTitle: string; successDescription: string }): PanelDraft[] {
+  const tile = { unit: 'none', colorMode: 'background', showNames: true, sparkline: false } as const
+  return [
+    stat({
+      ...tile,
+      title: text.statusTitle,
+      description: text.statusDescription,
+      w: 16,
+      mappings: CHECK_STATUS_MAPPINGS,
+      thresholds: [GREEN, { color: 'yellow', value: 1 }, { color: 'red', value: 2 }],
+      queries: [{ expr: `max by (check) (${sel('warden_check_status', checks)})`, legend: '{{check}}' }],
+    }),
+    stat({
+      ...tile,
+      title: text.successTitle,
+      description: text.successDescription,
+      w: 8,
+      mappings: [{ type: 'value', options: { '0': { text: 'failed', color: 'red', index: 0 }, '1': { text: 'ran', color: 'green', index: 1 } } }],
+      thresholds: [{ color: 'red', value: null }, { color: 'green', value: 1 }],
+      queries: [{ expr: `min by (check) (${sel('warden_check_success', checks)})`, legend: '{{check}}' }],
+    }),
+  ]
+}
+
 export interface Section {
   title: string
   panels: PanelDraft[]

@@ -1,4 +1,4 @@
-import { CHECK_STATUS_MAPPINGS, GREEN, dashboard, labelVariable, sel, standardVariables, stat, timeseries, type Dashboard } from '../model.js'
+import { checkTiles, GREEN, dashboard, labelVariable, sel, standardVariables, stat, timeseries, type Dashboard } from '../model.js'
 
 const RATE = '[$__rate_interval]'
 const POOL = 'pool_name=~"$pool"'
@@ -221,29 +221,11 @@ export function poolDashboard(): Dashboard {
       {
         title: 'Checks',
         panels: [
-          stat({
-            title: 'Connection and transaction checks',
-            description: `Last verdict of the checks of warden doctor that look at connections and transactions (${POOL_CHECKS.join(', ')}): ok, warning or critical. Run \`warden doctor\` or \`warden pool probe\` for the holders.`,
-            unit: 'none',
-            w: 16,
-            colorMode: 'background',
-            showNames: true,
-            sparkline: false,
-            mappings: CHECK_STATUS_MAPPINGS,
-            thresholds: [GREEN, { color: 'yellow', value: 1 }, { color: 'red', value: 2 }],
-            queries: [{ expr: `max by (check) (${sel('warden_check_status', poolChecks)})`, legend: '{{check}}' }],
-          }),
-          stat({
-            title: 'Checks that could not run',
-            description: 'Whether the last run of each of these checks could run (1) or failed, e.g. on a timeout (0). A failed check keeps its last verdict.',
-            unit: 'none',
-            w: 8,
-            colorMode: 'background',
-            showNames: true,
-            sparkline: false,
-            mappings: [{ type: 'value', options: { '0': { text: 'failed', color: 'red', index: 0 }, '1': { text: 'ran', color: 'green', index: 1 } } }],
-            thresholds: [{ color: 'red', value: null }, { color: 'green', value: 1 }],
-            queries: [{ expr: `min by (check) (${sel('warden_check_success', poolChecks)})`, legend: '{{check}}' }],
+          ...checkTiles(poolChecks, {
+            statusTitle: 'Connection and transaction checks',
+            statusDescription: `Last verdict of the checks of warden doctor that look at connections and transactions (${POOL_CHECKS.join(', ')}): ok, warning or critical. Run \`warden doctor\` or \`warden pool probe\` for the holders.`,
+            successTitle: 'Checks that could not run',
+            successDescription: 'Whether the last run of each of these checks could run (1) or failed, e.g. on a timeout (0). A failed check keeps its last verdict.',
           }),
           timeseries({
             title: 'Check duration',

@@ -1,4 +1,4 @@
-import { CHECK_STATUS_MAPPINGS, GREEN, dashboard, sel, standardVariables, stat, timeseries, type Dashboard } from '../model.js'
+import { checkTiles, GREEN, dashboard, sel, standardVariables, stat, timeseries, type Dashboard } from '../model.js'
 
 const RATE = '[$__rate_interval]'
 
@@ -144,29 +144,11 @@ export function sessionsDashboard(): Dashboard {
       {
         title: 'Checks',
         panels: [
-          stat({
-            title: 'Session checks',
-            description: `Last verdict of the session checks of warden doctor (${SESSION_CHECKS.join(', ')}): ok, warning or critical. A check that does not apply (e.g. dangling-cost-rows without checks.costRows) has no tile. Run \`warden doctor\` for the details.`,
-            unit: 'none',
-            w: 16,
-            colorMode: 'background',
-            showNames: true,
-            sparkline: false,
-            mappings: CHECK_STATUS_MAPPINGS,
-            thresholds: [GREEN, { color: 'yellow', value: 1 }, { color: 'red', value: 2 }],
-            queries: [{ expr: `max by (check) (${sel('warden_check_status', sessionChecks)})`, legend: '{{check}}' }],
-          }),
-          stat({
-            title: 'Session checks that could not run',
-            description: 'Whether the last run of each session check could run (1) or failed, e.g. on a timeout (0). A failed check keeps its last verdict in the tiles beside this one.',
-            unit: 'none',
-            w: 8,
-            colorMode: 'background',
-            showNames: true,
-            sparkline: false,
-            mappings: [{ type: 'value', options: { '0': { text: 'failed', color: 'red', index: 0 }, '1': { text: 'ran', color: 'green', index: 1 } } }],
-            thresholds: [{ color: 'red', value: null }, { color: 'green', value: 1 }],
-            queries: [{ expr: `min by (check) (${sel('warden_check_success', sessionChecks)})`, legend: '{{check}}' }],
+          ...checkTiles(sessionChecks, {
+            statusTitle: 'Session checks',
+            statusDescription: `Last verdict of the session checks of warden doctor (${SESSION_CHECKS.join(', ')}): ok, warning or critical. A check that does not apply (e.g. dangling-cost-rows without checks.costRows) has no tile. Run \`warden doctor\` for the details.`,
+            successTitle: 'Session checks that could not run',
+            successDescription: 'Whether the last run of each session check could run (1) or failed, e.g. on a timeout (0). A failed check keeps its last verdict in the tiles beside this one.',
           }),
         ],
       },
