@@ -25,12 +25,17 @@ export async function withClient<T>(pool: pg.Pool, work: (client: pg.PoolClient)
     throw databaseError(error)
   }
   let broken: Error | undefined
+  // pg-pool drops its error listener while a client is checked out; without ours a connection
+  // ended by the server between two statements would crash the process.
+  const onError = (error: Error) => (broken = error)
+  client.on('error', onError)
   try {
     return await work(client)
   } catch (error) {
     if (isBroken(error)) broken = error as Error
     throw error
   } finally {
+    client.removeListener('error', onError)
     client.release(broken)
   }
 }

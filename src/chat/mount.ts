@@ -49,7 +49,14 @@ export function createChatMount(options: ChatMountOptions, registry: Registry): 
     pool,
     close(closeOptions) {
       closing ??= (async () => {
-        const closedSessions = await router.shutdown(closeOptions)
+        let closedSessions = 0
+        try {
+          closedSessions = await router.shutdown(closeOptions)
+        } catch (error) {
+          // The database may already be going down with us (a terminal's Ctrl-C reaches it too):
+          // the sessions stay open, and the orphan sweep closes them later. Shutdown goes on.
+          options.logger?.warn({ err: error }, 'could not close this server\'s chat sessions on shutdown; the orphan sweep will')
+        }
         await pool.end()
         return { closedSessions }
       })()

@@ -107,6 +107,13 @@ export class Database {
       throw describeDatabaseError(error, this.url)
     }
     let broken: Error | undefined
+    // pg-pool drops its error listener while a client is checked out: a server that ends the
+    // connection between two statements (restart, fast shutdown) would crash the process.
+    const onError = (error: Error) => {
+      broken = error
+      ;(this.options.onPoolError ?? defaultPoolErrorHandler)(error)
+    }
+    client.on('error', onError)
     try {
       return await work(client)
     } catch (error) {
@@ -114,6 +121,7 @@ export class Database {
       if (isConnectionLoss(error)) broken = error as Error
       throw error
     } finally {
+      client.removeListener('error', onError)
       client.release(broken)
     }
   }

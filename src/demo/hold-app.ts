@@ -54,6 +54,9 @@ export function startHoldApp(options: HoldAppOptions): HoldApp {
   async function holdOnce(): Promise<void> {
     const client = await pool.connect()
     let broken = false
+    // A terminal's Ctrl-C reaches postgres too, which ends this held connection at once.
+    const onError = () => (broken = true)
+    client.on('error', onError)
     try {
       await client.query('BEGIN')
       const { rows } = await client.query<{ open: string }>('SELECT count(*) AS open FROM public.conversation_sessions WHERE is_active')
@@ -71,6 +74,7 @@ export function startHoldApp(options: HoldAppOptions): HoldApp {
       if (broken) errors += 1
       await client.query('ROLLBACK').catch(() => (broken = true))
     } finally {
+      client.removeListener('error', onError)
       client.release(broken)
     }
   }

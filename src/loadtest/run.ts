@@ -222,6 +222,8 @@ export async function runLoadtest(o: LoadtestOptions): Promise<PatternResult[]> 
   try {
     if (o.databaseUrl) {
       monitor = new pg.Client({ connectionString: o.databaseUrl, application_name: `warden-loadtest-${runId}-monitor` })
+      // A terminal's Ctrl-C also stops an embedded server; its goodbye must not crash the report.
+      monitor.on('error', () => undefined)
       await monitor.connect()
     }
     const results: PatternResult[] = []
