@@ -146,4 +146,28 @@ describe('a newcomer runs `warden demo` and pastes the commands it prints', () =
     expect(await acceptsConnections(port)).toBe(false)
     expect(await acceptsConnections(pgPort)).toBe(false)
   }, 90_000)
+
+  it('a terminal Ctrl-C (SIGINT to the whole process group, postgres included) still exits 0 and leaves nothing behind', async () => {
+    const child = spawnCli(['demo', '--port', '0'], { detached: true })
+    let stdout = ''
+    child.stdout!.on('data', (chunk) => (stdout += chunk))
+    child.stderr!.resume()
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
+    try {
+      await waitFor(async () => /^ready: /m.test(stdout), 'the ready line', 40_000)
+      const dataDir = /data dir (\/\S+)\)/.exec(stdout)?.[1]
+      expect(dataDir).toBeDefined()
+      process.kill(-child.pid!, 'SIGINT')
+      expect(await exited).toBe(0)
+      expect(stdout).toContain('embedded PostgreSQL stopped; data dir removed')
+      expect(existsSync(dataDir!)).toBe(false)
+      expect(processesUsing(dataDir!)).toEqual([])
+    } finally {
+      try {
+        process.kill(-child.pid!, 'SIGKILL')
+      } catch {
+        // already gone
+      }
+    }
+  })
 })

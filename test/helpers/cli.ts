@@ -19,6 +19,8 @@ export interface CliOptions {
   cwd?: string
   input?: string
   timeoutMs?: number
+  /** its own process group, so a test can signal the whole group as a terminal's Ctrl-C does */
+  detached?: boolean
 }
 
 /** Environment with nothing of the developer's Warden settings leaking into a test. */
@@ -39,6 +41,7 @@ export function spawnCli(args: string[], options: CliOptions = {}): ChildProcess
     cwd: options.cwd ?? mkdtempSync(join(tmpdir(), 'warden-cwd-')),
     env: cleanEnv(options.env),
     stdio: ['pipe', 'pipe', 'pipe'],
+    detached: options.detached ?? false,
   })
 }
 
