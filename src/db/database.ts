@@ -99,44 +99,17 @@ export class Database {
     return (await this.query<R>(statement, on)).rows
   }
 
-  async withClient<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    let client: pg.PoolClient
-    try {
-      client = await this.pool.connect()
-    } catch (error) {
-      throw describeDatabaseError(error, this.url)
-    }
-    let broken: Error | undefined
-    // pg-pool drops its error listener while a client is checked out: a server that ends the
-    // connection between two statements (restart, fast shutdown) would crash the process.
-    const onError = (error: Error) => {
-      broken = error
-      ;(this.options.onPoolError ?? defaultPoolErrorHandler)(error)
-    }
-    client.on('error', onError)
-    try {
-      return await work(client)
-    } catch (error) {
-      // A client whose connection died must not go back to the pool.
-      if (isConnectionLoss(error)) broken = error as Error
-      throw error
-    } finally {
-      client.removeListener('error', onError)
-      client.release(broken)
-    }
+  withClient<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    return withPoolClient(this.pool, work, {
+      connectError: (error) => describeDatabaseError(error, this.url),
+      onClientError: this.options.onPoolError ?? defaultPoolErrorHandler,
+    })
   }
 
-  async transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    return this.withClient(async (client) => {
-      await client.query('BEGIN')
-      try {
-        const result = await work(client)
-        await client.query('COMMIT')
-        return result
-      } catch (error) {
-        await client.query('ROLLBACK').catch(() => undefined)
-        throw error
-      }
+  transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    return inPoolTransaction(this.pool, work, {
+      connectError: (error) => describeDatabaseError(error, this.url),
+      onClientError: this.options.onPoolError ?? defaultPoolErrorHandler,
     })
   }
 
@@ -150,9 +123,72 @@ export class Database {
   }
 }
 
+/** 57P01: the server ended the connection (admin shutdown); 08xxx: connection exceptions. */
 function isConnectionLoss(error: unknown): boolean {
-  const code = (error as { code?: string }).code
-  return error instanceof WardenError ? error.exitCode === ExitCode.unavailable : typeof code === 'string' && (CONNECTION_ERROR_CODES.has(code) || code.startsWith('08'))
+  const code = (error as { code?: string } | null)?.code
+  return error instanceof WardenError
+    ? error.exitCode === ExitCode.unavailable
+    : typeof code === 'string' && (CONNECTION_ERROR_CODES.has(code) || code.startsWith('08') || code === '57P01')
+}
+
+/** A builder's statement on a bare pool or client, for code outside Database (no timing, no error mapping). */
+export const run = <R extends pg.QueryResultRow>(on: pg.Pool | pg.PoolClient, statement: Sql) => on.query<R>({ text: statement.text, values: statement.values })
+
+export interface PoolClientOptions {
+  /** what a failed checkout becomes (a user-facing error) */
+  connectError: (error: unknown) => Error
+  /** told about a checked-out client whose connection the server ended between two statements */
+  onClientError?: (error: Error) => void
+}
+
+/**
+ * Checks a client out, runs the work, and always releases it: a client whose connection died
+ * is destroyed instead of going back to the pool. Shared by Database and by code that holds a
+ * bare (instrumented) pg.Pool, such as the reference chat path.
+ */
+export async function withPoolClient<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>, options: PoolClientOptions): Promise<T> {
+  let client: pg.PoolClient
+  try {
+    client = await pool.connect()
+  } catch (error) {
+    throw options.connectError(error)
+  }
+  let broken: Error | undefined
+  // pg-pool drops its error listener while a client is checked out: a server that ends the
+  // connection between two statements (restart, fast shutdown) would crash the process.
+  const onError = (error: Error) => {
+    broken = error
+    options.onClientError?.(error)
+  }
+  client.on('error', onError)
+  try {
+    return await work(client)
+  } catch (error) {
+    if (isConnectionLoss(error)) broken = error as Error
+    throw error
+  } finally {
+    client.removeListener('error', onError)
+    client.release(broken)
+  }
+}
+
+/** BEGIN … COMMIT on one client; ROLLBACK on any error, including ones thrown by `work` itself. */
+export function inPoolTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>, options: PoolClientOptions): Promise<T> {
+  return withPoolClient(
+    pool,
+    async (client) => {
+      await client.query('BEGIN')
+      try {
+        const result = await work(client)
+        await client.query('COMMIT')
+        return result
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => undefined)
+        throw error
+      }
+    },
+    options,
+  )
 }
 
 function defaultPoolErrorHandler(error: Error): void {
