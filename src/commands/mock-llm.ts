@@ -2,7 +2,8 @@ import { Flags } from '@oclif/core'
 import { WardenCommand } from '../cli/base-command.js'
 import { ExitCode, usageError, WardenError } from '../core/errors.js'
 import { startMockLlm, type MockLlmServer } from '../llm/mock-server.js'
-import { describeMockOptions, mockLlmFlags, mockLlmOptions, untilStopSignal } from '../llm/options.js'
+import { untilStopSignal } from '../core/signals.js'
+import { describeMockOptions, mockLlmFlags, mockLlmOptions } from '../llm/options.js'
 
 export default class MockLlm extends WardenCommand {
   static override description = `An Anthropic-compatible Messages API server (POST /v1/messages) with set latency, streaming and faults.

@@ -1,8 +1,6 @@
 import { ExitCode, WardenError } from '../core/errors.js'
+import { untilStopSignal, type StopSignal } from '../core/signals.js'
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../embedded/embedded-postgres.js'
-
-const STOP_SIGNALS = ['SIGINT', 'SIGTERM'] as const
-type StopSignal = (typeof STOP_SIGNALS)[number]
 
 /** Ctrl-C (or SIGTERM) arrived while the demo was still working, not while it waited for one. */
 export class DemoInterrupted extends Error {
@@ -38,12 +36,12 @@ export interface DemoServerOutcome<T> {
  * then sweeps what was left).
  */
 export async function withDemoServer<T>(options: DemoServerOptions, work: (server: EmbeddedPostgres, control: DemoServerControl) => Promise<T>): Promise<DemoServerOutcome<T>> {
-  const signals = watchStopSignals()
+  const signals = untilStopSignal()
   let server: EmbeddedPostgres | undefined
   try {
     options.onStarting?.()
     const starting = startEmbeddedPostgres({ port: options.port, keep: options.keep })
-    const started = await Promise.race([starting.then((s) => ({ server: s }), (error: unknown) => ({ error })), signals.next.then((signal) => ({ signal }))])
+    const started = await Promise.race([starting.then((s) => ({ server: s }), (error: unknown) => ({ error })), signals.signal.then((signal) => ({ signal }))])
     if ('signal' in started) {
       // initdb cannot be cancelled half-way; let it finish, then take the server down with us.
       await starting.then((s) => s.stop(), () => undefined)
@@ -56,17 +54,17 @@ export async function withDemoServer<T>(options: DemoServerOptions, work: (serve
     const control: DemoServerControl = {
       untilStopSignal: () => {
         waitingForSignal = true
-        return signals.next
+        return signals.signal
       },
     }
     const working = work(server, control)
     // Raced below: if a signal wins, work's late rejection (its connections dropped) is expected.
     working.catch(() => undefined)
-    const outcome = await Promise.race([working.then((value) => ({ value }), (error: unknown) => ({ error })), signals.next.then((signal) => ({ signal }))])
+    const outcome = await Promise.race([working.then((value) => ({ value }), (error: unknown) => ({ error })), signals.signal.then((signal) => ({ signal }))])
     if ('signal' in outcome && !waitingForSignal) throw new DemoInterrupted(outcome.signal)
     if ('error' in outcome) {
       // A Ctrl-C in a terminal reaches postgres too; its dropped connections can beat our handler.
-      const late = await Promise.race([signals.next, delay(100).then(() => undefined)])
+      const late = await Promise.race([signals.signal, delay(100).then(() => undefined)])
       throw late ? new DemoInterrupted(late) : outcome.error
     }
     const value = 'value' in outcome ? outcome.value : await working
@@ -77,17 +75,6 @@ export async function withDemoServer<T>(options: DemoServerOptions, work: (serve
     if (server) await server.stop()
     signals.dispose()
   }
-}
-
-function watchStopSignals(): { next: Promise<StopSignal>; dispose: () => void } {
-  let resolveNext!: (signal: StopSignal) => void
-  const next = new Promise<StopSignal>((resolve) => (resolveNext = resolve))
-  const listeners = STOP_SIGNALS.map((signal) => [signal, () => (dispose(), resolveNext(signal))] as const)
-  const dispose = () => {
-    for (const [signal, listener] of listeners) process.removeListener(signal, listener)
-  }
-  for (const [signal, listener] of listeners) process.on(signal, listener)
-  return { next, dispose }
 }
 
 const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))

@@ -6,7 +6,7 @@ import { startChatServer, type ChatServer } from '../../chat/server.js'
 import { migrate } from '../../db/migrate.js'
 import { chatFlags, chatSetup } from '../../cli/chat-flags.js'
 import type { MockLlmServer } from '../../llm/mock-server.js'
-import { untilStopSignal } from '../../llm/options.js'
+import { untilStopSignal } from '../../core/signals.js'
 
 export default class ChatServe extends WardenCommand {
   static override description = `Serve the reference chat path on its own (the same router \`warden serve --chat\` mounts).
