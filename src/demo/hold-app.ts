@@ -1,4 +1,6 @@
 import { setMaxListeners } from 'node:events'
+import { run } from '../db/database.js'
+import { countOpenDemoSessions } from './queries.js'
 import Anthropic from '@anthropic-ai/sdk'
 import type pg from 'pg'
 import type { Registry } from 'prom-client'
@@ -59,7 +61,7 @@ export function startHoldApp(options: HoldAppOptions): HoldApp {
     client.on('error', onError)
     try {
       await client.query('BEGIN')
-      const { rows } = await client.query<{ open: string }>('SELECT count(*) AS open FROM public.conversation_sessions WHERE is_active')
+      const { rows } = await run<{ open: string }>(client, countOpenDemoSessions())
       // The bug: the transaction (and the connection) stays open while the model thinks.
       await llmCall(HOLD_APP_NAME, () =>
         anthropic.messages.create(

@@ -50,3 +50,29 @@ export function insertDemoSessions(rows: DemoSession[]): Sql {
 
 /** Fresh statistics, so the planner sees thousands of rows rather than an empty table. */
 export const analyzeConversationSessions = (): Sql => sql('demo.analyze', 'ANALYZE public.conversation_sessions')
+
+/** A demo chat user's session row, as the websocket backend of the post-mortem writes it. */
+export const openDemoSession = (id: string, user: string, group: string): Sql =>
+  sql(
+    'demo.openSession',
+    `INSERT INTO public.conversation_sessions (session_id, user_id, agent_role, is_active, session_start, last_activity_at)
+     VALUES ($1, $2, $3, true, now(), now())`,
+    [id, user, group],
+  )
+
+export const touchDemoSession = (id: string): Sql =>
+  sql('demo.touchSession', 'UPDATE public.conversation_sessions SET last_activity_at = now() WHERE session_id = $1', [id])
+
+/** What disconnect() should have done (and, for the leaking users, does not). */
+export const closeDemoSession = (id: string): Sql =>
+  sql(
+    'demo.closeSession',
+    `UPDATE public.conversation_sessions
+        SET is_active = false, session_end = now(), ended_at = now(),
+            duration_seconds = round(extract(epoch FROM now() - session_start))::int
+      WHERE session_id = $1 AND is_active`,
+    [id],
+  )
+
+/** The hold app's read inside the transaction it then keeps open across its LLM call. */
+export const countOpenDemoSessions = (): Sql => sql('demo.countOpen', 'SELECT count(*) AS open FROM public.conversation_sessions WHERE is_active')

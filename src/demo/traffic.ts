@@ -2,6 +2,8 @@ import { setMaxListeners } from 'node:events'
 import { randomUUID } from 'node:crypto'
 import { request } from 'node:http'
 import pg from 'pg'
+import { run } from '../db/database.js'
+import { closeDemoSession, openDemoSession, touchDemoSession } from './queries.js'
 import { DEMO_GROUPS, prng } from './seed.js'
 
 /** application_name of the traffic generator's own writes to conversation_sessions. */
@@ -96,10 +98,7 @@ export function startTraffic(options: TrafficOptions): Traffic {
     const group = DEMO_GROUPS[Math.floor(random() * DEMO_GROUPS.length)]!.name
     const user = `user-${String(1 + Math.floor(random() * 200)).padStart(5, '0')}`
     await post('/sessions', { id, agentRole: group, owner: user })
-    await db.query(
-      `INSERT INTO public.conversation_sessions (session_id, user_id, agent_role, is_active, session_start, last_activity_at) VALUES ($1, $2, $3, true, now(), now())`,
-      [id, user, group],
-    )
+    await run(db, openDemoSession(id, user, group))
     stats.sessions += 1
     const turns = 1 + Math.floor(random() * 4)
     const leaks = random() < leakRate
@@ -108,7 +107,7 @@ export function startTraffic(options: TrafficOptions): Traffic {
       const stream = random() < streamRate
       // The whole reply (or the whole SSE stream) is read before the next turn.
       await post(`/sessions/${id}/messages${stream ? '/stream' : ''}`, { message })
-      await db.query('UPDATE public.conversation_sessions SET last_activity_at = now() WHERE session_id = $1', [id])
+      await run(db, touchDemoSession(id))
       stats.turns += 1
       if (stream) stats.streamed += 1
       await sleep(between(thinkLow, thinkHigh))
@@ -120,13 +119,7 @@ export function startTraffic(options: TrafficOptions): Traffic {
       return
     }
     await post(`/sessions/${id}/end`, {})
-    await db.query(
-      `UPDATE public.conversation_sessions
-          SET is_active = false, session_end = now(), ended_at = now(),
-              duration_seconds = round(extract(epoch FROM now() - session_start))::int
-        WHERE session_id = $1 AND is_active`,
-      [id],
-    )
+    await run(db, closeDemoSession(id))
     stats.closed += 1
   }
 
