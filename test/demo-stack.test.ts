@@ -1,31 +1,9 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs'
-import { connect } from 'node:net'
+import { existsSync } from 'node:fs'
 import { afterAll, describe, expect, it } from 'vitest'
 import { freePort } from '../src/embedded/embedded-postgres.js'
 import { parseJson, runCli, spawnCli, type CliResult } from './helpers/cli.js'
+import { acceptsConnections, processesUsing } from './helpers/processes.js'
 import { parseMetrics, valueOf, waitFor } from './helpers/server.js'
-
-/** Processes whose command line names this data dir: a postgres left running would show up here. */
-function processesUsing(dataDir: string): number[] {
-  const pids: number[] = []
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    try {
-      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(dataDir)) pids.push(Number(entry))
-    } catch {
-      // exited while we looked
-    }
-  }
-  return pids
-}
-
-function acceptsConnections(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port })
-    socket.once('connect', () => (socket.destroy(), resolve(true)))
-    socket.once('error', () => resolve(false))
-  })
-}
 
 /** A printed `warden …` line as argv: the bin name and any trailing comment dropped. */
 function argvOf(line: string): string[] {

@@ -1,9 +1,10 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs'
-import { connect, createServer, type Server } from 'node:net'
+import { existsSync, readdirSync } from 'node:fs'
+import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { describe, expect, it } from 'vitest'
 import { generateDemoSessions, POST_MORTEM_MAX_SILENT_SECONDS } from '../src/demo/seed.js'
 import { parseJson, runCli, spawnCli, type CliResult } from './helpers/cli.js'
+import { acceptsConnections, processesUsing } from './helpers/processes.js'
 
 interface SweepJson {
   dryRun: boolean
@@ -51,29 +52,6 @@ async function runDemo(args: string[]): Promise<Run> {
 }
 
 const dataDirsOf = (pid: number) => readdirSync(tmpdir()).filter((entry) => entry.startsWith(`warden-pg-${pid}-`))
-
-/** Processes whose command line names this data dir: a postgres left running would show up here. */
-function processesUsing(dataDir: string): number[] {
-  if (!existsSync('/proc')) return []
-  const pids: number[] = []
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    try {
-      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(dataDir)) pids.push(Number(entry))
-    } catch {
-      // exited while we looked
-    }
-  }
-  return pids
-}
-
-function acceptsConnections(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port })
-    socket.once('connect', () => (socket.destroy(), resolve(true)))
-    socket.once('error', () => resolve(false))
-  })
-}
 
 const SEED = ['--quick', '--seed', '7', '--sessions', '2000']
 
