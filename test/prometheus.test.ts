@@ -37,8 +37,11 @@ describe('Prometheus interop: promtool and a real Prometheus scraping warden ser
     const { text } = await waitFor(async () => {
       const scraped = await api.scrape()
       const ready = ['sessions', 'pg_connections', 'checks'].every((collector) => valueOf(scraped.samples, 'warden_collector_success', { collector }) === 1)
-      return ready ? scraped : undefined
-    }, 'every collector to succeed')
+      // The GC histogram has series only once a collection has been observed: provoke one.
+      const gcSeen = scraped.text.includes('\nnodejs_gc_duration_seconds_bucket{')
+      if (!gcSeen) Array.from({ length: 200_000 }, (_, i) => ({ i })).length
+      return ready && gcSeen ? scraped : undefined
+    }, 'every collector to succeed and a GC to be observed')
     for (const family of ['warden_sessions_active', 'warden_pg_connections', 'warden_check_status', 'db_client_connection_wait_time_seconds_bucket', 'nodejs_gc_duration_seconds_bucket']) {
       expect(text, family).toContain(`\n${family}{`)
     }
