@@ -128,15 +128,16 @@ describe('a newcomer runs `warden demo` and pastes the commands it prints', () =
   it('a terminal Ctrl-C (SIGINT to the whole process group, postgres included) still exits 0 and leaves nothing behind', async () => {
     const child = spawnCli(['demo', '--port', '0'], { detached: true })
     let stdout = ''
+    let stderr = ''
     child.stdout!.on('data', (chunk) => (stdout += chunk))
-    child.stderr!.resume()
+    child.stderr!.on('data', (chunk) => (stderr += chunk))
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
     try {
       await waitFor(async () => /^ready: /m.test(stdout), 'the ready line', 40_000)
       const dataDir = /data dir (\/\S+)\)/.exec(stdout)?.[1]
       expect(dataDir).toBeDefined()
       process.kill(-child.pid!, 'SIGINT')
-      expect(await exited).toBe(0)
+      expect(await exited, `stdout:\n${stdout.slice(-1500)}\nstderr:\n${stderr.slice(-3000)}`).toBe(0)
       expect(stdout).toContain('embedded PostgreSQL stopped; data dir removed')
       expect(existsSync(dataDir!)).toBe(false)
       expect(processesUsing(dataDir!)).toEqual([])
