@@ -61,19 +61,39 @@ function targets(r: PatternResult): { met: boolean | null; missed: string[] } {
 function machine(serverVersion: string) {
   let cpuModel = cpus()[0]?.model ?? 'unknown'
   try {
-    cpuModel = execFileSync('lscpu', { encoding: 'utf8' }).match(/Model name:\s*(.+)/)?.[1]?.trim() ?? cpuModel
+    cpuModel =
+      execFileSync('lscpu', { encoding: 'utf8' })
+        .match(/Model name:\s*(.+)/)?.[1]
+        ?.trim() ?? cpuModel
   } catch {
     // lscpu missing: keep Node's answer
   }
-  return { nproc: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), cpuModel, node: process.version, postgres: serverVersion, loadAverage: loadavg().map((l) => l.toFixed(2)).join(' ') }
+  return {
+    nproc: cpus().length,
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    cpuModel,
+    node: process.version,
+    postgres: serverVersion,
+    loadAverage: loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' '),
+  }
 }
 
 const cell = (v: number | null | undefined, digits = 0) => (v === null || v === undefined ? '-' : v.toFixed(digits))
-const errs = (e: Record<string, number>) => Object.entries(e).map(([k, n]) => `${k} ${n}`).join(', ') || '0'
+const errs = (e: Record<string, number>) =>
+  Object.entries(e)
+    .map(([k, n]) => `${k} ${n}`)
+    .join(', ') || '0'
 
 function markdown(rows: Row[]): string {
-  const head = '| run | C | throughput (turns/s) | of C/L | p50 / p95 / p99 (ms) | errors | pool wait p99 (ms) | pool timeouts | held during LLM | max conns | llm_requests rows / replies | server loop busy | CPU ms/turn: server / PG / clients / mock | load avg before→after | targets |'
-  const sep = `|${head.split('|').slice(1, -1).map(() => '---').join('|')}|`
+  const head =
+    '| run | C | throughput (turns/s) | of C/L | p50 / p95 / p99 (ms) | errors | pool wait p99 (ms) | pool timeouts | held during LLM | max conns | llm_requests rows / replies | server loop busy | CPU ms/turn: server / PG / clients / mock | load avg before→after | targets |'
+  const sep = `|${head
+    .split('|')
+    .slice(1, -1)
+    .map(() => '---')
+    .join('|')}|`
   const lines = rows.map((r) =>
     [
       `${r.pattern}${r.stream ? ' (stream)' : ''}`,
@@ -106,7 +126,9 @@ try {
   }
   const db = new Database({ url, applicationName: 'warden-bench', connectTimeout: 10, statementTimeout: 60, poolMax: 1 })
   await migrate(db, 'warden')
-  const version = (await db.rows<{ v: string }>({ name: 'bench.version', text: "SELECT current_setting('server_version') AS v", values: [] }))[0]!.v
+  const version = (
+    await db.rows<{ v: string }>({ name: 'bench.version', text: "SELECT current_setting('server_version') AS v", values: [] })
+  )[0]!.v
   await db.close()
   const info = machine(version)
   process.stderr.write(`machine: ${JSON.stringify(info)}\n`)
@@ -136,10 +158,21 @@ try {
       })
       const verdict = targets(result!)
       rows.push({ ...result!, loadBefore, loadAfter: loadavg()[0]!, targetsMet: verdict.met, missed: verdict.missed })
-      process.stderr.write(`  ${result!.throughput} turns/s (${(result!.littleLawRatio * 100).toFixed(1)} %), p99 ${result!.latencyMs.p99} ms, errors ${errs(result!.errors)}, rows ${result!.llmRequestsRows}/${result!.successes}, loop busy ${result!.serverEventLoopUtilization}, CPU ms/turn ${JSON.stringify(result!.cpuMsPerTurn)}\n`)
+      process.stderr.write(
+        `  ${result!.throughput} turns/s (${(result!.littleLawRatio * 100).toFixed(1)} %), p99 ${result!.latencyMs.p99} ms, errors ${errs(result!.errors)}, rows ${result!.llmRequestsRows}/${result!.successes}, loop busy ${result!.serverEventLoopUtilization}, CPU ms/turn ${JSON.stringify(result!.cpuMsPerTurn)}\n`,
+      )
     }
   }
-  const report = { date: new Date().toISOString(), command: `node --import tsx bench/loadtest.ts ${process.argv.slice(2).join(' ')}`.trim(), machine: info, poolMax, llmLatencyMs, durationMs, wallSeconds: Math.round((Date.now() - started) / 1000), rows }
+  const report = {
+    date: new Date().toISOString(),
+    command: `node --import tsx bench/loadtest.ts ${process.argv.slice(2).join(' ')}`.trim(),
+    machine: info,
+    poolMax,
+    llmLatencyMs,
+    durationMs,
+    wallSeconds: Math.round((Date.now() - started) / 1000),
+    rows,
+  }
   if (args.out) writeFileSync(args.out, JSON.stringify(report, null, 2))
   process.stdout.write(args.json ? `${JSON.stringify(report, null, 2)}\n` : `${markdown(rows)}\n\nwall time ${report.wallSeconds} s\n`)
 } finally {

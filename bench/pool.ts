@@ -48,7 +48,8 @@ const { values: args } = parseArgs({
   },
 })
 const WORKLOADS = args.workloads.split(',').map((w) => w.trim()) as Workload[]
-for (const workload of WORKLOADS) if (!WORKLOADS_ALL.includes(workload)) throw new Error(`unknown workload ${workload}; one of ${WORKLOADS_ALL.join(', ')}`)
+for (const workload of WORKLOADS)
+  if (!WORKLOADS_ALL.includes(workload)) throw new Error(`unknown workload ${workload}; one of ${WORKLOADS_ALL.join(', ')}`)
 const rounds = Number(args.rounds)
 const workers = Number(args.workers)
 const taxPairs = Number(args['tax-pairs'])
@@ -129,7 +130,26 @@ function alsTax(url: string) {
   const script = fileURLToPath(import.meta.url)
   for (let pair = 0; pair < taxPairs; pair += 1) {
     for (const mode of pair % 2 === 0 ? (['plain', 'als'] as const) : (['als', 'plain'] as const)) {
-      const out = execFileSync(process.execPath, [...process.execArgv, script, '--child', mode, '--database-url', url, '--workers', String(workers), '--queries', String(perWorker.query), '--acquires', String(perWorker.acquire), '--workloads', WORKLOADS.join(',')], { encoding: 'utf8' })
+      const out = execFileSync(
+        process.execPath,
+        [
+          ...process.execArgv,
+          script,
+          '--child',
+          mode,
+          '--database-url',
+          url,
+          '--workers',
+          String(workers),
+          '--queries',
+          String(perWorker.query),
+          '--acquires',
+          String(perWorker.acquire),
+          '--workloads',
+          WORKLOADS.join(','),
+        ],
+        { encoding: 'utf8' },
+      )
       runs[mode].push(JSON.parse(out) as Partial<Record<Workload, Run>>)
     }
     if (!args.json) process.stderr.write(`AsyncLocalStorage cost: pair ${pair + 1}/${taxPairs} done\n`)
@@ -160,8 +180,19 @@ async function main(): Promise<void> {
   const pools: Record<string, pg.Pool> = {
     bare: new pg.Pool(config),
     'instrumented (defaults)': instrumentPool(new pg.Pool(config), { poolName: 'bench', registry, logger: silent }),
-    'instrumented, captureStacks: true': instrumentPool(new pg.Pool(config), { poolName: 'bench_stacks', registry, logger: silent, captureStacks: true }),
-    'instrumented, detector off': instrumentPool(new pg.Pool(config), { poolName: 'bench_metrics', registry, logger: silent, detectHeldDuringLlmCall: false, longHoldMs: 0 }),
+    'instrumented, captureStacks: true': instrumentPool(new pg.Pool(config), {
+      poolName: 'bench_stacks',
+      registry,
+      logger: silent,
+      captureStacks: true,
+    }),
+    'instrumented, detector off': instrumentPool(new pg.Pool(config), {
+      poolName: 'bench_metrics',
+      registry,
+      logger: silent,
+      detectHeldDuringLlmCall: false,
+      longHoldMs: 0,
+    }),
   }
   const names = Object.keys(pools)
   try {
@@ -176,7 +207,8 @@ async function main(): Promise<void> {
       database: stop ? 'embedded' : 'external',
     }
     // warm-up: open every connection, let the JIT settle
-    for (const name of names) for (const workload of WORKLOADS) await runWorkload(pools[name]!, workload, Math.ceil(perWorker[workload] / 3))
+    for (const name of names)
+      for (const workload of WORKLOADS) await runWorkload(pools[name]!, workload, Math.ceil(perWorker[workload] / 3))
 
     const results: Record<Workload, Record<string, Run[]>> = { query: {}, checkout: {}, acquire: {} }
     for (let round = 0; round < rounds; round += 1) {
@@ -197,20 +229,31 @@ async function main(): Promise<void> {
       process.stdout.write(`${JSON.stringify({ machine, rounds, workers, report, asyncLocalStorageCost: tax }, null, 2)}\n`)
       return
     }
-    console.log(`machine: ${machine.nproc} CPUs (${machine.cpu}), ${machine.memoryGiB} GiB; Node ${machine.node}; PostgreSQL ${machine.postgres} (${machine.database})`)
-    console.log(`${rounds} rounds, ${workers} workers, pools of max ${workers}; medians over rounds, against the bare pool of the same round\n`)
-    console.log('| workload | ops/round | pool | ops/s | ratio | ratio p25–p75 | loss % | wall µs/op over bare | CPU µs/op | CPU µs/op over bare |')
+    console.log(
+      `machine: ${machine.nproc} CPUs (${machine.cpu}), ${machine.memoryGiB} GiB; Node ${machine.node}; PostgreSQL ${machine.postgres} (${machine.database})`,
+    )
+    console.log(
+      `${rounds} rounds, ${workers} workers, pools of max ${workers}; medians over rounds, against the bare pool of the same round\n`,
+    )
+    console.log(
+      '| workload | ops/round | pool | ops/s | ratio | ratio p25–p75 | loss % | wall µs/op over bare | CPU µs/op | CPU µs/op over bare |',
+    )
     console.log('|---|---:|---|---:|---:|---:|---:|---:|---:|---:|')
     for (const { workload, opsPerRound, pools: rowsOfWorkload } of report) {
       for (const row of rowsOfWorkload) {
-        console.log(`| ${workload} | ${opsPerRound} | ${row.pool} | ${row.throughput} | ${row.ratio.toFixed(3)} | ${row.ratioIqr[0]!.toFixed(2)}–${row.ratioIqr[1]!.toFixed(2)} | ${row.lossPercent.toFixed(1)} | ${row.wallOverheadUsPerOp.toFixed(1)} | ${row.cpuUsPerOp.toFixed(1)} | ${row.cpuOverheadUsPerOp.toFixed(1)} |`)
+        console.log(
+          `| ${workload} | ${opsPerRound} | ${row.pool} | ${row.throughput} | ${row.ratio.toFixed(3)} | ${row.ratioIqr[0]!.toFixed(2)}–${row.ratioIqr[1]!.toFixed(2)} | ${row.lossPercent.toFixed(1)} | ${row.wallOverheadUsPerOp.toFixed(1)} | ${row.cpuUsPerOp.toFixed(1)} | ${row.cpuOverheadUsPerOp.toFixed(1)} |`,
+        )
       }
     }
     if (tax.length > 0) {
       console.log(`\nprocess-wide AsyncLocalStorage cost (bare pool, ${taxPairs} child processes each way, alternated):\n`)
       console.log('| workload | ops/s with ALS | ratio | ratio p25–p75 | loss % | CPU µs/op over no ALS |')
       console.log('|---|---:|---:|---:|---:|---:|')
-      for (const row of tax) console.log(`| ${row.workload} | ${row.throughput} | ${row.ratio.toFixed(3)} | ${row.ratioIqr[0]!.toFixed(2)}–${row.ratioIqr[1]!.toFixed(2)} | ${row.lossPercent.toFixed(1)} | ${row.cpuOverheadUsPerOp.toFixed(1)} |`)
+      for (const row of tax)
+        console.log(
+          `| ${row.workload} | ${row.throughput} | ${row.ratio.toFixed(3)} | ${row.ratioIqr[0]!.toFixed(2)}–${row.ratioIqr[1]!.toFixed(2)} | ${row.lossPercent.toFixed(1)} | ${row.cpuOverheadUsPerOp.toFixed(1)} |`,
+        )
     }
   } finally {
     await Promise.all(Object.values(pools).map((pool) => pool.end()))

@@ -177,17 +177,31 @@ async function main(): Promise<void> {
       postgres: pgVersion,
       embedded: embedded !== undefined,
     }
-    const report = { date: new Date().toISOString(), rows: ROWS, requests: REQUESTS, machine, sessionsCollectSeconds, stalledState, results }
+    const report = {
+      date: new Date().toISOString(),
+      rows: ROWS,
+      requests: REQUESTS,
+      machine,
+      sessionsCollectSeconds,
+      stalledState,
+      results,
+    }
     mkdirSync(join(ROOT, 'bench/results'), { recursive: true })
     const file = join(ROOT, 'bench/results', `scrape-${report.date.replace(/[:.]/g, '-')}.json`)
     writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`)
 
-    console.log(`machine: ${machine.nproc} CPUs (${machine.cpu}), ${machine.memoryGiB} GiB, Node ${machine.node}, PostgreSQL ${machine.postgres}, load average ${machine.loadAverage.join(' ')}`)
-    console.log(`table: ${ROWS} rows; ${REQUESTS} sequential scrapes per line; sessions collector took ${(sessionsCollectSeconds * 1000).toFixed(1)} ms healthy`)
+    console.log(
+      `machine: ${machine.nproc} CPUs (${machine.cpu}), ${machine.memoryGiB} GiB, Node ${machine.node}, PostgreSQL ${machine.postgres}, load average ${machine.loadAverage.join(' ')}`,
+    )
+    console.log(
+      `table: ${ROWS} rows; ${REQUESTS} sequential scrapes per line; sessions collector took ${(sessionsCollectSeconds * 1000).toFixed(1)} ms healthy`,
+    )
     console.log('| scenario | target | p50 ms | p90 ms | p99 ms | max ms | errors |')
     console.log('|---|---|---:|---:|---:|---:|---:|')
     for (const r of results) console.log(`| ${r.scenario} | ${r.target} | ${r.p50} | ${r.p90} | ${r.p99} | ${r.max} | ${r.errors} |`)
-    console.log(`while locked: warden_pg_up ${stalledState.pgUp}, sessions collector success ${stalledState.sessionsCollectorSuccess}, pg_connections collector success ${stalledState.pgConnectionsCollectorSuccess}`)
+    console.log(
+      `while locked: warden_pg_up ${stalledState.pgUp}, sessions collector success ${stalledState.sessionsCollectorSuccess}, pg_connections collector success ${stalledState.pgConnectionsCollectorSuccess}`,
+    )
     console.log(`results: ${file}`)
     const worst = Math.max(...results.filter((r) => r.target === 'warden serve').map((r) => r.p99))
     if (worst > 50) process.exitCode = 1

@@ -310,7 +310,9 @@ async function buildTables(client, names, shape) {
     await client.query(`VACUUM (FREEZE, ANALYZE) ${name}`)
     log(`  indexed + VACUUM (FREEZE, ANALYZE) ${name} (${((performance.now() - started) / 1000).toFixed(1)} s)`)
   }
-  const { rows: [check] } = await client.query(
+  const {
+    rows: [check],
+  } = await client.query(
     `SELECT count(*)::int AS total,
             (count(*) FILTER (WHERE is_active AND COALESCE(last_activity_at, session_start) < now() - interval '${ORPHAN_AFTER}'))::int AS orphans,
             (count(*) FILTER (WHERE is_active))::int AS open,
@@ -362,7 +364,8 @@ async function startWriters(url, table, ids, count, kind, ratePerSecond, writes)
       }
       due += interval
       const now = performance.now()
-      if (due < now) due = now // behind schedule (e.g. blocked): no catch-up burst
+      if (due < now)
+        due = now // behind schedule (e.g. blocked): no catch-up burst
       else await sleep(due - now)
     }
   })
@@ -381,7 +384,10 @@ async function startWriters(url, table, ids, count, kind, ratePerSecond, writes)
 
 function latencyStats(writes, kind, from, to) {
   const selected = writes.filter((w) => w.kind === kind && w.start >= from && w.start <= to)
-  const ms = selected.filter((w) => !w.error).map((w) => w.ms).sort((a, b) => a - b)
+  const ms = selected
+    .filter((w) => !w.error)
+    .map((w) => w.ms)
+    .sort((a, b) => a - b)
   return {
     n: selected.length,
     errors: selected.length - ms.length,
@@ -483,7 +489,8 @@ function prepareCliRoot(options) {
   cpSync(join(REPO, 'bin', 'run.js'), join(root, 'bin', 'run.js'))
   cpSync(join(REPO, 'package.json'), join(root, 'package.json'))
   symlinkSync(join(REPO, 'node_modules'), join(root, 'node_modules'))
-  for (const p of required) if (!existsSync(join(root, p))) throw new Error(`snapshot of dist/ is incomplete (${p}); was a build running? try again`)
+  for (const p of required)
+    if (!existsSync(join(root, p))) throw new Error(`snapshot of dist/ is incomplete (${p}); was a build running? try again`)
   return { root, cleanup: () => rmSync(root, { recursive: true, force: true }) }
 }
 
@@ -511,7 +518,8 @@ function runCli(cliRoot, cwd, args) {
     child.on('close', (code, signal) => {
       currentChild = null
       const wallMs = performance.now() - started
-      if (code !== 0) return reject(new Error(`warden ${args.slice(0, 2).join(' ')} exited ${code ?? signal}: ${stderr.trim() || stdout.trim()}`))
+      if (code !== 0)
+        return reject(new Error(`warden ${args.slice(0, 2).join(' ')} exited ${code ?? signal}: ${stderr.trim() || stdout.trim()}`))
       resolvePromise({ stdout, stderr, wallMs })
     })
   })
@@ -536,7 +544,8 @@ async function measure({ kind, table, batchSize, ctx }) {
 async function measureWithWriters({ kind, table, batchSize, ctx, writes, helperPids, writers }) {
   const { options, url, admin, monitor, postmasterPid, ids, cliRoot, workDir } = ctx
   if (options.writers) writers.push(await startWriters(url, table, ids.live, options.writers, 'live', options.writeRate, writes))
-  if (options.orphanWriters) writers.push(await startWriters(url, table, ids.orphans, options.orphanWriters, 'orphan', options.writeRate, writes))
+  if (options.orphanWriters)
+    writers.push(await startWriters(url, table, ids.orphans, options.orphanWriters, 'orphan', options.writeRate, writes))
   for (const w of writers) for (const pid of w.pids) helperPids.add(pid)
   await sleep(writers.length ? 1000 : 0) // writers warm up before the clock starts
 
@@ -599,7 +608,9 @@ async function measureWithWriters({ kind, table, batchSize, ctx, writes, helperP
     live: options.writers ? latencyStats(writes, 'live', t0, t1) : null,
     orphan: options.orphanWriters ? latencyStats(writes, 'orphan', t0, t1) : null,
   }
-  const { rows: [left] } = await admin.query(
+  const {
+    rows: [left],
+  } = await admin.query(
     `SELECT count(*)::int AS n FROM ${table} WHERE is_active AND COALESCE(last_activity_at, session_start) < now() - interval '${ORPHAN_AFTER}'`,
   )
   result.orphansLeft = left.n
@@ -612,7 +623,8 @@ async function baseline(ctx, table) {
   const writes = []
   const writers = []
   if (options.writers) writers.push(await startWriters(url, table, ids.live, options.writers, 'live', options.writeRate, writes))
-  if (options.orphanWriters) writers.push(await startWriters(url, table, ids.orphans, options.orphanWriters, 'orphan', options.writeRate, writes))
+  if (options.orphanWriters)
+    writers.push(await startWriters(url, table, ids.orphans, options.orphanWriters, 'orphan', options.writeRate, writes))
   await sleep(1000)
   const t0 = performance.now()
   await sleep(options.baselineSeconds * 1000)
@@ -633,40 +645,67 @@ async function explainBatch(ctx, table) {
   const { resolveSessionTable } = await import(join(cliRoot, 'dist/db/session-table.js'))
   const { closeBatch } = await import(join(cliRoot, 'dist/db/queries/sessions.js'))
   const { loadConfig } = await import(join(cliRoot, 'dist/core/config.js'))
-  const loaded = loadConfig({ env: {}, cwd: ctx.workDir, flags: [{ key: 'database.url', flag: '--database-url', value: url }, { key: 'sessions.table', flag: '--table', value: `public.${table}` }] })
+  const loaded = loadConfig({
+    env: {},
+    cwd: ctx.workDir,
+    flags: [
+      { key: 'database.url', flag: '--database-url', value: url },
+      { key: 'sessions.table', flag: '--table', value: `public.${table}` },
+    ],
+  })
   const db = new Database({ ...loaded.config.database, statementTimeout: 600 })
   const out = []
   try {
     const t = await resolveSessionTable(db, loaded.config.sessions)
     const client = await db.pool.connect()
     try {
-      const { rows: [{ cutoff }] } = await client.query(`SELECT now() - interval '${ORPHAN_AFTER}' AS cutoff`)
-      const { rows: [{ id: auditId }] } = await client.query(
+      const {
+        rows: [{ cutoff }],
+      } = await client.query(`SELECT now() - interval '${ORPHAN_AFTER}' AS cutoff`)
+      const {
+        rows: [{ id: auditId }],
+      } = await client.query(
         `INSERT INTO ${loaded.config.wardenSchema}.audit_log (actor, command, target, reason, filter, dry_run, status) VALUES ('bench', 'bench explain', $1, 'orphan_sweep', '{}', true, 'ok') RETURNING id`,
         [table],
       )
       const sizes = ctx.options.batchSizes.map((bs) => bs ?? loaded.config.sweep.batchSize)
-      const build = (cursor, batchSize) => closeBatch(t, { silentBefore: cutoff }, { cursor, batchSize, closeTimestamp: 'now', auditTable: `${loaded.config.wardenSchema}.audit_log`, auditId })
+      const build = (cursor, batchSize) =>
+        closeBatch(
+          t,
+          { silentBefore: cutoff },
+          { cursor, batchSize, closeTimestamp: 'now', auditTable: `${loaded.config.wardenSchema}.audit_log`, auditId },
+        )
       const explain = async (label, cursor, batchSize) => {
         const statement = build(cursor, batchSize)
         await client.query('BEGIN')
         try {
           const { rows } = await client.query({ text: `EXPLAIN (ANALYZE, BUFFERS) ${statement.text}`, values: statement.values })
-          out.push({ label: `${label}, batch size ${batchSize}`, statement: statement.text, values: statement.values, plan: rows.map((r) => r['QUERY PLAN']).join('\n') })
+          out.push({
+            label: `${label}, batch size ${batchSize}`,
+            statement: statement.text,
+            values: statement.values,
+            plan: rows.map((r) => r['QUERY PLAN']).join('\n'),
+          })
         } finally {
           await client.query('ROLLBACK')
         }
       }
       const { rows: planSingle } = await client.query(`EXPLAIN ${singleUpdateSql(table)}`)
-      out.push({ label: 'single UPDATE (plan only)', statement: singleUpdateSql(table), plan: planSingle.map((r) => r['QUERY PLAN']).join('\n') })
+      out.push({
+        label: 'single UPDATE (plan only)',
+        statement: singleUpdateSql(table),
+        plan: planSingle.map((r) => r['QUERY PLAN']).join('\n'),
+      })
       for (const size of sizes) await explain('first batch', undefined, size)
       // close half of the orphans for real (this copy is thrown away), taking the cursor from the
       // statement's own output whatever its format, then look at the next batch
       let cursor
       const target = Math.floor(ctx.options.orphans / 2)
-      for (let closed = 0; closed < target; ) {
+      for (let closed = 0; closed < target;) {
         const statement = build(cursor, sizes[0])
-        const { rows: [batch] } = await client.query({ text: statement.text, values: statement.values })
+        const {
+          rows: [batch],
+        } = await client.query({ text: statement.text, values: statement.values })
         if (Number(batch.picked) === 0) break
         closed += Number(batch.picked)
         cursor = batch.cursor ?? cursor
@@ -734,17 +773,35 @@ function summarise(rounds) {
 function table(headers, rows) {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)))
   const line = (cells) => `| ${cells.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join(' | ')} |`
-  return [line(headers), `|${widths.map((w, i) => (i === 0 ? ':' : '') + '-'.repeat(w + 1) + (i === 0 ? '' : ':')).join('|')}|`, ...rows.map(line)].join('\n')
+  return [
+    line(headers),
+    `|${widths.map((w, i) => (i === 0 ? ':' : '') + '-'.repeat(w + 1) + (i === 0 ? '' : ':')).join('|')}|`,
+    ...rows.map(line),
+  ].join('\n')
 }
 
 function renderReport(report) {
   const s = report.summary
   const out = []
-  out.push(`rows ${fmtInt(report.shape.rows)}, orphans ${fmtInt(report.shape.orphans)}, live ${fmtInt(report.shape.live)}; ${report.rounds.length} round(s); medians over rounds; writers: ${report.options.writers} live + ${report.options.orphanWriters} orphan-touching clients at ${report.options.writeRate} writes/s each`)
+  out.push(
+    `rows ${fmtInt(report.shape.rows)}, orphans ${fmtInt(report.shape.orphans)}, live ${fmtInt(report.shape.live)}; ${report.rounds.length} round(s); medians over rounds; writers: ${report.options.writers} live + ${report.options.orphanWriters} orphan-touching clients at ${report.options.writeRate} writes/s each`,
+  )
   out.push('')
   out.push(
     table(
-      ['run', 'closed', 'time s', 'rows/s', 'vs (a)', 'wall rows/s', 'vs (a) wall', 'server CPU s', 'batches', 'longest batch ms (median / worst)', 'longest xact seen ms (any statement)'],
+      [
+        'run',
+        'closed',
+        'time s',
+        'rows/s',
+        'vs (a)',
+        'wall rows/s',
+        'vs (a) wall',
+        'server CPU s',
+        'batches',
+        'longest batch ms (median / worst)',
+        'longest xact seen ms (any statement)',
+      ],
       s.map((r) => [
         r.label,
         fmtInt(r.closed),
@@ -763,7 +820,13 @@ function renderReport(report) {
   out.push('')
   const b = report.baseline
   const rows = []
-  if (b) rows.push(['writers alone (baseline)', b.live ? `${fmtNum(b.live.p50)} / ${fmtNum(b.live.p99)} / ${fmtNum(b.live.max)} (n=${b.live.n})` : '-', b.orphan ? `${fmtNum(b.orphan.p50)} / ${fmtNum(b.orphan.p99)} / ${fmtNum(b.orphan.max)} (n=${b.orphan.n})` : '-', '-'])
+  if (b)
+    rows.push([
+      'writers alone (baseline)',
+      b.live ? `${fmtNum(b.live.p50)} / ${fmtNum(b.live.p99)} / ${fmtNum(b.live.max)} (n=${b.live.n})` : '-',
+      b.orphan ? `${fmtNum(b.orphan.p50)} / ${fmtNum(b.orphan.p99)} / ${fmtNum(b.orphan.max)} (n=${b.orphan.n})` : '-',
+      '-',
+    ])
   for (const r of s) {
     rows.push([
       r.label,
@@ -772,13 +835,23 @@ function renderReport(report) {
       String(r.maxWritersWaiting),
     ])
   }
-  out.push(table(['concurrent writes, ms', 'live sessions p50 / p99 / max', 'orphans p50 / p99 / max', 'writers waiting on a lock (max)'], rows))
+  out.push(
+    table(['concurrent writes, ms', 'live sessions p50 / p99 / max', 'orphans p50 / p99 / max', 'writers waiting on a lock (max)'], rows),
+  )
   out.push('')
   const timed = s.filter((r) => r.serverTime)
   if (timed.length) {
     out.push(
       table(
-        ['sweep: server time by statement, ms', 'wall (durationMs)', 'batch statements', 'pre-count + final count', 'sample', 'other', 'longest batch (server)'],
+        [
+          'sweep: server time by statement, ms',
+          'wall (durationMs)',
+          'batch statements',
+          'pre-count + final count',
+          'sample',
+          'other',
+          'longest batch (server)',
+        ],
         timed.map((r) => [
           r.label,
           fmtInt(r.ms),
@@ -795,7 +868,20 @@ function renderReport(report) {
   out.push('per round:')
   out.push(
     table(
-      ['round', 'run', 'order', 'closed', 'time s', 'rows/s', 'vs (a)', 'server CPU s', 'longest batch ms', 'live p99', 'orphan p99', 'load1'],
+      [
+        'round',
+        'run',
+        'order',
+        'closed',
+        'time s',
+        'rows/s',
+        'vs (a)',
+        'server CPU s',
+        'longest batch ms',
+        'live p99',
+        'orphan p99',
+        'load1',
+      ],
       report.rounds.flatMap((x) =>
         x.results.map((r) => [
           x.round,
@@ -815,7 +901,10 @@ function renderReport(report) {
     ),
   )
   out.push('')
-  for (const v of report.verdict) out.push(`target (rate >= 80 % of (a), every batch < 1 s), ${v.label}: ${v.met ? 'MET' : 'MISSED'} — rate ${fmtNum(v.ratio * 100, 0)} % (median), longest batch ${fmtInt(v.maxBatchMsWorst)} ms (worst of ${v.runs})`)
+  for (const v of report.verdict)
+    out.push(
+      `target (rate >= 80 % of (a), every batch < 1 s), ${v.label}: ${v.met ? 'MET' : 'MISSED'} — rate ${fmtNum(v.ratio * 100, 0)} % (median), longest batch ${fmtInt(v.maxBatchMsWorst)} ms (worst of ${v.runs})`,
+    )
   return out.join('\n')
 }
 
@@ -831,7 +920,10 @@ async function main() {
     if (currentChild) currentChild.kill('SIGTERM')
     // writers first (a blocked write gives up when the server goes), bounded so a stuck one cannot hold the exit
     await Promise.race([Promise.all([...activeWriters].map((w) => w.stop().catch(() => undefined))), sleep(3000)])
-    while (cleanups.length) await cleanups.pop()().catch((error) => log(`cleanup: ${error.message}`))
+    while (cleanups.length)
+      await cleanups
+        .pop()()
+        .catch((error) => log(`cleanup: ${error.message}`))
   }
   const onSignal = (signal) => {
     if (interrupted) return
@@ -870,9 +962,15 @@ async function main() {
     admin.on('error', () => undefined)
     await admin.connect()
     cleanups.push(async () => admin.end())
-    const { rows: [{ version }] } = await admin.query('SELECT version()')
+    const {
+      rows: [{ version }],
+    } = await admin.query('SELECT version()')
     const settings = Object.fromEntries(
-      (await admin.query(`SELECT name, setting, unit FROM pg_settings WHERE name IN ('shared_buffers', 'max_wal_size', 'fsync', 'synchronous_commit', 'full_page_writes', 'work_mem', 'max_parallel_workers_per_gather')`)).rows.map((r) => [r.name, r.unit ? `${r.setting} ${r.unit}` : r.setting]),
+      (
+        await admin.query(
+          `SELECT name, setting, unit FROM pg_settings WHERE name IN ('shared_buffers', 'max_wal_size', 'fsync', 'synchronous_commit', 'full_page_writes', 'work_mem', 'max_parallel_workers_per_gather')`,
+        )
+      ).rows.map((r) => [r.name, r.unit ? `${r.setting} ${r.unit}` : r.setting]),
     )
     log(`${version.split(' on ')[0]} (${server ? 'embedded' : 'external'}); CLI from ${cli.root}`)
     await runCli(cli.root, workDir, ['db', 'migrate', '--json', '--database-url', url])
@@ -881,7 +979,9 @@ async function main() {
     const { liveIdx, orphanIdx } = sessionIndexes(shape)
     const ids = { live: liveIdx.map(sessionUuid), orphans: orphanIdx.map(sessionUuid) }
     const dropAll = async () => {
-      const { rows } = await admin.query(`SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE '${TABLE_PREFIX}%'`)
+      const { rows } = await admin.query(
+        `SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE '${TABLE_PREFIX}%'`,
+      )
       for (const r of rows) await admin.query(`DROP TABLE IF EXISTS public.${r.tablename}`)
     }
     await dropAll()
@@ -917,7 +1017,9 @@ async function main() {
       const extra = []
       if (roundNo === 1 && options.baselineSeconds > 0) extra.push(`${TABLE_PREFIX}baseline`)
       if (roundNo === 1 && options.explain) extra.push(`${TABLE_PREFIX}explain`)
-      log(`round ${roundNo}/${options.repeat}: building ${names.length + extra.length} identical tables of ${fmtInt(options.rows)} sessions`)
+      log(
+        `round ${roundNo}/${options.repeat}: building ${names.length + extra.length} identical tables of ${fmtInt(options.rows)} sessions`,
+      )
       const built = await buildTables(admin, [...names, ...extra], shape)
       report.build.push({ round: roundNo, ...built, tables: names.length + extra.length })
       if (roundNo === 1 && options.baselineSeconds > 0) {
@@ -930,7 +1032,13 @@ async function main() {
         report.explain = await explainBatch(ctx, `${TABLE_PREFIX}explain`)
         // the full plans go to the results file; stderr gets the nodes that decide the cost
         const keep = /Scan|Join|Nested Loop|Sort|LockRows|Limit|Rows Removed|Index Cond|Execution Time/
-        for (const e of report.explain) process.stderr.write(`\n-- ${e.label}\n${e.plan.split('\n').filter((l) => keep.test(l)).join('\n')}\n`)
+        for (const e of report.explain)
+          process.stderr.write(
+            `\n-- ${e.label}\n${e.plan
+              .split('\n')
+              .filter((l) => keep.test(l))
+              .join('\n')}\n`,
+          )
         await admin.query(`DROP TABLE ${TABLE_PREFIX}explain`)
       }
       // alternate: odd rounds (a) first, even rounds (a) last, sweeps rotated
@@ -941,7 +1049,9 @@ async function main() {
       const sequence = roundNo % 2 === 1 ? [order[0], ...rotated] : [...rotated, order[0]]
       const results = []
       for (const [position, run] of sequence.entries()) {
-        log(`round ${roundNo}: ${run.kind === 'single' ? '(a) single UPDATE' : `(b) warden sessions sweep --apply${run.batchSize ? ` --batch-size ${run.batchSize}` : ''}`} on ${run.table}`)
+        log(
+          `round ${roundNo}: ${run.kind === 'single' ? '(a) single UPDATE' : `(b) warden sessions sweep --apply${run.batchSize ? ` --batch-size ${run.batchSize}` : ''}`} on ${run.table}`,
+        )
         const r = await measure({ ...run, ctx })
         r.order = position + 1
         log(
@@ -967,7 +1077,14 @@ async function main() {
     report.summary = summarise(report.rounds)
     report.verdict = report.summary
       .filter((s) => s.kind === 'sweep')
-      .map((s) => ({ label: s.label, batchSize: s.batchSize, ratio: s.ratio, maxBatchMsWorst: s.maxBatchMsWorst, runs: s.runs, met: s.ratio >= 0.8 && s.maxBatchMsWorst <= 1000 }))
+      .map((s) => ({
+        label: s.label,
+        batchSize: s.batchSize,
+        ratio: s.ratio,
+        maxBatchMsWorst: s.maxBatchMsWorst,
+        runs: s.runs,
+        met: s.ratio >= 0.8 && s.maxBatchMsWorst <= 1000,
+      }))
 
     mkdirSync(options.outDir, { recursive: true })
     const file = join(options.outDir, `sweep-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`)

@@ -22,7 +22,14 @@ import { Database } from '../src/db/database.js'
 import { startEmbeddedPostgres } from '../src/embedded/embedded-postgres.js'
 import { buildDashboards, dashboardFileName, DASHBOARDS_DIR, serializeDashboard } from '../src/grafana/index.js'
 import type { TestDatabase } from '../test/helpers/db.js'
-import { expandVariables, liveVariables, loadDashboardFiles, queryRange, startLiveStack, type RangeSeries } from '../test/helpers/grafana.js'
+import {
+  expandVariables,
+  liveVariables,
+  loadDashboardFiles,
+  queryRange,
+  startLiveStack,
+  type RangeSeries,
+} from '../test/helpers/grafana.js'
 
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)))
 
@@ -243,7 +250,12 @@ class Raster {
     header.writeUInt32BE(this.width, 0)
     header.writeUInt32BE(this.height, 4)
     header.set([8, 2, 0, 0, 0], 8) // 8-bit RGB, deflate, no interlace
-    return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', header), chunk('IDAT', deflateSync(raw, { level: 9 })), chunk('IEND', Buffer.alloc(0))])
+    return Buffer.concat([
+      Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+      chunk('IHDR', header),
+      chunk('IDAT', deflateSync(raw, { level: 9 })),
+      chunk('IEND', Buffer.alloc(0)),
+    ])
   }
 }
 
@@ -284,8 +296,28 @@ const THEME = {
   dim: hex('#6e7681'),
 }
 /** Grafana's classic palette, in its order. */
-const PALETTE = ['#7EB26D', '#EAB839', '#6ED0E0', '#EF843C', '#E24D42', '#1F78C1', '#BA43A9', '#705DA0', '#508642', '#CCA300', '#447EBC', '#C15C17'].map(hex)
-const NAMED: Record<string, string> = { green: '#73BF69', yellow: '#FADE2A', red: '#F2495C', orange: '#FF9830', blue: '#5794F2', purple: '#B877D9' }
+const PALETTE = [
+  '#7EB26D',
+  '#EAB839',
+  '#6ED0E0',
+  '#EF843C',
+  '#E24D42',
+  '#1F78C1',
+  '#BA43A9',
+  '#705DA0',
+  '#508642',
+  '#CCA300',
+  '#447EBC',
+  '#C15C17',
+].map(hex)
+const NAMED: Record<string, string> = {
+  green: '#73BF69',
+  yellow: '#FADE2A',
+  red: '#F2495C',
+  orange: '#FF9830',
+  blue: '#5794F2',
+  purple: '#B877D9',
+}
 const named = (color: string): Rgb => hex(NAMED[color] ?? (color.startsWith('#') ? color : '#9fa7b3'))
 
 interface FieldDefaults {
@@ -455,7 +487,8 @@ function drawTimeseries(r: Raster, panel: Panel, series: Drawn[], box: { x: numb
 
   if (defaults.custom?.thresholdsStyle?.mode === 'dashed') {
     for (const step of defaults.thresholds?.steps ?? []) {
-      if (step.value !== null && step.value > yMin && step.value <= yMax) r.dashed(plot.x, plot.x + plot.w, Math.round(py(step.value)), named(step.color))
+      if (step.value !== null && step.value > yMin && step.value <= yMax)
+        r.dashed(plot.x, plot.x + plot.w, Math.round(py(step.value)), named(step.color))
     }
   }
 
@@ -533,7 +566,10 @@ function drawStat(r: Raster, panel: Panel, series: Drawn[], box: { x: number; y:
       const min = Math.min(0, ...finite.map(([, v]) => v))
       let previous: [number, number] | undefined
       finite.forEach(([, v], k) => {
-        const point: [number, number] = [tile.x + (k / Math.max(1, finite.length - 1)) * tile.w, tile.y + tile.h - 2 - ((v - min) / (max - min || 1)) * tile.h * 0.45]
+        const point: [number, number] = [
+          tile.x + (k / Math.max(1, finite.length - 1)) * tile.w,
+          tile.y + tile.h - 2 - ((v - min) / (max - min || 1)) * tile.h * 0.45,
+        ]
         if (previous) {
           for (let x = Math.round(previous[0]); x < Math.round(point[0]); x += 1) {
             const y = previous[1] + ((x - previous[0]) / (point[0] - previous[0] || 1)) * (point[1] - previous[1])
@@ -550,7 +586,8 @@ function drawStat(r: Raster, panel: Panel, series: Drawn[], box: { x: number; y:
     const textColor = background ? hex('#ffffff') : color
     r.text(tile.x + tile.w / 2 - textWidth(text, scale) / 2, tile.y + (tile.h - nameHeight) / 2 - (7 * scale) / 2, text, textColor, scale)
     if (showNames) {
-      const name = s.name.length * ADVANCE > tile.w - 4 ? `${s.name.slice(0, Math.max(1, Math.floor((tile.w - 4) / ADVANCE) - 1))}~` : s.name
+      const name =
+        s.name.length * ADVANCE > tile.w - 4 ? `${s.name.slice(0, Math.max(1, Math.floor((tile.w - 4) / ADVANCE) - 1))}~` : s.name
       r.text(tile.x + tile.w / 2 - textWidth(name) / 2, tile.y + tile.h - 11, name, background ? hex('#ffffff') : THEME.text)
     }
   })
@@ -577,7 +614,12 @@ function renderDashboard(title: string, panels: Panel[], data: Map<Panel, Drawn[
   const r = new Raster(WIDTH, height, THEME.background)
   r.text(MARGIN + 4, 12, title, THEME.title, 3)
   for (const panel of panels) {
-    const box = { x: MARGIN + panel.gridPos.x * column + 3, y: HEADER + panel.gridPos.y * UNIT + 3, w: panel.gridPos.w * column - 6, h: panel.gridPos.h * UNIT - 6 }
+    const box = {
+      x: MARGIN + panel.gridPos.x * column + 3,
+      y: HEADER + panel.gridPos.y * UNIT + 3,
+      w: panel.gridPos.w * column - 6,
+      h: panel.gridPos.h * UNIT - 6,
+    }
     if (panel.type === 'row') {
       r.text(box.x + 2, box.y + 6, panel.title, THEME.title, 2)
       continue
@@ -589,7 +631,8 @@ function renderDashboard(title: string, panels: Panel[], data: Map<Panel, Drawn[
     r.fill(box.x + box.w - 1, box.y, 1, box.h, THEME.border)
     const titleLines = wrap(panel.title, Math.floor((box.w - 16) / (ADVANCE * 2)))
     titleLines.forEach((line, i) => r.text(box.x + 8, box.y + 8 + i * 17, line, THEME.title, 2))
-    if (panel.timeFrom) r.text(box.x + box.w - 8 - textWidth(`last ${panel.timeFrom}`), box.y + 10, `last ${panel.timeFrom}`, hex('#5794F2'))
+    if (panel.timeFrom)
+      r.text(box.x + box.w - 8 - textWidth(`last ${panel.timeFrom}`), box.y + 10, `last ${panel.timeFrom}`, hex('#5794F2'))
     const series = data.get(panel) ?? []
     // a second title line pushes the content down
     const content = { ...box, y: box.y + (titleLines.length - 1) * 17, h: box.h - (titleLines.length - 1) * 17 }
@@ -639,7 +682,9 @@ async function renderPngs(seconds: number, outDir: string): Promise<void> {
   try {
     const started = Date.now() / 1000
     for (let left = seconds; left > 0; left -= 10) {
-      console.log(`collecting: ${left} s left (turns ${stack.traffic.turns}, held LLM calls ${stack.traffic.heldCalls}, pool timeouts ${stack.traffic.poolTimeouts})`)
+      console.log(
+        `collecting: ${left} s left (turns ${stack.traffic.turns}, held LLM calls ${stack.traffic.heldCalls}, pool timeouts ${stack.traffic.poolTimeouts})`,
+      )
       await sleep(Math.min(10, left) * 1000)
     }
     const end = Math.floor(Date.now() / 1000)
@@ -662,8 +707,15 @@ async function renderPngs(seconds: number, outDir: string): Promise<void> {
         ranges.set(panel, range)
         const drawn: Drawn[] = []
         for (const target of panel.targets ?? []) {
-          const result: RangeSeries[] = await queryRange(stack.prometheus.url, expandVariables(target.expr, { ...variables, __rate_interval: rateInterval }), range.start, range.end, panelStep)
-          for (const series of result) drawn.push({ name: legendName(target.legendFormat, series.metric, target.refId), values: series.values })
+          const result: RangeSeries[] = await queryRange(
+            stack.prometheus.url,
+            expandVariables(target.expr, { ...variables, __rate_interval: rateInterval }),
+            range.start,
+            range.end,
+            panelStep,
+          )
+          for (const series of result)
+            drawn.push({ name: legendName(target.legendFormat, series.metric, target.refId), values: series.values })
         }
         drawn.sort((a, b) => a.name.localeCompare(b.name))
         data.set(panel, drawn)

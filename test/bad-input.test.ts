@@ -46,12 +46,17 @@ interface Snapshot {
 
 async function snapshot(t: TestDatabase): Promise<Snapshot> {
   const [rows] = (
-    await t.exec(`SELECT count(*)::int AS n, md5(COALESCE(string_agg(c::text, E'\\n' ORDER BY c.session_id), '')) AS md5 FROM public.conversation_sessions c`)
+    await t.exec(
+      `SELECT count(*)::int AS n, md5(COALESCE(string_agg(c::text, E'\\n' ORDER BY c.session_id), '')) AS md5 FROM public.conversation_sessions c`,
+    )
   ).rows
-  const [flags] = (await t.exec(`SELECT to_regclass('warden.audit_log') IS NOT NULL AS audit, to_regclass('public.y') IS NOT NULL AS y`)).rows
+  const [flags] = (await t.exec(`SELECT to_regclass('warden.audit_log') IS NOT NULL AS audit, to_regclass('public.y') IS NOT NULL AS y`))
+    .rows
   let audit: Snapshot['audit'] = null
   if (flags.audit) {
-    const [counts] = (await t.exec(`SELECT count(*)::int AS total, (count(*) FILTER (WHERE NOT dry_run))::int AS applied FROM warden.audit_log`)).rows
+    const [counts] = (
+      await t.exec(`SELECT count(*)::int AS total, (count(*) FILTER (WHERE NOT dry_run))::int AS applied FROM warden.audit_log`)
+    ).rows
     audit = { total: counts.total, applied: counts.applied }
   }
   return { rows: rows.n, md5: rows.md5, audit, yExists: flags.y }
@@ -139,12 +144,24 @@ describe('bad input: a clear message, a documented exit code, and no row changed
   describe('a mapping that does not match the catalog (config file via --config): 78', () => {
     it('an unknown table is named, with the tables the schema does have', async () => {
       const result = await expectNoChange(t, () => sweepApply('--config', mappingFile({ table: 'public.chat_sessions' })))
-      expectRefused(result, ExitCode.config, 'sessions.table = "public.chat_sessions"', 'no table public.chat_sessions', 'conversation_sessions')
+      expectRefused(
+        result,
+        ExitCode.config,
+        'sessions.table = "public.chat_sessions"',
+        'no table public.chat_sessions',
+        'conversation_sessions',
+      )
     })
 
     it('an unknown column is named, with the columns and types the table does have', async () => {
       const result = await expectNoChange(t, () => sweepApply('--config', mappingFile({ columns: { lastSeenAt: 'last_seen' } })))
-      expectRefused(result, ExitCode.config, 'sessions.columns.lastSeenAt = "last_seen"', 'no column last_seen', 'last_activity_at (timestamp with time zone)')
+      expectRefused(
+        result,
+        ExitCode.config,
+        'sessions.columns.lastSeenAt = "last_seen"',
+        'no column last_seen',
+        'last_activity_at (timestamp with time zone)',
+      )
     })
 
     it('a text column mapped as active is refused: key, column, its type and "boolean"', async () => {
@@ -191,7 +208,10 @@ describe('bad input: a clear message, a documented exit code, and no row changed
     const secret = `pw-${randomBytes(6).toString('hex')}`
     const url = `postgres://warden:${secret}@127.0.0.1:${port}/app`
     const [viaFlag, viaEnv] = await expectNoChange(t, () =>
-      Promise.all([runCli(['sessions', 'sweep', '--apply', '--database-url', url]), runCli(['sessions', 'sweep', '--apply'], { env: { DATABASE_URL: url } })]),
+      Promise.all([
+        runCli(['sessions', 'sweep', '--apply', '--database-url', url]),
+        runCli(['sessions', 'sweep', '--apply'], { env: { DATABASE_URL: url } }),
+      ]),
     )
     for (const result of [viaFlag!, viaEnv!]) {
       expectRefused(result, ExitCode.unavailable, `127.0.0.1:${port}`, 'cannot connect to PostgreSQL')
@@ -236,9 +256,13 @@ describe('bad input: a clear message, a documented exit code, and no row changed
       // An external test server (WARDEN_TEST_DATABASE_URL, e.g. a local PostgreSQL with trust auth)
       // does not check passwords, so Warden cannot be shown to report a wrong one. Prove that this is
       // the server's doing (a trust rule in pg_hba) and that Warden then simply connects; say so loudly.
-      const { rows } = await t.exec(`SELECT line_number, type, auth_method FROM pg_hba_file_rules WHERE type LIKE 'host%' AND error IS NULL ORDER BY line_number`)
+      const { rows } = await t.exec(
+        `SELECT line_number, type, auth_method FROM pg_hba_file_rules WHERE type LIKE 'host%' AND error IS NULL ORDER BY line_number`,
+      )
       expect(rows.map((row) => row.auth_method)).toContain('trust')
-      console.warn(`[bad-input] the test server accepts any password (pg_hba host rules: ${JSON.stringify(rows)}); checked that instead of Warden's wrong-password message`)
+      console.warn(
+        `[bad-input] the test server accepts any password (pg_hba host rules: ${JSON.stringify(rows)}); checked that instead of Warden's wrong-password message`,
+      )
       const result = await expectNoChange(t, () => runCli(['sessions', 'list', '--json', '--database-url', roleUrl(wrong)]))
       expect(result.code, show(result)).toBe(0)
       return
@@ -267,9 +291,13 @@ describe('bad input: a clear message, a documented exit code, and no row changed
 
   it('--batch-size 0 is a usage error (64) with the allowed range, for sweep and close', async () => {
     const [sweep, close] = await expectNoChange(t, () =>
-      Promise.all([sweepApply('--batch-size', '0'), runCli(['sessions', 'close', '--all', '--yes', '--batch-size', '0', '--database-url', t.url])]),
+      Promise.all([
+        sweepApply('--batch-size', '0'),
+        runCli(['sessions', 'close', '--all', '--yes', '--batch-size', '0', '--database-url', t.url]),
+      ]),
     )
-    for (const result of [sweep!, close!]) expectRefused(result, ExitCode.usage, 'sweep.batchSize = "0"', '--batch-size', 'expected an integer from 1 to 100000')
+    for (const result of [sweep!, close!])
+      expectRefused(result, ExitCode.usage, 'sweep.batchSize = "0"', '--batch-size', 'expected an integer from 1 to 100000')
   })
 
   it('sessions close without --yes and without a terminal aborts (4), points at --yes, and closes nothing', async () => {
@@ -315,7 +343,12 @@ describe('bad input: a clear message, a documented exit code, and no row changed
   it('--json: an error is one JSON object {error: {kind, exitCode, message}} on stdout, with the same exit code', async () => {
     const port = await freePort()
     const cases: Array<{ args: string[]; exitCode: number; kind: string; mentions: string }> = [
-      { args: ['sessions', 'sweep', '--apply', '--dry-run', '--database-url', t.url], exitCode: ExitCode.usage, kind: 'usage', mentions: '--dry-run' },
+      {
+        args: ['sessions', 'sweep', '--apply', '--dry-run', '--database-url', t.url],
+        exitCode: ExitCode.usage,
+        kind: 'usage',
+        mentions: '--dry-run',
+      },
       { args: ['sessions', 'sweep', '--bogus', '--database-url', t.url], exitCode: ExitCode.usage, kind: 'usage', mentions: '--bogus' },
       {
         args: ['sessions', 'sweep', '--apply', '--config', mappingFile({ columns: { active: 'is_activ' } }), '--database-url', t.url],
@@ -323,12 +356,19 @@ describe('bad input: a clear message, a documented exit code, and no row changed
         kind: 'config',
         mentions: 'is_activ',
       },
-      { args: ['sessions', 'sweep', '--apply', '--database-url', `postgres://warden:pw@127.0.0.1:${port}/app`], exitCode: ExitCode.unavailable, kind: 'unavailable', mentions: `127.0.0.1:${port}` },
+      {
+        args: ['sessions', 'sweep', '--apply', '--database-url', `postgres://warden:pw@127.0.0.1:${port}/app`],
+        exitCode: ExitCode.unavailable,
+        kind: 'unavailable',
+        mentions: `127.0.0.1:${port}`,
+      },
       { args: ['sessions', 'close', '--all', '--database-url', t.url], exitCode: ExitCode.aborted, kind: 'aborted', mentions: '--yes' },
     ]
     // vitest sets NODE_ENV=test and runCli passes it on; oclif then (as in development) adds an
     // "UnparsedCommand" warning on stderr when parsing failed. Run as users do.
-    const results = await expectNoChange(t, () => Promise.all(cases.map((c) => runCli([...c.args, '--json'], { env: { NODE_ENV: 'production' } }))))
+    const results = await expectNoChange(t, () =>
+      Promise.all(cases.map((c) => runCli([...c.args, '--json'], { env: { NODE_ENV: 'production' } }))),
+    )
     results.forEach((result, i) => {
       const expected = cases[i]!
       expect(result.code, show(result)).toBe(expected.exitCode)
@@ -347,6 +387,6 @@ describe('bad input: a clear message, a documented exit code, and no row changed
     const close = await expectNoChange(fresh, () => runCli(['sessions', 'close', '--all', '--yes', '--database-url', fresh.url]))
     expectRefused(close, ExitCode.config, 'warden.audit_log does not exist', 'warden db migrate')
     const { rows } = await fresh.exec(`SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = 'warden'`)
-    expect(rows[0].n, 'refusing must not create Warden\'s schema either').toBe(0)
+    expect(rows[0].n, "refusing must not create Warden's schema either").toBe(0)
   })
 })

@@ -27,7 +27,9 @@ async function startCli(args: string[]): Promise<Running> {
   let stderr = ''
   child.stdout!.on('data', (chunk) => (stdout += chunk))
   child.stderr!.on('data', (chunk) => (stderr += chunk))
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('close', (code, signal) => resolve({ code, signal })))
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('close', (code, signal) => resolve({ code, signal })),
+  )
   const first = await new Promise<Record<string, string>>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no first line in 15 s; stderr: ${stderr}`)), 15_000)
     child.stdout!.on('data', () => {
@@ -49,7 +51,13 @@ describe('warden mock-llm', () => {
     const reply = await sdk.messages.create({ model: 'm', max_tokens: 50, messages: [{ role: 'user', content: 'hi' }] })
     expect(Date.now() - t0).toBeGreaterThanOrEqual(140)
     expect(reply.usage.output_tokens).toBe(5)
-    await expect(new Anthropic({ baseURL: mock.first.url, apiKey: 'wrong', maxRetries: 0 }).messages.create({ model: 'm', max_tokens: 5, messages: [{ role: 'user', content: 'hi' }] })).rejects.toMatchObject({ status: 401 })
+    await expect(
+      new Anthropic({ baseURL: mock.first.url, apiKey: 'wrong', maxRetries: 0 }).messages.create({
+        model: 'm',
+        max_tokens: 5,
+        messages: [{ role: 'user', content: 'hi' }],
+      }),
+    ).rejects.toMatchObject({ status: 401 })
     mock.child.kill('SIGTERM')
     expect(await mock.exit).toEqual({ code: 0, signal: null })
     expect(mock.stderr()).toMatch(/mock LLM stopped \(SIGTERM\): 2 requests/)
@@ -91,7 +99,8 @@ describe('warden chat serve', () => {
     await t.drop()
   })
 
-  const serve = () => startCli(['chat', 'serve', '--database-url', t.url, '--port', '0', '--json', '--mock-latency', '20ms', '--grace', '1s'])
+  const serve = () =>
+    startCli(['chat', 'serve', '--database-url', t.url, '--port', '0', '--json', '--mock-latency', '20ms', '--grace', '1s'])
 
   it('a conversation survives a crashed process (kill -9) and continues on a new one', async () => {
     const first = await serve()
@@ -127,7 +136,10 @@ describe('warden chat serve', () => {
     server.child.kill('SIGTERM')
     expect(await server.exit).toEqual({ code: 0, signal: null })
     expect(server.stderr()).toMatch(/closed 2 open session\(s\)/)
-    const { rows } = await t.exec('SELECT is_active, end_reason, duration_seconds IS NOT NULL AS has_duration FROM warden.chat_sessions WHERE id = ANY($1)', [ids])
+    const { rows } = await t.exec(
+      'SELECT is_active, end_reason, duration_seconds IS NOT NULL AS has_duration FROM warden.chat_sessions WHERE id = ANY($1)',
+      [ids],
+    )
     expect(rows).toEqual([
       { is_active: false, end_reason: 'shutdown', has_duration: true },
       { is_active: false, end_reason: 'shutdown', has_duration: true },

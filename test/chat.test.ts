@@ -41,7 +41,9 @@ afterEach(async () => {
   }
 })
 
-async function start(opts: { mock?: MockLlmOptions; server?: Partial<ChatServerOptions>; llmUrl?: string; apiKey?: string } = {}): Promise<Harness> {
+async function start(
+  opts: { mock?: MockLlmOptions; server?: Partial<ChatServerOptions>; llmUrl?: string; apiKey?: string } = {},
+): Promise<Harness> {
   const mock = await startMockLlm(opts.mock ?? {})
   const registry = opts.server?.registry ?? new Registry()
   const server = await startChatServer({
@@ -66,7 +68,8 @@ async function createSession(h: Harness, body: Record<string, unknown> = {}): Pr
 }
 
 const say = (h: Harness, id: string, message: string) => h.api.request('POST', `sessions/${encodeURIComponent(id)}/messages`, { message })
-const sayStreaming = (h: Harness, id: string, message: string) => h.api.request('POST', `sessions/${encodeURIComponent(id)}/messages/stream`, { message }, true)
+const sayStreaming = (h: Harness, id: string, message: string) =>
+  h.api.request('POST', `sessions/${encodeURIComponent(id)}/messages/stream`, { message }, true)
 
 const heldDuringLlm = (h: Harness) => counter(h.registry, 'warden_db_connection_held_during_llm_call_total', { pool_name: 'chat' })
 
@@ -95,7 +98,14 @@ describe('chat path: sessions and ids', () => {
     const id = uniqueId('client-chosen')
     const created = await h.api.request('POST', 'sessions', { id, owner: 'user-1', agentRole: 'support-agent' })
     expect(created.status).toBe(201)
-    expect(created.body.session).toMatchObject({ id, owner: 'user-1', agentRole: 'support-agent', isActive: true, turnCount: 0, serverId: h.server.router.serverId })
+    expect(created.body.session).toMatchObject({
+      id,
+      owner: 'user-1',
+      agentRole: 'support-agent',
+      isActive: true,
+      turnCount: 0,
+      serverId: h.server.router.serverId,
+    })
     const minted = await h.api.request('POST', 'sessions', {})
     expect(minted.body.session.id).toMatch(/^[0-9a-f-]{36}$/)
 
@@ -155,9 +165,20 @@ describe('chat path: release before call', () => {
     const messages = await rows('SELECT role, content FROM warden.chat_messages WHERE session_id = $1 ORDER BY id', [id])
     expect(messages.map((m) => m.role)).toEqual(['user', 'assistant', 'user', 'assistant'])
     expect(messages[0].content).toBe('first question')
-    const costs = await rows('SELECT operation, model, input_tokens, output_tokens, cost_usd::float8 AS cost, latency_ms, status, error_type, request_id FROM warden.llm_requests WHERE session_id = $1 ORDER BY id', [id])
+    const costs = await rows(
+      'SELECT operation, model, input_tokens, output_tokens, cost_usd::float8 AS cost, latency_ms, status, error_type, request_id FROM warden.llm_requests WHERE session_id = $1 ORDER BY id',
+      [id],
+    )
     expect(costs).toHaveLength(2)
-    expect(costs[0]).toMatchObject({ operation: 'chat', model: MODEL, input_tokens: 2, output_tokens: 9, status: 'ok', error_type: null, request_id: expect.stringMatching(/^req_/) })
+    expect(costs[0]).toMatchObject({
+      operation: 'chat',
+      model: MODEL,
+      input_tokens: 2,
+      output_tokens: 9,
+      status: 'ok',
+      error_type: null,
+      request_id: expect.stringMatching(/^req_/),
+    })
     expect(costs[0].cost).toBeCloseTo((2 * 3 + 9 * 15) / 1e6, 9)
     expect(costs[0].latency_ms).toBeGreaterThanOrEqual(140)
     expect(await heldDuringLlm(h)).toBe(0)
@@ -173,8 +194,13 @@ describe('chat path: release before call', () => {
     const done = reply.body
     expect(done.session).toMatchObject({ id, turnCount: 1, outputTokens: 20 })
     expect(deltas.map((e) => (e.data as { text: string }).text).join('')).toBe(done.reply.text)
-    expect(await rows('SELECT role FROM warden.chat_messages WHERE session_id = $1 ORDER BY id', [id])).toEqual([{ role: 'user' }, { role: 'assistant' }])
-    expect(await rows('SELECT status, output_tokens FROM warden.llm_requests WHERE session_id = $1', [id])).toEqual([{ status: 'ok', output_tokens: 20 }])
+    expect(await rows('SELECT role FROM warden.chat_messages WHERE session_id = $1 ORDER BY id', [id])).toEqual([
+      { role: 'user' },
+      { role: 'assistant' },
+    ])
+    expect(await rows('SELECT status, output_tokens FROM warden.llm_requests WHERE session_id = $1', [id])).toEqual([
+      { status: 'ok', output_tokens: 20 },
+    ])
     expect(await heldDuringLlm(h)).toBe(0)
   })
 
@@ -242,7 +268,9 @@ describe('chat path: hold mode (the anti-pattern, for comparison)', () => {
     const id = await createSession(h)
     const turn = say(h, id, 'hold it')
     const idle = await waitFor(async () => {
-      const found = await rows(`SELECT state FROM pg_stat_activity WHERE application_name = 'warden-chat-hold-test' AND state = 'idle in transaction'`)
+      const found = await rows(
+        `SELECT state FROM pg_stat_activity WHERE application_name = 'warden-chat-hold-test' AND state = 'idle in transaction'`,
+      )
       return found.length > 0 ? found : undefined
     })
     expect(idle).toHaveLength(1)
@@ -257,33 +285,42 @@ describe('chat path: lifecycle', () => {
     const h = await start({ mock: { ttftMs: 20, outputTokens: 60, tokensPerSecond: 20 } })
     const id = await createSession(h)
     await new Promise<void>((resolve, reject) => {
-      const req = http.request(`${h.server.chatUrl}/sessions/${id}/messages/stream`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
-        let buffer = ''
-        res.setEncoding('utf8')
-        res.on('data', (chunk: string) => {
-          buffer += chunk
-          if (parseSse(buffer).events.some((e) => e.event === 'delta')) {
-            req.destroy()
-            resolve()
-          }
-        })
-      })
+      const req = http.request(
+        `${h.server.chatUrl}/sessions/${id}/messages/stream`,
+        { method: 'POST', headers: { 'content-type': 'application/json' } },
+        (res) => {
+          let buffer = ''
+          res.setEncoding('utf8')
+          res.on('data', (chunk: string) => {
+            buffer += chunk
+            if (parseSse(buffer).events.some((e) => e.event === 'delta')) {
+              req.destroy()
+              resolve()
+            }
+          })
+        },
+      )
       req.on('error', (error) => ((error as NodeJS.ErrnoException).code === 'ECONNRESET' ? undefined : reject(error)))
       req.end(JSON.stringify({ message: 'tell me a long story' }))
     })
     const [session] = await waitFor(async () => {
-      const found = await rows('SELECT is_active, end_reason, duration_seconds, ended_at FROM warden.chat_sessions WHERE id = $1 AND NOT is_active', [id])
+      const found = await rows(
+        'SELECT is_active, end_reason, duration_seconds, ended_at FROM warden.chat_sessions WHERE id = $1 AND NOT is_active',
+        [id],
+      )
       return found.length ? found : undefined
     })
     expect(session).toMatchObject({ is_active: false, end_reason: 'disconnect', ended_at: expect.any(Date) })
     expect(session!.duration_seconds).toBeGreaterThan(0)
     expect(await rows('SELECT count(*)::int AS n FROM warden.chat_messages WHERE session_id = $1', [id])).toEqual([{ n: 0 }])
-    expect(await rows('SELECT status, error_type FROM warden.llm_requests WHERE session_id = $1', [id])).toEqual([{ status: 'error', error_type: 'cancelled' }])
+    expect(await rows('SELECT status, error_type FROM warden.llm_requests WHERE session_id = $1', [id])).toEqual([
+      { status: 'error', error_type: 'cancelled' },
+    ])
     expect(await counter(h.registry, 'warden_sessions_closed_total', { reason: 'disconnect' })).toBe(1)
     expect(h.mock.stats().inFlight).toBe(0)
   })
 
-  it('shutdown closes the open sessions this server opened (shutdown), leaves ended ones and other servers\' sessions alone', async () => {
+  it("shutdown closes the open sessions this server opened (shutdown), leaves ended ones and other servers' sessions alone", async () => {
     const h = await start()
     const mine = [await createSession(h), await createSession(h), await createSession(h)]
     await h.api.request('POST', `sessions/${mine[2]}/end`)
@@ -291,7 +328,10 @@ describe('chat path: lifecycle', () => {
     await t.exec(`INSERT INTO warden.chat_sessions (id, server_id) VALUES ($1, 'another-host:1')`, [other])
     const { closedSessions } = await h.server.close()
     expect(closedSessions).toBe(2)
-    const states = await rows('SELECT id, is_active, end_reason, duration_seconds IS NOT NULL AS has_duration FROM warden.chat_sessions WHERE id = ANY($1) ORDER BY id', [[...mine, other]])
+    const states = await rows(
+      'SELECT id, is_active, end_reason, duration_seconds IS NOT NULL AS has_duration FROM warden.chat_sessions WHERE id = ANY($1) ORDER BY id',
+      [[...mine, other]],
+    )
     const byId = Object.fromEntries(states.map((s) => [s.id, s]))
     expect(byId[mine[0]!]).toMatchObject({ is_active: false, end_reason: 'shutdown', has_duration: true })
     expect(byId[mine[1]!]).toMatchObject({ is_active: false, end_reason: 'shutdown' })
@@ -316,8 +356,12 @@ describe('chat path: lifecycle', () => {
 describe('chat path: LLM failures', () => {
   async function expectCleanFailure(h: Harness, id: string, errorType: string) {
     expect(await rows('SELECT count(*)::int AS n FROM warden.chat_messages WHERE session_id = $1', [id])).toEqual([{ n: 0 }])
-    expect(await rows('SELECT turn_count, is_active FROM warden.chat_sessions WHERE id = $1', [id])).toEqual([{ turn_count: 0, is_active: true }])
-    expect(await rows('SELECT status, error_type, output_tokens FROM warden.llm_requests WHERE session_id = $1', [id])).toEqual([{ status: 'error', error_type: errorType, output_tokens: 0 }])
+    expect(await rows('SELECT turn_count, is_active FROM warden.chat_sessions WHERE id = $1', [id])).toEqual([
+      { turn_count: 0, is_active: true },
+    ])
+    expect(await rows('SELECT status, error_type, output_tokens FROM warden.llm_requests WHERE session_id = $1', [id])).toEqual([
+      { status: 'error', error_type: errorType, output_tokens: 0 },
+    ])
     expect(describePool(h.server.pool).used).toBe(0)
     expect(await heldDuringLlm(h)).toBe(0)
     expect(await counter(h.registry, 'gen_ai_client_operation_duration_seconds', { error_type: errorType })).toBeGreaterThan(0)
@@ -376,7 +420,8 @@ describe('chat path: bad input', () => {
   it('malformed JSON, missing or oversized messages and bad ids get the stable error body', async () => {
     const h = await start()
     const id = await createSession(h)
-    const raw = (path: string, body: string) => fetch(`${h.server.chatUrl}/${path}`, { method: 'POST', body, headers: { 'content-type': 'application/json' } })
+    const raw = (path: string, body: string) =>
+      fetch(`${h.server.chatUrl}/${path}`, { method: 'POST', body, headers: { 'content-type': 'application/json' } })
     const malformed = await raw(`sessions/${id}/messages`, '{"message": "unterminated')
     expect(malformed.status).toBe(400)
     expect(await malformed.json()).toEqual({ error: { code: 'invalid_json', message: expect.any(String) } })
@@ -409,12 +454,16 @@ describe('chat path: metrics', () => {
     await say(h, id, 'count my tokens')
     const text = await registry.metrics()
     expect(text).toContain('# TYPE gen_ai_client_operation_duration_seconds histogram')
-    expect(text).toContain(`gen_ai_client_operation_duration_seconds_count{gen_ai_request_model="${MODEL}",gen_ai_provider_name="anthropic",error_type=""} 1`)
+    expect(text).toContain(
+      `gen_ai_client_operation_duration_seconds_count{gen_ai_request_model="${MODEL}",gen_ai_provider_name="anthropic",error_type=""} 1`,
+    )
     expect(text).toContain(`gen_ai_client_token_usage_sum{gen_ai_request_model="${MODEL}",gen_ai_token_type="output"} 7`)
     expect(text).toContain(`gen_ai_client_token_usage_sum{gen_ai_request_model="${MODEL}",gen_ai_token_type="input"} 3`)
     const durationBuckets = [...text.matchAll(/gen_ai_client_operation_duration_seconds_bucket\{le="([^"]+)"/g)].map((m) => m[1])
     expect(durationBuckets).toEqual([...GEN_AI_DURATION_BUCKETS.map(String), '+Inf'])
-    const tokenBuckets = [...text.matchAll(/gen_ai_client_token_usage_bucket\{le="([^"]+)",gen_ai_request_model="[^"]+",gen_ai_token_type="output"/g)].map((m) => m[1])
+    const tokenBuckets = [
+      ...text.matchAll(/gen_ai_client_token_usage_bucket\{le="([^"]+)",gen_ai_request_model="[^"]+",gen_ai_token_type="output"/g),
+    ].map((m) => m[1])
     expect(tokenBuckets).toEqual([...GEN_AI_TOKEN_BUCKETS.map(String), '+Inf'])
     expect(text).not.toContain(id)
   })

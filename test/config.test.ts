@@ -47,7 +47,13 @@ describe('loadConfig precedence: flag > env > file > defaults', () => {
     expect(config.sessions).toMatchObject({
       table: 'public.conversation_sessions',
       orphanAfter: 7200,
-      columns: { id: 'session_id', active: 'is_active', startedAt: 'session_start', endedAt: ['session_end', 'ended_at'], group: 'agent_role' },
+      columns: {
+        id: 'session_id',
+        active: 'is_active',
+        startedAt: 'session_start',
+        endedAt: ['session_end', 'ended_at'],
+        group: 'agent_role',
+      },
     })
   })
 
@@ -85,7 +91,11 @@ describe('loadConfig precedence: flag > env > file > defaults', () => {
   })
 
   it('a flag left undefined (not given) does not hide the lower layers', () => {
-    const { config } = loadConfig({ env: { WARDEN_ORPHAN_AFTER: '3h' }, cwd: freshDir(), flags: [flag('sessions.orphanAfter', '--orphan-after', undefined)] })
+    const { config } = loadConfig({
+      env: { WARDEN_ORPHAN_AFTER: '3h' },
+      cwd: freshDir(),
+      flags: [flag('sessions.orphanAfter', '--orphan-after', undefined)],
+    })
     expect(config.sessions.orphanAfter).toBe(10800)
   })
 
@@ -100,9 +110,10 @@ describe('loadConfig precedence: flag > env > file > defaults', () => {
     const both = load({ DATABASE_URL: 'postgres://plain@h/db', WARDEN_DATABASE_URL: 'postgres://warden@h/db' })
     expect(both.config.database.url).toBe('postgres://warden@h/db')
     expect(both.sources.get('database.url')).toBe('env WARDEN_DATABASE_URL')
-    expect(load({ DATABASE_URL: 'postgres://plain@h/db', WARDEN_DATABASE_URL: 'postgres://warden@h/db' }, 'postgres://flag@h/db').config.database.url).toBe(
-      'postgres://flag@h/db',
-    )
+    expect(
+      load({ DATABASE_URL: 'postgres://plain@h/db', WARDEN_DATABASE_URL: 'postgres://warden@h/db' }, 'postgres://flag@h/db').config.database
+        .url,
+    ).toBe('postgres://flag@h/db')
   })
 
   it('an empty WARDEN_DATABASE_URL counts as unset, so DATABASE_URL applies', () => {
@@ -149,7 +160,11 @@ describe('loadConfig precedence: flag > env > file > defaults', () => {
 describe('sessions.columns is one piece of knowledge', () => {
   it('a file mapping replaces the default columns whole: nothing of the default mapping is inherited', () => {
     const dir = freshDir()
-    const path = writeYaml(dir, 'w.yaml', 'sessions:\n  table: public.llm_sessions\n  columns:\n    id: id\n    startedAt: created_at\n    endedAt: expired_at\n')
+    const path = writeYaml(
+      dir,
+      'w.yaml',
+      'sessions:\n  table: public.llm_sessions\n  columns:\n    id: id\n    startedAt: created_at\n    endedAt: expired_at\n',
+    )
     const { config, sources } = loadConfig({ env: {}, cwd: dir, configPath: path })
     expect(config.sessions.columns).toEqual({ id: 'id', startedAt: 'created_at', endedAt: ['expired_at'] })
     expect(config.sessions.columns.active).toBeUndefined()
@@ -353,7 +368,11 @@ describe('a bad value is reported with its key, value, source and what was expec
   })
 
   it('reports every bad value at once; a bad flag mixed with a bad env value is a config error (78)', () => {
-    const error = loadError({ env: { WARDEN_BATCH_SIZE: 'abc' }, cwd: freshDir(), flags: [flag('sessions.orphanAfter', '--orphan-after', '-5m')] })
+    const error = loadError({
+      env: { WARDEN_BATCH_SIZE: 'abc' },
+      cwd: freshDir(),
+      flags: [flag('sessions.orphanAfter', '--orphan-after', '-5m')],
+    })
     expect(error.exitCode).toBe(ExitCode.config)
     expect(error.message).toContain('sessions.orphanAfter = "-5m" (from flag --orphan-after)')
     expect(error.message).toContain('sweep.batchSize = "abc" (from env WARDEN_BATCH_SIZE)')

@@ -7,7 +7,10 @@ import { parseMetrics, valueOf, waitFor } from './helpers/server.js'
 
 /** A printed `warden …` line as argv: the bin name and any trailing comment dropped. */
 function argvOf(line: string): string[] {
-  const [bin, ...args] = line.replace(/\s+#.*$/, '').trim().split(/\s+/)
+  const [bin, ...args] = line
+    .replace(/\s+#.*$/, '')
+    .trim()
+    .split(/\s+/)
   expect(bin).toBe('warden')
   return args
 }
@@ -27,7 +30,9 @@ describe('a newcomer runs `warden demo` and pastes the commands it prints', () =
     let stderr = ''
     demo.stdout!.on('data', (chunk) => (stdout += chunk))
     demo.stderr!.on('data', (chunk) => (stderr += chunk))
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => demo.on('close', (code, signal) => resolve({ code, signal })))
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+      demo.on('close', (code, signal) => resolve({ code, signal })),
+    )
     let done = false
     void exited.then(() => (done = true))
 
@@ -70,27 +75,46 @@ describe('a newcomer runs `warden demo` and pastes the commands it prints', () =
     expect(sweepArgs).not.toContain('--apply')
     // The demo's scheduler sweeps every 30 s: if it holds the table's lock at that instant, the CLI
     // exits 5 ("another sweep is running", a documented outcome); the next try gets through.
-    const sweepOnce = async (args: string[]) => waitFor(async () => {
-      const run = await runCli(args)
-      return run.code === 5 ? undefined : run
-    }, 'a sweep that is not locked out', 20_000, 1_000)
+    const sweepOnce = async (args: string[]) =>
+      waitFor(
+        async () => {
+          const run = await runCli(args)
+          return run.code === 5 ? undefined : run
+        },
+        'a sweep that is not locked out',
+        20_000,
+        1_000,
+      )
     const sweep = await sweepOnce(sweepArgs)
     expect(sweep.code, sweep.stderr).toBe(0)
     const sweepJson = parseJson<{ dryRun: boolean; orphanAfterSeconds: number; orphans: number }>(await sweepOnce([...sweepArgs, '--json']))
     expect(sweepJson).toMatchObject({ dryRun: true, orphanAfterSeconds: 120 })
 
     // The admin API: reads without a token; the sweep with the printed token, and refused without it.
-    const sessions = (await (await fetch(`${url}/api/sessions?state=all&limit=5`)).json()) as { state: string; nextOffset: number | null; sessions: unknown[] }
+    const sessions = (await (await fetch(`${url}/api/sessions?state=all&limit=5`)).json()) as {
+      state: string
+      nextOffset: number | null
+      sessions: unknown[]
+    }
     expect(sessions).toMatchObject({ state: 'all', nextOffset: 5 })
     expect(sessions.sessions.length).toBe(5)
     const sweepBody = JSON.stringify({ apply: true })
     const refused = await fetch(`${url}/api/sweeps`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: sweepBody })
     expect(refused.status).toBe(401)
     // 409 sweep_running when the scheduled sweep is in the middle of a batch: try again, as a client would.
-    const swept = await waitFor(async () => {
-      const response = await fetch(`${url}/api/sweeps`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: sweepBody })
-      return response.status === 409 ? undefined : response
-    }, 'a POST /api/sweeps that is not 409', 20_000, 500)
+    const swept = await waitFor(
+      async () => {
+        const response = await fetch(`${url}/api/sweeps`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+          body: sweepBody,
+        })
+        return response.status === 409 ? undefined : response
+      },
+      'a POST /api/sweeps that is not 409',
+      20_000,
+      500,
+    )
     expect(swept.status, await swept.clone().text()).toBe(200)
     expect(await swept.json()).toMatchObject({ dryRun: false, orphanAfterSeconds: 120, remaining: 0 })
 
@@ -98,7 +122,9 @@ describe('a newcomer runs `warden demo` and pastes the commands it prints', () =
     const metrics = await waitFor(
       async () => {
         const { samples } = parseMetrics(await (await fetch(`${url}/metrics`)).text())
-        const llmCalls = samples.filter((s) => s.name === 'gen_ai_client_operation_duration_seconds_count').reduce((sum, s) => sum + s.value, 0)
+        const llmCalls = samples
+          .filter((s) => s.name === 'gen_ai_client_operation_duration_seconds_count')
+          .reduce((sum, s) => sum + s.value, 0)
         const active = samples.filter((s) => s.name === 'warden_sessions_active').reduce((sum, s) => sum + s.value, 0)
         return llmCalls > 0 && active > 0 ? samples : undefined
       },

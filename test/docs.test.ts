@@ -27,11 +27,28 @@ describe('generated docs', () => {
 
   it('cover every config key, every environment variable and the metric names of the spec', () => {
     const configuration = readFileSync(join(ROOT, GENERATED_DOCS.configuration), 'utf8')
-    for (const key of ['database.url', 'sessions.columns.endedAt', 'sessions.orphanAfter', 'checks.idleInTransaction.crit', 'server.adminToken', 'scheduler.sweepApply']) expect(configuration).toContain(`\`${key}\``)
-    for (const env of ['WARDEN_DATABASE_URL', 'DATABASE_URL', 'WARDEN_ADMIN_TOKEN', 'WARDEN_ORPHAN_AFTER']) expect(configuration).toContain(`\`${env}\``)
+    for (const key of [
+      'database.url',
+      'sessions.columns.endedAt',
+      'sessions.orphanAfter',
+      'checks.idleInTransaction.crit',
+      'server.adminToken',
+      'scheduler.sweepApply',
+    ])
+      expect(configuration).toContain(`\`${key}\``)
+    for (const env of ['WARDEN_DATABASE_URL', 'DATABASE_URL', 'WARDEN_ADMIN_TOKEN', 'WARDEN_ORPHAN_AFTER'])
+      expect(configuration).toContain(`\`${env}\``)
     expect(configuration).toMatch(/\| `sessions\.orphanAfter` \| duration \| `2h` \|/)
     const metrics = readFileSync(join(ROOT, GENERATED_DOCS.metrics), 'utf8')
-    for (const name of ['warden_sessions_orphaned', 'warden_sweep_runs_total', 'warden_pg_idle_in_transaction_max_seconds', 'db_client_connection_wait_time_seconds', 'warden_db_connection_held_during_llm_call_total', 'gen_ai_client_operation_duration_seconds', 'gen_ai_client_token_usage']) {
+    for (const name of [
+      'warden_sessions_orphaned',
+      'warden_sweep_runs_total',
+      'warden_pg_idle_in_transaction_max_seconds',
+      'db_client_connection_wait_time_seconds',
+      'warden_db_connection_held_during_llm_call_total',
+      'gen_ai_client_operation_duration_seconds',
+      'gen_ai_client_token_usage',
+    ]) {
       expect(metrics).toContain(`| \`${name}\` |`)
     }
     expect(metrics).toMatch(/\| `warden_pg_connections` \| gauge \| `state`, `application_name` \|/)
@@ -42,12 +59,20 @@ describe('deploy examples', () => {
   const yamlFiles = walk(DEPLOY).filter((f) => /\.ya?ml$/.test(f))
   const load = (file: string) => {
     const docs = parseAllDocuments(readFileSync(file, 'utf8'))
-    for (const doc of docs) expect(doc.errors.map((e) => e.message), rel(file)).toEqual([])
+    for (const doc of docs)
+      expect(
+        doc.errors.map((e) => e.message),
+        rel(file),
+      ).toEqual([])
     return docs.map((doc) => doc.toJS() as Record<string, any>)
   }
 
   it('every YAML file parses', () => {
-    expect(yamlFiles.map(rel).sort()).toEqual(['deploy/kubernetes/cronjob-sweep.yaml', 'deploy/kubernetes/deployment-serve.yaml', 'deploy/prometheus/scrape-config.yaml'])
+    expect(yamlFiles.map(rel).sort()).toEqual([
+      'deploy/kubernetes/cronjob-sweep.yaml',
+      'deploy/kubernetes/deployment-serve.yaml',
+      'deploy/prometheus/scrape-config.yaml',
+    ])
     for (const file of yamlFiles) expect(load(file).length, rel(file)).toBeGreaterThan(0)
   })
 
@@ -56,7 +81,10 @@ describe('deploy examples', () => {
     expect(cronJob).toMatchObject({ apiVersion: 'batch/v1', kind: 'CronJob', spec: { concurrencyPolicy: 'Forbid' } })
     const container = cronJob!.spec.jobTemplate.spec.template.spec.containers[0]
     expect(container.args.slice(0, 3)).toEqual(['sessions', 'sweep', '--apply'])
-    expect(container.env).toContainEqual({ name: 'WARDEN_DATABASE_URL', valueFrom: { secretKeyRef: { name: 'warden', key: 'database-url' } } })
+    expect(container.env).toContainEqual({
+      name: 'WARDEN_DATABASE_URL',
+      valueFrom: { secretKeyRef: { name: 'warden', key: 'database-url' } },
+    })
   })
 
   it('the Deployment serves on a named port probed on /healthz and /readyz, with a Service and a ServiceMonitor on /metrics', () => {
@@ -77,7 +105,11 @@ describe('deploy examples', () => {
 
   it('the Prometheus scrape config scrapes /metrics of port 9477', () => {
     const [config] = load(join(DEPLOY, 'prometheus/scrape-config.yaml'))
-    expect(config!.scrape_configs[0]).toMatchObject({ job_name: 'warden', metrics_path: '/metrics', static_configs: [{ targets: ['127.0.0.1:9477'] }] })
+    expect(config!.scrape_configs[0]).toMatchObject({
+      job_name: 'warden',
+      metrics_path: '/metrics',
+      static_configs: [{ targets: ['127.0.0.1:9477'] }],
+    })
   })
 
   it('the systemd units: a oneshot sweep with its timer, and the service; each runs an existing command', () => {
@@ -124,7 +156,9 @@ describe('links and commands in the docs', () => {
     for (const file of markdownFiles) {
       const text = readFileSync(file, 'utf8')
       // Code only: fenced blocks and inline code, where a command is something to type.
-      const code = [...text.matchAll(/```[^\n]*\n([\s\S]*?)```/g), ...text.replace(/```[\s\S]*?```/g, '').matchAll(/`([^`\n]+)`/g)].map((m) => m[1]!)
+      const code = [...text.matchAll(/```[^\n]*\n([\s\S]*?)```/g), ...text.replace(/```[\s\S]*?```/g, '').matchAll(/`([^`\n]+)`/g)].map(
+        (m) => m[1]!,
+      )
       for (const snippet of code) {
         for (const match of snippet.matchAll(/(?:^|[\s(`$|;&])warden ([a-z][\w-]*)(?: ([a-z][\w-]*))?/gm)) {
           const [first, second] = [match[1]!, match[2]]

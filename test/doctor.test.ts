@@ -87,8 +87,12 @@ describe('warden doctor (real PostgreSQL, CLI subprocess)', () => {
     await Promise.all([holder.connect(), waiter.connect()])
     try {
       await holder.query('BEGIN')
-      await holder.query('UPDATE conversation_sessions SET last_activity_at = now() WHERE session_id = (SELECT session_id FROM conversation_sessions ORDER BY session_id LIMIT 1)')
-      const blocked = waiter.query('UPDATE conversation_sessions SET last_activity_at = now() WHERE session_id = (SELECT session_id FROM conversation_sessions ORDER BY session_id LIMIT 1)')
+      await holder.query(
+        'UPDATE conversation_sessions SET last_activity_at = now() WHERE session_id = (SELECT session_id FROM conversation_sessions ORDER BY session_id LIMIT 1)',
+      )
+      const blocked = waiter.query(
+        'UPDATE conversation_sessions SET last_activity_at = now() WHERE session_id = (SELECT session_id FROM conversation_sessions ORDER BY session_id LIMIT 1)',
+      )
       await sleep(300)
       const { config: loaded } = loadConfig({ env: {}, configPath: config(t.url, '  blockedBackends: { warn: 100ms, crit: 1h }') })
       const report = await runChecks(t.db, loaded, { only: ['blocked-backends'] })
@@ -116,7 +120,9 @@ describe('warden doctor (real PostgreSQL, CLI subprocess)', () => {
   it('finds cost rows that point at no session, and owners with several open sessions', async () => {
     await t.exec(`CREATE TABLE IF NOT EXISTS llm_requests (id bigserial PRIMARY KEY, session_id uuid, tokens int)`)
     await t.exec(`INSERT INTO llm_requests (session_id, tokens) SELECT session_id, 10 FROM conversation_sessions LIMIT 3`)
-    await t.exec(`INSERT INTO llm_requests (session_id, tokens) VALUES ('00000000-0000-4000-8000-000000000001', 5), ('00000000-0000-4000-8000-000000000001', 7)`)
+    await t.exec(
+      `INSERT INTO llm_requests (session_id, tokens) VALUES ('00000000-0000-4000-8000-000000000001', 5), ('00000000-0000-4000-8000-000000000001', 7)`,
+    )
     const path = writeConfig(`database: { url: ${t.url} }
 sessions:
   table: public.conversation_sessions
@@ -124,7 +130,16 @@ sessions:
 checks:
   costRows: { table: public.llm_requests, sessionId: session_id }
 `)
-    const result = await runCli(['doctor', '--json', '--check', 'dangling-cost-rows', '--check', 'duplicate-open-sessions', '--config', path])
+    const result = await runCli([
+      'doctor',
+      '--json',
+      '--check',
+      'dangling-cost-rows',
+      '--check',
+      'duplicate-open-sessions',
+      '--config',
+      path,
+    ])
     expect(result.code, result.stderr).toBe(1)
     const report = parseJson<DoctorJson>(result)
     const dangling = report.checks.find((c) => c.name === 'dangling-cost-rows')!
@@ -132,7 +147,9 @@ checks:
     expect(dangling.evidence[0]).toEqual({ dangling: 2, sampleSessionIds: ['00000000-0000-4000-8000-000000000001'] })
     // 12 open sessions over users user-(i % 97): some users own two
     const duplicates = report.checks.find((c) => c.name === 'duplicate-open-sessions')!
-    const { rows } = await t.exec(`SELECT count(*)::int AS n FROM (SELECT user_id FROM conversation_sessions WHERE is_active GROUP BY 1 HAVING count(*) > 1) d`)
+    const { rows } = await t.exec(
+      `SELECT count(*)::int AS n FROM (SELECT user_id FROM conversation_sessions WHERE is_active GROUP BY 1 HAVING count(*) > 1) d`,
+    )
     expect(rows[0].n).toBeGreaterThan(0)
     expect(duplicates.status).toBe('warn')
     expect(duplicates.evidence).toHaveLength(rows[0].n)

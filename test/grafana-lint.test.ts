@@ -29,9 +29,15 @@ const files = loadDashboardFiles()
 describe('Grafana dashboards: one source, linted', () => {
   it('the committed JSON is exactly what src/grafana generates (run `node --import tsx scripts/render-dashboards.ts json`)', () => {
     const generated = buildDashboards()
-    expect(readdirSync(DASHBOARDS_DIR).filter((f) => f.endsWith('.json')).sort()).toEqual(generated.map(dashboardFileName).sort())
+    expect(
+      readdirSync(DASHBOARDS_DIR)
+        .filter((f) => f.endsWith('.json'))
+        .sort(),
+    ).toEqual(generated.map(dashboardFileName).sort())
     for (const dashboard of generated) {
-      expect(readFileSync(join(DASHBOARDS_DIR, dashboardFileName(dashboard)), 'utf8'), dashboardFileName(dashboard)).toBe(serializeDashboard(dashboard))
+      expect(readFileSync(join(DASHBOARDS_DIR, dashboardFileName(dashboard)), 'utf8'), dashboardFileName(dashboard)).toBe(
+        serializeDashboard(dashboard),
+      )
     }
   })
 
@@ -49,7 +55,14 @@ describe('Grafana dashboards: one source, linted', () => {
 
   it('counts counters only through rate() or increase(), with $__rate_interval (what the lint enforces, seen from the queries)', () => {
     const targets = panelTargets(files)
-    expect(targets.filter((t) => /_total\b|_bucket\b|_count\b|_sum\b/.test(t.expr) && !/\b(rate|increase)\(/.test(t.expr) && !t.expr.includes('db_client_connection_count'))).toEqual([])
+    expect(
+      targets.filter(
+        (t) =>
+          /_total\b|_bucket\b|_count\b|_sum\b/.test(t.expr) &&
+          !/\b(rate|increase)\(/.test(t.expr) &&
+          !t.expr.includes('db_client_connection_count'),
+      ),
+    ).toEqual([])
     expect(targets.filter((t) => /\[(?!\$__rate_interval\])[^\]]*\]/.test(t.expr))).toEqual([])
   })
 })
@@ -72,7 +85,12 @@ describe('every metric a panel or an alert reads is one Warden publishes', () =>
     poolMetrics(registry)
     for (const metric of await registry.getMetricsAsJSON()) {
       const type = String(metric.type)
-      const names = type === 'histogram' ? ['_bucket', '_count', '_sum'].map((suffix) => metric.name + suffix) : type === 'summary' ? [metric.name, `${metric.name}_count`, `${metric.name}_sum`] : [metric.name]
+      const names =
+        type === 'histogram'
+          ? ['_bucket', '_count', '_sum'].map((suffix) => metric.name + suffix)
+          : type === 'summary'
+            ? [metric.name, `${metric.name}_count`, `${metric.name}_sum`]
+            : [metric.name]
       for (const name of names) published.set(name, type)
     }
   })
@@ -81,14 +99,22 @@ describe('every metric a panel or an alert reads is one Warden publishes', () =>
   })
 
   it('panels', () => {
-    const unknown = panelTargets(files).flatMap((t) => metricNames(t.expr).filter((name) => !published.has(name)).map((name) => `${t.dashboard} / ${t.panel} / ${t.refId}: ${name}`))
+    const unknown = panelTargets(files).flatMap((t) =>
+      metricNames(t.expr)
+        .filter((name) => !published.has(name))
+        .map((name) => `${t.dashboard} / ${t.panel} / ${t.refId}: ${name}`),
+    )
     expect(unknown).toEqual([])
   })
 
   it('alert rules (prometheus/alerts.yml)', () => {
     const alerts = alertExpressions()
     expect(alerts.length).toBeGreaterThan(5)
-    const unknown = alerts.flatMap(({ alert, expr }) => metricNames(expr).filter((name) => !published.has(name)).map((name) => `${alert}: ${name}`))
+    const unknown = alerts.flatMap(({ alert, expr }) =>
+      metricNames(expr)
+        .filter((name) => !published.has(name))
+        .map((name) => `${alert}: ${name}`),
+    )
     expect(unknown).toEqual([])
   })
 
@@ -102,8 +128,14 @@ describe('every metric a panel or an alert reads is one Warden publishes', () =>
       // the same failure shows as a growing "Metrics age by collector"
       warden_collector_success: 'shown through warden_collect_last_success_timestamp_seconds',
     }
-    const families = new Set([...published.keys()].filter((name) => !/^(process|nodejs)_/.test(name)).map((name) => (published.get(name) === 'histogram' ? name.replace(/_(bucket|count|sum)$/, '') : name)))
-    const missing = [...families].filter((family) => !notShown[family] && ![...used].some((name) => name === family || name.startsWith(`${family}_`)))
+    const families = new Set(
+      [...published.keys()]
+        .filter((name) => !/^(process|nodejs)_/.test(name))
+        .map((name) => (published.get(name) === 'histogram' ? name.replace(/_(bucket|count|sum)$/, '') : name)),
+    )
+    const missing = [...families].filter(
+      (family) => !notShown[family] && ![...used].some((name) => name === family || name.startsWith(`${family}_`)),
+    )
     expect(missing).toEqual([])
   })
 })
@@ -121,7 +153,9 @@ describe('provisioning files work in a stock Grafana container', () => {
 
   it('a Prometheus datasource with a fixed uid whose URL comes from $PROMETHEUS_URL', () => {
     expect(datasources.apiVersion).toBe(1)
-    expect(datasources.datasources).toEqual([expect.objectContaining({ uid: 'warden-prometheus', type: 'prometheus', access: 'proxy', url: '${PROMETHEUS_URL}' })])
+    expect(datasources.datasources).toEqual([
+      expect.objectContaining({ uid: 'warden-prometheus', type: 'prometheus', access: 'proxy', url: '${PROMETHEUS_URL}' }),
+    ])
     // the default Grafana cannot express is given where it starts
     expect(docs).toContain('PROMETHEUS_URL="${PROMETHEUS_URL:-')
   })
@@ -145,7 +179,16 @@ const DS = { type: 'prometheus', uid: '${datasource}' }
 const SCOPE = 'job=~"$job", instance=~"$instance"'
 
 function goodDashboard(): GrafanaDashboard {
-  const labelVariable = (name: string, label: string, query: string) => ({ name, label, type: 'query', datasource: DS, query, multi: true, includeAll: true, allValue: '.+' })
+  const labelVariable = (name: string, label: string, query: string) => ({
+    name,
+    label,
+    type: 'query',
+    datasource: DS,
+    query,
+    multi: true,
+    includeAll: true,
+    allValue: '.+',
+  })
   const panel = (id: number, title: string, expr: string, unit: string, type = 'timeseries') => ({
     id,
     type,
@@ -178,23 +221,41 @@ function goodDashboard(): GrafanaDashboard {
 type Mutation = (d: GrafanaDashboard) => void
 const panelOf = (d: GrafanaDashboard, id: number) => d.panels!.find((p) => p.id === id)!
 const variableOf = (d: GrafanaDashboard, name: string) => d.templating!.list!.find((v) => v.name === name)!
-const setExpr = (expr: string): Mutation => (d) => {
-  panelOf(d, 2).targets![0]!.expr = expr
-}
+const setExpr =
+  (expr: string): Mutation =>
+  (d) => {
+    panelOf(d, 2).targets![0]!.expr = expr
+  }
 
 const VIOLATIONS: Array<[LintRule, string, Mutation]> = [
   ['uid-rule', 'no uid', (d) => delete d.uid],
   ['uid-rule', 'a uid Grafana refuses (over 40 characters)', (d) => (d.uid = 'x'.repeat(41))],
   ['dashboard-tags-rule', 'not tagged warden', (d) => (d.tags = ['ops'])],
-  ['no-import-inputs-rule', 'an import-only __inputs block', (d) => (d.__inputs = [{ name: 'DS_PROMETHEUS', type: 'datasource', pluginId: 'prometheus' }])],
-  ['template-datasource-rule', 'no datasource variable', (d) => (d.templating!.list = d.templating!.list!.filter((v) => v.type !== 'datasource'))],
+  [
+    'no-import-inputs-rule',
+    'an import-only __inputs block',
+    (d) => (d.__inputs = [{ name: 'DS_PROMETHEUS', type: 'datasource', pluginId: 'prometheus' }]),
+  ],
+  [
+    'template-datasource-rule',
+    'no datasource variable',
+    (d) => (d.templating!.list = d.templating!.list!.filter((v) => v.type !== 'datasource')),
+  ],
   ['template-datasource-rule', 'a datasource variable for Loki', (d) => (variableOf(d, 'datasource').query = 'loki')],
   ['template-job-rule', 'no job variable', (d) => (d.templating!.list = d.templating!.list!.filter((v) => v.name !== 'job'))],
   ['template-job-rule', 'a single-select job variable', (d) => (variableOf(d, 'job').multi = false)],
   ['template-job-rule', "a job variable whose All is Grafana's value list", (d) => delete variableOf(d, 'job').allValue],
   ['template-instance-rule', 'a custom instance variable', (d) => (variableOf(d, 'instance').type = 'custom')],
-  ['template-instance-rule', 'an instance variable on a fixed datasource', (d) => (variableOf(d, 'instance').datasource = { type: 'prometheus', uid: 'P1809F7CD0C75ACF3' })],
-  ['panel-datasource-rule', 'a panel on a fixed datasource uid', (d) => (panelOf(d, 2).datasource = { type: 'prometheus', uid: 'P1809F7CD0C75ACF3' })],
+  [
+    'template-instance-rule',
+    'an instance variable on a fixed datasource',
+    (d) => (variableOf(d, 'instance').datasource = { type: 'prometheus', uid: 'P1809F7CD0C75ACF3' }),
+  ],
+  [
+    'panel-datasource-rule',
+    'a panel on a fixed datasource uid',
+    (d) => (panelOf(d, 2).datasource = { type: 'prometheus', uid: 'P1809F7CD0C75ACF3' }),
+  ],
   ['panel-datasource-rule', 'a target without the datasource variable', (d) => (panelOf(d, 3).targets![0]!.datasource = null)],
   ['panel-units-rule', 'no unit', (d) => delete panelOf(d, 3).fieldConfig!.defaults!.unit],
   ['panel-units-rule', 'a unit Grafana does not know', (d) => (panelOf(d, 4).fieldConfig!.defaults!.unit = 'seconds')],
@@ -205,15 +266,31 @@ const VIOLATIONS: Array<[LintRule, string, Mutation]> = [
   ['target-rate-interval-rule', 'rate() over a fixed window', setExpr(`sum(rate(http_requests_total{${SCOPE}}[5m]))`)],
   ['target-rate-interval-rule', 'increase() over a fixed window', setExpr(`sum(increase(http_requests_total{${SCOPE}}[1d]))`)],
   ['target-counter-agg-rule', 'a raw counter', setExpr(`sum(http_requests_total{${SCOPE}})`)],
-  ['target-counter-agg-rule', 'histogram buckets without rate()', setExpr(`histogram_quantile(0.9, sum by (le) (http_duration_seconds_bucket{${SCOPE}}))`)],
-  ['target-counter-agg-rule', 'a histogram _count through a gauge function', setExpr(`sum(delta(http_duration_seconds_count{${SCOPE}}[$__rate_interval]))`)],
+  [
+    'target-counter-agg-rule',
+    'histogram buckets without rate()',
+    setExpr(`histogram_quantile(0.9, sum by (le) (http_duration_seconds_bucket{${SCOPE}}))`),
+  ],
+  [
+    'target-counter-agg-rule',
+    'a histogram _count through a gauge function',
+    setExpr(`sum(delta(http_duration_seconds_count{${SCOPE}}[$__rate_interval]))`),
+  ],
   ['target-job-rule', 'a selector without job', setExpr('sum(rate(http_requests_total{instance=~"$instance"}[$__rate_interval]))')],
   ['target-job-rule', 'a hard-coded job', setExpr('sum(rate(http_requests_total{job="api", instance=~"$instance"}[$__rate_interval]))')],
-  ['target-instance-rule', 'the second selector of a ratio without instance', setExpr(`sum(rate(a_total{${SCOPE}}[$__rate_interval])) / sum(rate(b_total{job=~"$job"}[$__rate_interval]))`)],
+  [
+    'target-instance-rule',
+    'the second selector of a ratio without instance',
+    setExpr(`sum(rate(a_total{${SCOPE}}[$__rate_interval])) / sum(rate(b_total{job=~"$job"}[$__rate_interval]))`),
+  ],
 ]
 
 describe('each lint rule catches its violation', () => {
-  const lint = (dashboards: GrafanaDashboard[], gauges = OTEL_GAUGES) => lintDashboards(dashboards.map((json, i): DashboardFile => ({ file: `fixture-${i}.json`, json })), { gauges })
+  const lint = (dashboards: GrafanaDashboard[], gauges = OTEL_GAUGES) =>
+    lintDashboards(
+      dashboards.map((json, i): DashboardFile => ({ file: `fixture-${i}.json`, json })),
+      { gauges },
+    )
 
   it('the fixture passes', () => {
     expect(lint([goodDashboard()])).toEqual([])
@@ -261,6 +338,7 @@ describe('the PromQL parser the lint stands on', () => {
   })
 
   it('rejects what Prometheus rejects', () => {
-    for (const bad of ['sum(', 'a{b=}', 'rate(a[5m)', 'a b', 'sum by (le (a)', '"unterminated']) expect(() => parsePromQL(bad), bad).toThrow()
+    for (const bad of ['sum(', 'a{b=}', 'rate(a[5m)', 'a b', 'sum by (le (a)', '"unterminated'])
+      expect(() => parsePromQL(bad), bad).toThrow()
   })
 })

@@ -48,7 +48,8 @@ describe('every panel of every dashboard has data from a real Warden, chat path 
       const samples = await stack.prometheus.query(query)
       if (samples.length === 0) return { ...target, query, problem: 'no series' }
       // Grafana draws NaN as a gap: a panel of NaN only (e.g. a quantile of no observations) shows nothing.
-      if (!samples.some((sample) => Number.isFinite(sample.value))) return { ...target, query, problem: `only ${samples.map((s) => s.value).join(', ')}` }
+      if (!samples.some((sample) => Number.isFinite(sample.value)))
+        return { ...target, query, problem: `only ${samples.map((s) => s.value).join(', ')}` }
       return { ...target, query }
     } catch (error) {
       return { ...target, query, problem: (error as Error).message }
@@ -68,7 +69,9 @@ describe('every panel of every dashboard has data from a real Warden, chat path 
         if (outcomes.every((outcome) => outcome.problem === undefined) || Date.now() > deadline) break
         await sleep(1000)
       }
-      const noData = outcomes.filter((outcome) => outcome.problem !== undefined).map(({ dashboard, panel, refId, problem, query }) => `${dashboard} / ${panel} / ${refId}: ${problem}\n    ${query}`)
+      const noData = outcomes
+        .filter((outcome) => outcome.problem !== undefined)
+        .map(({ dashboard, panel, refId, problem, query }) => `${dashboard} / ${panel} / ${refId}: ${problem}\n    ${query}`)
       expect(noData, `panels with No data (traffic so far: ${JSON.stringify(stack.traffic)})`).toEqual([])
 
       // The traffic the panels show really happened, through the paths the dashboards claim.
@@ -84,7 +87,9 @@ describe('every panel of every dashboard has data from a real Warden, chat path 
     const scope = `job="${stack.job}", instance="${stack.instance}"`
     const idle = await stack.prometheus.query(`warden_pg_idle_in_transaction_max_seconds{${scope}, application_name="${LEAKY_APP}"}`)
     expect(idle[0]?.value).toBeGreaterThan(0)
-    const held = await stack.prometheus.query(`warden_db_connection_held_during_llm_call_total{${scope}, pool_name="leaky", operation="summarise"}`)
+    const held = await stack.prometheus.query(
+      `warden_db_connection_held_during_llm_call_total{${scope}, pool_name="leaky", operation="summarise"}`,
+    )
     expect(held[0]?.value).toBeGreaterThan(0)
     const timeouts = await stack.prometheus.query(`db_client_connection_timeouts_total{${scope}, pool_name="leaky"}`)
     expect(timeouts[0]?.value).toBeGreaterThan(0)

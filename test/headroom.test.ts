@@ -31,7 +31,10 @@ describe('connection headroom on a server filled close to max_connections', () =
   }
 
   it('warns near the cliff, is critical at it, and the timed acquire reports "too many clients" as a finding', async () => {
-    const { config } = loadConfig({ env: {}, configPath: writeConfig(`database: { url: "${server.url}", poolMax: 1 }\nchecks:\n  connectionHeadroom: { warn: 80, crit: 95 }\n`) })
+    const { config } = loadConfig({
+      env: {},
+      configPath: writeConfig(`database: { url: "${server.url}", poolMax: 1 }\nchecks:\n  connectionHeadroom: { warn: 80, crit: 95 }\n`),
+    })
     const db = new Database({ ...config.database })
     try {
       await db.ping() // Warden's own connection: 1 of 17

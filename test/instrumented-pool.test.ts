@@ -48,11 +48,17 @@ async function family(registry: Registry, name: string): Promise<{ type: string;
 async function seriesValue(registry: Registry, name: string, labels: Record<string, string>): Promise<number | undefined> {
   const { values } = await family(registry, name)
   const wanted = Object.entries(labels)
-  const match = values.find((v) => Object.keys(v.labels).length === wanted.length && wanted.every(([key, value]) => v.labels[key] === value))
+  const match = values.find(
+    (v) => Object.keys(v.labels).length === wanted.length && wanted.every(([key, value]) => v.labels[key] === value),
+  )
   return match?.value
 }
 
-async function histogram(registry: Registry, name: string, poolName: string): Promise<{ buckets: Map<number, number>; sum: number; count: number }> {
+async function histogram(
+  registry: Registry,
+  name: string,
+  poolName: string,
+): Promise<{ buckets: Map<number, number>; sum: number; count: number }> {
   const { values } = await family(registry, name)
   const mine = values.filter((v) => v.labels.pool_name === poolName)
   const buckets = new Map<number, number>()
@@ -64,11 +70,14 @@ async function histogram(registry: Registry, name: string, poolName: string): Pr
   return { buckets, sum, count }
 }
 
-const SAMPLE_LINE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\["\\n])*",?)*\})? (-?[0-9.]+(?:e[+-]?[0-9]+)?|NaN|[+-]Inf)$/
+const SAMPLE_LINE =
+  /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\["\\n])*",?)*\})? (-?[0-9.]+(?:e[+-]?[0-9]+)?|NaN|[+-]Inf)$/
 
 /** The labels of a sample without `le`, in a canonical order. */
 function seriesKey(labelText: string): string {
-  const pairs = [...labelText.matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)].filter((m) => m[1] !== 'le').map((m) => `${m[1]}=${m[2]}`)
+  const pairs = [...labelText.matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)]
+    .filter((m) => m[1] !== 'le')
+    .map((m) => `${m[1]}=${m[2]}`)
   return `{${pairs.sort().join(',')}}`
 }
 
@@ -98,7 +107,9 @@ function checkExposition(text: string): { families: Map<string, string>; samples
     expect(sample, `not a valid sample line: ${line}`).not.toBeNull()
     samples += 1
     const name = sample![1]!
-    const base = [...families.keys()].find((f) => name === f || (families.get(f) === 'histogram' && [`${f}_bucket`, `${f}_sum`, `${f}_count`].includes(name)))
+    const base = [...families.keys()].find(
+      (f) => name === f || (families.get(f) === 'histogram' && [`${f}_bucket`, `${f}_sum`, `${f}_count`].includes(name)),
+    )
     expect(base, `sample ${name} has no TYPE line before it`).toBeDefined()
     expect(helps.has(base!), `family ${base} has no HELP`).toBe(true)
     if (families.get(base!) === 'counter') expect(base!.endsWith('_total')).toBe(true)
@@ -111,7 +122,8 @@ function checkExposition(text: string): { families: Map<string, string>; samples
     if (name === `${base}_count`) expect(counts.get(`${base}${series}`), `${line}: +Inf bucket must equal _count`).toBe(Number(sample![3]))
   }
   for (const [key, values] of buckets) {
-    for (let i = 1; i < values.length; i += 1) expect(values[i]!, `${key} buckets must be cumulative`).toBeGreaterThanOrEqual(values[i - 1]!)
+    for (let i = 1; i < values.length; i += 1)
+      expect(values[i]!, `${key} buckets must be cumulative`).toBeGreaterThanOrEqual(values[i - 1]!)
   }
   return { families, samples }
 }
@@ -138,7 +150,11 @@ describe('instrumented pg.Pool (real PostgreSQL)', () => {
   })
 
   function makePool(options: Partial<InstrumentPoolOptions> & { registry: Registry }, config: pg.PoolConfig = {}): pg.Pool {
-    const pool = instrumentPool(new pg.Pool({ connectionString: t.url, max: 4, ...config }), { poolName: 'app', logger: collectingLogger().logger, ...options })
+    const pool = instrumentPool(new pg.Pool({ connectionString: t.url, max: 4, ...config }), {
+      poolName: 'app',
+      logger: collectingLogger().logger,
+      ...options,
+    })
     pools.push(pool)
     return pool
   }
@@ -165,7 +181,10 @@ describe('instrumented pg.Pool (real PostgreSQL)', () => {
         for (const value of metric.values) {
           const keys = Object.keys(value.labels).sort()
           // histogram _sum/_count carry pool_name only
-          expect(keys.filter((key) => key !== 'le'), name).toEqual(labels.filter((key) => key !== 'le'))
+          expect(
+            keys.filter((key) => key !== 'le'),
+            name,
+          ).toEqual(labels.filter((key) => key !== 'le'))
           expect(value.labels.pool_name).toBe('app')
         }
       }
@@ -173,7 +192,9 @@ describe('instrumented pg.Pool (real PostgreSQL)', () => {
       const held = await family(registry, 'warden_db_connection_held_during_llm_call_total')
       expect(held.type).toBe('counter')
       expect(held.values).toEqual([])
-      expect(Object.values(POOL_METRIC_NAMES).sort()).toEqual([...expected.map(([name]) => name), 'warden_db_connection_held_during_llm_call_total'].sort())
+      expect(Object.values(POOL_METRIC_NAMES).sort()).toEqual(
+        [...expected.map(([name]) => name), 'warden_db_connection_held_during_llm_call_total'].sort(),
+      )
 
       const states = (await family(registry, 'db_client_connection_count')).values.map((v) => v.labels.state).sort()
       expect(states).toEqual(['idle', 'used'])
@@ -183,7 +204,8 @@ describe('instrumented pg.Pool (real PostgreSQL)', () => {
       const wait = await histogram(registry, 'db_client_connection_wait_time_seconds', 'app')
       const bounds = [...wait.buckets.keys()].filter(Number.isFinite)
       expect(bounds).toEqual([...POOL_TIME_BUCKETS])
-      for (const otel of [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]) expect(bounds).toContain(otel)
+      for (const otel of [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92])
+        expect(bounds).toContain(otel)
       for (const fast of [0.0005, 0.001, 0.0025, 0.005]) expect(bounds).toContain(fast)
       expect(Math.max(...bounds)).toBeGreaterThan(81.92)
       expect(wait.count).toBe(2) // pool.query and connect both acquire
@@ -583,7 +605,7 @@ describe('instrumented pg.Pool (real PostgreSQL)', () => {
       expect(await heldCount(registry)).toBe(3)
     })
 
-    it('works through a wrapper (Warden\'s Database.withClient): stackIgnore skips the wrapper to find the call site', async () => {
+    it("works through a wrapper (Warden's Database.withClient): stackIgnore skips the wrapper to find the call site", async () => {
       const registry = new Registry()
       const { logger, warnings } = collectingLogger()
       const db = new Database({ url: t.url, applicationName: 'warden-test', connectTimeout: 5, statementTimeout: 30, poolMax: 2 })
@@ -628,7 +650,12 @@ describe('instrumented pg.Pool (real PostgreSQL)', () => {
         await client.query('SELECT 1 AS strict_check')
         const error = await llmCall('chat', async () => (called = true), { strict: true }).catch((e: unknown) => e)
         expect(error).toBeInstanceOf(ConnectionHeldDuringLlmCallError)
-        expect((error as ConnectionHeldDuringLlmCallError).held[0]).toMatchObject({ poolName: 'app', lastQuery: 'SELECT 1 AS strict_check', callSite: undefined, stack: undefined })
+        expect((error as ConnectionHeldDuringLlmCallError).held[0]).toMatchObject({
+          poolName: 'app',
+          lastQuery: 'SELECT 1 AS strict_check',
+          callSite: undefined,
+          stack: undefined,
+        })
         expect(called).toBe(false)
         await llmCall('chat', () => sleep(1))
       } finally {
@@ -660,7 +687,12 @@ describe('instrumented pg.Pool (real PostgreSQL)', () => {
       expect(warnings).toEqual([])
       await holdLong()
       expect(warnings).toHaveLength(1)
-      expect(warnings[0]!.details).toMatchObject({ event: 'db_connection_long_hold', released: false, longHoldMs: 200, lastQuery: "SELECT '?' AS step" })
+      expect(warnings[0]!.details).toMatchObject({
+        event: 'db_connection_long_hold',
+        released: false,
+        longHoldMs: 200,
+        lastQuery: "SELECT '?' AS step",
+      })
       expect(warnings[0]!.details.heldMs).toBeGreaterThanOrEqual(200)
       expect(warnings[0]!.details.callSite).toContain(THIS_FILE)
       expect(warnings[0]!.message).toMatch(/still checked out/)

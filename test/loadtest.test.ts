@@ -14,12 +14,23 @@ import { createTestDatabase, type TestDatabase } from './helpers/db.js'
  * connection, no pool timeout in release), and that release leaves hold far behind.
  */
 describe('warden loadtest', () => {
-  it('release reaches the Little\'s-law limit with no pool timeout and one cost row per reply; hold stays far below it', async () => {
+  it("release reaches the Little's-law limit with no pool timeout and one cost row per reply; hold stays far below it", async () => {
     // 1 s calls keep the fixed per-turn cost (HTTP, two statements, scheduling on a busy box) small next to the call.
-    const result = await runCli(['loadtest', '--concurrency', '20', '--pool-max', '5', '--llm-latency', '1s', '--duration', '4s', '--json'], { timeoutMs: 60_000 })
+    const result = await runCli(
+      ['loadtest', '--concurrency', '20', '--pool-max', '5', '--llm-latency', '1s', '--duration', '4s', '--json'],
+      { timeoutMs: 60_000 },
+    )
     expect(result.code, result.stderr).toBe(0)
     const [release, hold] = parseJson<PatternResult[]>(result)
-    expect(release).toMatchObject({ pattern: 'release', concurrency: 20, llmLatencyMs: 1000, poolMax: 5, errors: {}, poolTimeouts: 0, heldDuringLlmCalls: 0 })
+    expect(release).toMatchObject({
+      pattern: 'release',
+      concurrency: 20,
+      llmLatencyMs: 1000,
+      poolMax: 5,
+      errors: {},
+      poolTimeouts: 0,
+      heldDuringLlmCalls: 0,
+    })
     const limit = 20 / 1
     expect(release!.throughput).toBeGreaterThanOrEqual(0.8 * limit)
     expect(release!.littleLawRatio).toBeCloseTo(release!.throughput / limit, 2)
@@ -42,7 +53,10 @@ describe('warden loadtest', () => {
   })
 
   it('streams, and --requests bounds a run by turns; the human report puts the figures side by side', async () => {
-    const result = await runCli(['loadtest', '--pattern', 'release', '--stream', '--requests', '40', '--concurrency', '8', '--turns', '3', '--llm-latency', '100ms'], { timeoutMs: 60_000 })
+    const result = await runCli(
+      ['loadtest', '--pattern', 'release', '--stream', '--requests', '40', '--concurrency', '8', '--turns', '3', '--llm-latency', '100ms'],
+      { timeoutMs: 60_000 },
+    )
     expect(result.code, result.stderr).toBe(0)
     expect(result.stdout).toMatch(/8 virtual users, LLM call 100 ms \(streaming\), pool max 10/)
     const successes = Number(/successful turns\s+(\d+)/.exec(result.stdout)?.[1])
@@ -80,10 +94,33 @@ describe('warden loadtest', () => {
 
     it('drives it and counts its cost rows; a target whose every turn fails exits 70 with the errors by kind', async () => {
       const mock = await startMockLlm({ latencyMs: 30 })
-      const healthy = await startChatServer({ databaseUrl: t.url, llm: { baseURL: mock.url, apiKey: 'k', maxRetries: 0 }, model: 'm', poolMax: 4 })
-      const broken = await startChatServer({ databaseUrl: t.url, llm: { baseURL: `http://127.0.0.1:${await freePort()}`, apiKey: 'k', maxRetries: 0 }, model: 'm', poolMax: 2 })
+      const healthy = await startChatServer({
+        databaseUrl: t.url,
+        llm: { baseURL: mock.url, apiKey: 'k', maxRetries: 0 },
+        model: 'm',
+        poolMax: 4,
+      })
+      const broken = await startChatServer({
+        databaseUrl: t.url,
+        llm: { baseURL: `http://127.0.0.1:${await freePort()}`, apiKey: 'k', maxRetries: 0 },
+        model: 'm',
+        poolMax: 2,
+      })
       try {
-        const common = ['loadtest', '--pattern', 'release', '--requests', '20', '--concurrency', '4', '--llm-latency', '30ms', '--database-url', t.url, '--json']
+        const common = [
+          'loadtest',
+          '--pattern',
+          'release',
+          '--requests',
+          '20',
+          '--concurrency',
+          '4',
+          '--llm-latency',
+          '30ms',
+          '--database-url',
+          t.url,
+          '--json',
+        ]
         const [ok, failing] = await Promise.all([
           runCli([...common, '--target-url', healthy.chatUrl], { timeoutMs: 30_000 }),
           runCli([...common, '--target-url', broken.chatUrl], { timeoutMs: 30_000 }),

@@ -116,7 +116,10 @@ describe('resolveSessionTable against the catalog', () => {
     it('a table outside public, with timestamp without time zone and a numeric duration, resolves too', async () => {
       const table = await resolveSessionTable(
         t.db,
-        sessionsSchema.parse({ table: 'analytics.chat', columns: { id: 'chat_id', startedAt: 'opened_at', endedAt: 'closed_at', durationSeconds: 'secs', group: 'tenant' } }),
+        sessionsSchema.parse({
+          table: 'analytics.chat',
+          columns: { id: 'chat_id', startedAt: 'opened_at', endedAt: 'closed_at', durationSeconds: 'secs', group: 'tenant' },
+        }),
       )
       expect(table.table).toBe('"analytics"."chat"')
       expect(table.durationSeconds).toBe('"secs"')
@@ -142,7 +145,7 @@ describe('resolveSessionTable against the catalog', () => {
       expect(error.message).toMatch(/llm_sessions/)
     })
 
-    it('an unknown table in another schema lists that schema\'s tables', async () => {
+    it("an unknown table in another schema lists that schema's tables", async () => {
       const error = await resolveError(t, conversationMapping({ table: 'analytics.chats' }))
       expect(error.message).toContain('no table analytics.chats')
       expect(error.message).toMatch(/schema analytics has: .*\bchat\b.*\bchat_composite\b/)
@@ -155,7 +158,7 @@ describe('resolveSessionTable against the catalog', () => {
       expect(error.message).toMatch(/schema pubic does not exist|no schema pubic/)
     })
 
-    it('an unknown column: the message names key and column and lists the table\'s columns with their types', async () => {
+    it("an unknown column: the message names key and column and lists the table's columns with their types", async () => {
       const error = await resolveError(t, conversationMapping({ columns: { lastSeenAt: 'last_seen' } }))
       expect(error.message).toContain('sessions.columns.lastSeenAt = "last_seen"')
       expect(error.message).toContain('has no column last_seen')

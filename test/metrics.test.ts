@@ -34,7 +34,11 @@ const SPEC_TYPES: Record<string, string> = {
 }
 
 const sqlByGroup = async (t: TestDatabase, where: string): Promise<Record<string, number>> =>
-  Object.fromEntries((await t.exec(`SELECT COALESCE(agent_role, '(none)') AS g, count(*)::int AS n FROM conversation_sessions WHERE ${where} GROUP BY 1`)).rows.map((r) => [r.g, r.n]))
+  Object.fromEntries(
+    (
+      await t.exec(`SELECT COALESCE(agent_role, '(none)') AS g, count(*)::int AS n FROM conversation_sessions WHERE ${where} GROUP BY 1`)
+    ).rows.map((r) => [r.g, r.n]),
+  )
 
 describe('GET /metrics (real PostgreSQL)', () => {
   let t: TestDatabase
@@ -53,7 +57,7 @@ describe('GET /metrics (real PostgreSQL)', () => {
     await t?.drop()
   })
 
-  it('publishes the session gauges by group with the values SQL gives, and the spec\'s names, types and labels', async () => {
+  it("publishes the session gauges by group with the values SQL gives, and the spec's names, types and labels", async () => {
     const { samples, types, help } = await waitFor(async () => {
       const scraped = await api.scrape()
       return valueOf(scraped.samples, 'warden_collector_success', { collector: 'sessions' }) === 1 ? scraped : undefined
@@ -61,7 +65,9 @@ describe('GET /metrics (real PostgreSQL)', () => {
     expect(byLabel(samples, 'warden_sessions_active', 'group')).toEqual(await sqlByGroup(t, 'is_active'))
     const orphans = await sqlByGroup(t, `is_active AND COALESCE(last_activity_at, session_start) < now() - interval '2 hours'`)
     expect(byLabel(samples, 'warden_sessions_orphaned', 'group')).toEqual({ ...orphans, '(none)': 0 })
-    const { rows } = await t.exec(`SELECT COALESCE(agent_role, '(none)') AS g, EXTRACT(EPOCH FROM now() - min(session_start))::float8 AS age FROM conversation_sessions WHERE is_active GROUP BY 1`)
+    const { rows } = await t.exec(
+      `SELECT COALESCE(agent_role, '(none)') AS g, EXTRACT(EPOCH FROM now() - min(session_start))::float8 AS age FROM conversation_sessions WHERE is_active GROUP BY 1`,
+    )
     for (const row of rows) {
       const published = valueOf(samples, 'warden_sessions_oldest_active_age_seconds', { group: row.g })!
       expect(Math.abs(published - row.age), row.g).toBeLessThan(30)
@@ -93,13 +99,20 @@ describe('GET /metrics (real PostgreSQL)', () => {
       await holder.query('SELECT 1')
       const { samples } = await waitFor(async () => {
         const scraped = await api.scrape()
-        return (valueOf(scraped.samples, 'warden_pg_idle_in_transaction_max_seconds', { application_name: 'metrics-holder' }) ?? 0) >= 1 ? scraped : undefined
+        return (valueOf(scraped.samples, 'warden_pg_idle_in_transaction_max_seconds', { application_name: 'metrics-holder' }) ?? 0) >= 1
+          ? scraped
+          : undefined
       }, 'the holder to show up idle in transaction')
       expect(valueOf(samples, 'warden_pg_connections', { state: 'idle in transaction', application_name: 'metrics-holder' })).toBe(1)
     } finally {
       await holder.end()
     }
-    await waitFor(async () => valueOf((await api.scrape()).samples, 'warden_pg_idle_in_transaction_max_seconds', { application_name: 'metrics-holder' }) === undefined, 'the holder to disappear')
+    await waitFor(
+      async () =>
+        valueOf((await api.scrape()).samples, 'warden_pg_idle_in_transaction_max_seconds', { application_name: 'metrics-holder' }) ===
+        undefined,
+      'the holder to disappear',
+    )
   })
 
   it('never waits on a stalled table: scrapes stay fast, the stuck collector reports failure, the others keep going', async () => {
@@ -127,17 +140,27 @@ describe('GET /metrics (real PostgreSQL)', () => {
       await locker.query('ROLLBACK').catch(() => undefined)
       await locker.end()
     }
-    await waitFor(async () => valueOf((await api.scrape()).samples, 'warden_collector_success', { collector: 'sessions' }) === 1, 'the sessions collector to recover')
+    await waitFor(
+      async () => valueOf((await api.scrape()).samples, 'warden_collector_success', { collector: 'sessions' }) === 1,
+      'the sessions collector to recover',
+    )
   })
 
   it('isolates collectors: one that throws or hangs does not stop the others', async () => {
     const broken: CollectorFactory = () => ({ name: 'broken', collect: () => Promise.reject(new Error('boom')), update: () => undefined })
-    const hanging: CollectorFactory = () => ({ name: 'hanging', timeoutSeconds: 0.3, collect: () => new Promise(() => undefined), update: () => undefined })
+    const hanging: CollectorFactory = () => ({
+      name: 'hanging',
+      timeoutSeconds: 0.3,
+      collect: () => new Promise(() => undefined),
+      update: () => undefined,
+    })
     const inProcess: CollectorFactory = ({ registry }) => {
       const gauge = new Gauge({ name: 'warden_test_in_process', help: 'test gauge', registers: [registry] })
       return { name: 'in_process', needsDatabase: false, collect: async () => 42, update: (value: number) => gauge.set(value) }
     }
-    const other = await startTestService(serviceConfig(t.url, { server: { collectInterval: '300ms' } }), { collectors: [broken, sessionsCollector, hanging, inProcess] })
+    const other = await startTestService(serviceConfig(t.url, { server: { collectInterval: '300ms' } }), {
+      collectors: [broken, sessionsCollector, hanging, inProcess],
+    })
     try {
       const samples = await waitFor(async () => {
         const scraped = (await other.scrape()).samples
@@ -198,13 +221,18 @@ describe('database down while serving (its own PostgreSQL, stopped and started)'
     await seed(url, 7)
     api = await startTestService(serviceConfig(url, { server: { collectInterval: '300ms', collectTimeout: '1s' } }))
     const service = api
-    await waitFor(async () => valueOf((await service.scrape()).samples, 'warden_sessions_active', { group: 'support-agent' }) === 7, 'the first collection')
+    await waitFor(
+      async () => valueOf((await service.scrape()).samples, 'warden_sessions_active', { group: 'support-agent' }) === 7,
+      'the first collection',
+    )
     const lastGood = valueOf((await service.scrape()).samples, 'warden_collect_last_success_timestamp_seconds', { collector: 'sessions' })!
 
     await server.stop()
     const down = await waitFor(async () => {
       const scraped = (await service.scrape()).samples
-      return valueOf(scraped, 'warden_pg_up') === 0 && valueOf(scraped, 'warden_collector_success', { collector: 'sessions' }) === 0 ? scraped : undefined
+      return valueOf(scraped, 'warden_pg_up') === 0 && valueOf(scraped, 'warden_collector_success', { collector: 'sessions' }) === 0
+        ? scraped
+        : undefined
     }, 'warden_pg_up 0')
     expect(valueOf(down, 'warden_sessions_active', { group: 'support-agent' })).toBe(7)
     expect(valueOf(down, 'warden_collect_last_success_timestamp_seconds', { collector: 'sessions' })).toBeLessThanOrEqual(lastGood + 1)

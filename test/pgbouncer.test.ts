@@ -134,7 +134,9 @@ describe('PgBouncer probe (real pgbouncer in front of real PostgreSQL)', () => {
     silent.listen(0, '127.0.0.1')
     await once(silent, 'listening')
     try {
-      const hung = await probePgBouncer(`postgres://postgres@127.0.0.1:${(silent.address() as { port: number }).port}/pgbouncer`, { timeoutMs: 300 })
+      const hung = await probePgBouncer(`postgres://postgres@127.0.0.1:${(silent.address() as { port: number }).port}/pgbouncer`, {
+        timeoutMs: 300,
+      })
       expect(hung).toMatchObject({ reachable: false })
       expect(hung.error).toMatch(/did not answer within 300 ms/)
     } finally {

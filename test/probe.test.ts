@@ -64,7 +64,9 @@ describe('pool probe (real PostgreSQL)', () => {
   beforeAll(async () => {
     t = await createTestDatabase('probe')
     await t.exec(`CREATE TABLE chat_messages (id serial PRIMARY KEY, session_id text NOT NULL, body text NOT NULL)`)
-    await t.exec(`INSERT INTO chat_messages (session_id, body) SELECT 'hold-app-session-' || (i % 10), 'message ' || i FROM generate_series(1, 50) i`)
+    await t.exec(
+      `INSERT INTO chat_messages (session_id, body) SELECT 'hold-app-session-' || (i % 10), 'message ' || i FROM generate_series(1, 50) i`,
+    )
     probeDb = new Database({ url: t.url, applicationName: 'warden-probe-test', connectTimeout: 5, statementTimeout: 30, poolMax: 1 })
   })
 
@@ -92,12 +94,20 @@ describe('pool probe (real PostgreSQL)', () => {
 
     const probe = await probeServer(probeDb, { longTransactionSeconds: 1 })
     const held = probe.idleInTransaction.find((r) => r.pid === holder.pid)
-    expect(held).toMatchObject({ applicationName: 'hold-app', state: 'idle in transaction', aborted: false, database: t.name, queryTruncated: false })
+    expect(held).toMatchObject({
+      applicationName: 'hold-app',
+      state: 'idle in transaction',
+      aborted: false,
+      database: t.name,
+      queryTruncated: false,
+    })
     expect(held!.transactionSeconds).toBeGreaterThanOrEqual(waited)
     expect(held!.idleSeconds).toBeGreaterThanOrEqual(waited)
     expect(held!.query).toBe(HOLD_QUERY)
     expect(probe.longTransactions.map((r) => r.pid)).toContain(holder.pid)
-    expect(probe.connections.groups).toContainEqual(expect.objectContaining({ applicationName: 'hold-app', state: 'idle in transaction', count: 1, database: t.name }))
+    expect(probe.connections.groups).toContainEqual(
+      expect.objectContaining({ applicationName: 'hold-app', state: 'idle in transaction', count: 1, database: t.name }),
+    )
 
     // The probe's own backend is in none of it.
     expect(probe.connections.groups.some((g) => g.applicationName === 'warden-probe-test')).toBe(false)
@@ -116,11 +126,17 @@ describe('pool probe (real PostgreSQL)', () => {
     await expect(broken.client.query('SELECT 1 / 0')).rejects.toThrow(/division by zero/)
     // pg rejects on the ErrorResponse, before the backend reports its new state: wait for it.
     await waitFor(async () => {
-      const { rows } = await t.exec(`SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'idle in transaction (aborted)'`, [broken.pid])
+      const { rows } = await t.exec(`SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'idle in transaction (aborted)'`, [
+        broken.pid,
+      ])
       return rows.length ? true : undefined
     }, 'the failed transaction to show as aborted')
     const probe = await probeServer(probeDb)
-    expect(probe.idleInTransaction.find((r) => r.pid === broken.pid)).toMatchObject({ state: 'idle in transaction (aborted)', aborted: true, query: 'SELECT 1 / 0' })
+    expect(probe.idleInTransaction.find((r) => r.pid === broken.pid)).toMatchObject({
+      state: 'idle in transaction (aborted)',
+      aborted: true,
+      query: 'SELECT 1 / 0',
+    })
   })
 
   it('reports a lock wait with the backend that blocks it', async () => {
@@ -138,7 +154,12 @@ describe('pool probe (real PostgreSQL)', () => {
     const wait = probe.lockWaits.find((w) => w.pid === waiter.pid)
     expect(wait).toMatchObject({ applicationName: 'lock-waiter', query: `UPDATE chat_messages SET body = 'edited by waiter' WHERE id = 1` })
     expect(wait!.blockedBy).toEqual([
-      expect.objectContaining({ pid: holder.pid, applicationName: 'lock-holder', state: 'idle in transaction', query: `UPDATE chat_messages SET body = 'edited by holder' WHERE id = 1` }),
+      expect.objectContaining({
+        pid: holder.pid,
+        applicationName: 'lock-holder',
+        state: 'idle in transaction',
+        query: `UPDATE chat_messages SET body = 'edited by holder' WHERE id = 1`,
+      }),
     ])
     await holder.client.query('ROLLBACK')
     await pending
@@ -155,14 +176,23 @@ describe('pool probe (real PostgreSQL)', () => {
     )
     const direct = rows[0]
     const c = probe.connections
-    expect(c).toMatchObject({ maxConnections: direct.max, superuserReserved: direct.su, reserved: direct.reserved, available: direct.max - direct.su - direct.reserved })
+    expect(c).toMatchObject({
+      maxConnections: direct.max,
+      superuserReserved: direct.su,
+      reserved: direct.reserved,
+      available: direct.max - direct.su - direct.reserved,
+    })
     expect(c.used).toBe(1 + c.groups.reduce((sum, g) => sum + g.count, 0))
     expect(c.headroom).toBe(c.available - c.used)
     // Connections of this test's database that nothing else opens or closes: an exact match.
     const mine = `datname = $1 AND backend_type = 'client backend' AND application_name NOT IN ('warden-test', 'warden-probe-test')`
-    const counted = await t.exec(`SELECT application_name AS app, count(*)::int AS n FROM pg_stat_activity WHERE ${mine} GROUP BY 1`, [t.name])
+    const counted = await t.exec(`SELECT application_name AS app, count(*)::int AS n FROM pg_stat_activity WHERE ${mine} GROUP BY 1`, [
+      t.name,
+    ])
     const probed = c.groups.filter((g) => g.database === t.name && g.applicationName !== 'warden-test')
-    expect(Object.fromEntries(probed.map((g) => [g.applicationName, g.count]))).toEqual(Object.fromEntries(counted.rows.map((r) => [r.app, r.n])))
+    expect(Object.fromEntries(probed.map((g) => [g.applicationName, g.count]))).toEqual(
+      Object.fromEntries(counted.rows.map((r) => [r.app, r.n])),
+    )
     expect(counted.rows).toEqual([{ app: 'filler-app', n: 3 }])
 
     expect(probe.server.versionNum).toBe(direct.version)
@@ -177,10 +207,15 @@ describe('pool probe (real PostgreSQL)', () => {
     const role = await createRole('timeouts')
     await t.exec(`ALTER ROLE ${role.name} SET idle_in_transaction_session_timeout = '45s'`)
     const probe = await probeServer(probeDb)
-    expect(probe.timeoutOverrides).toContainEqual({ role: role.name, database: null, name: 'idle_in_transaction_session_timeout', value: '45s' })
+    expect(probe.timeoutOverrides).toContainEqual({
+      role: role.name,
+      database: null,
+      name: 'idle_in_transaction_session_timeout',
+      value: '45s',
+    })
   })
 
-  it('says so when the role cannot see other roles\' sessions, and sees them once granted pg_read_all_stats', async () => {
+  it("says so when the role cannot see other roles' sessions, and sees them once granted pg_read_all_stats", async () => {
     const role = await createRole('plain')
     const holder = await app('hold-app')
     await holder.client.query('BEGIN')
@@ -272,8 +307,15 @@ describe('pool probe (real PostgreSQL)', () => {
       await holder.client.query(HOLD_QUERY)
       const result = await runCli(['pool', 'probe', '--json', '--long-transaction', '1s', '--database-url', t.url])
       expect(result.code, result.stderr).toBe(0)
-      const json = parseJson<{ server: { idleInTransaction: Array<{ pid: number; applicationName: string; query: string }> }; acquire: { outcome: string }; pgbouncer: null }>(result)
-      expect(json.server.idleInTransaction.find((r) => r.pid === holder.pid)).toMatchObject({ applicationName: 'hold-app', query: HOLD_QUERY })
+      const json = parseJson<{
+        server: { idleInTransaction: Array<{ pid: number; applicationName: string; query: string }> }
+        acquire: { outcome: string }
+        pgbouncer: null
+      }>(result)
+      expect(json.server.idleInTransaction.find((r) => r.pid === holder.pid)).toMatchObject({
+        applicationName: 'hold-app',
+        query: HOLD_QUERY,
+      })
       expect(json.acquire.outcome).toBe('ok')
       expect(json.pgbouncer).toBeNull()
 
@@ -293,7 +335,10 @@ describe('pool probe (real PostgreSQL)', () => {
 
       const json = await runCli(['pool', 'watch', '--count', '2', '--interval', '200ms', '--json', '--database-url', t.url])
       expect(json.code, json.stderr).toBe(0)
-      const lines = json.stdout.trim().split('\n').map((line) => JSON.parse(line))
+      const lines = json.stdout
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line))
       expect(lines.map((l) => l.snapshot)).toEqual([1, 2])
       expect(lines[1].server.connections.maxConnections).toBeGreaterThan(0)
     })

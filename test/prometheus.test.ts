@@ -14,7 +14,11 @@ import { serviceConfig, startTestService, valueOf, waitFor, type TestService } f
 const ACCEPTED_LINT = [/^db_client_connection_count non-histogram and non-summary metrics should not have "_count" suffix$/]
 
 const activeByGroup = async (t: TestDatabase): Promise<Record<string, number>> =>
-  Object.fromEntries((await t.exec(`SELECT COALESCE(agent_role, '(none)') AS g, count(*)::int AS n FROM conversation_sessions WHERE is_active GROUP BY 1`)).rows.map((r) => [r.g, r.n]))
+  Object.fromEntries(
+    (
+      await t.exec(`SELECT COALESCE(agent_role, '(none)') AS g, count(*)::int AS n FROM conversation_sessions WHERE is_active GROUP BY 1`)
+    ).rows.map((r) => [r.g, r.n]),
+  )
 
 describe('Prometheus interop: promtool and a real Prometheus scraping warden serve', () => {
   let t: TestDatabase
@@ -36,13 +40,21 @@ describe('Prometheus interop: promtool and a real Prometheus scraping warden ser
     expect((await api.post('/api/sweeps', { apply: true })).status).toBe(200)
     const { text } = await waitFor(async () => {
       const scraped = await api.scrape()
-      const ready = ['sessions', 'pg_connections', 'checks'].every((collector) => valueOf(scraped.samples, 'warden_collector_success', { collector }) === 1)
+      const ready = ['sessions', 'pg_connections', 'checks'].every(
+        (collector) => valueOf(scraped.samples, 'warden_collector_success', { collector }) === 1,
+      )
       // The GC histogram has series only once a collection has been observed: provoke one.
       const gcSeen = scraped.text.includes('\nnodejs_gc_duration_seconds_bucket{')
       if (!gcSeen) Array.from({ length: 200_000 }, (_, i) => ({ i })).length
       return ready && gcSeen ? scraped : undefined
     }, 'every collector to succeed and a GC to be observed')
-    for (const family of ['warden_sessions_active', 'warden_pg_connections', 'warden_check_status', 'db_client_connection_wait_time_seconds_bucket', 'nodejs_gc_duration_seconds_bucket']) {
+    for (const family of [
+      'warden_sessions_active',
+      'warden_pg_connections',
+      'warden_check_status',
+      'db_client_connection_wait_time_seconds_bucket',
+      'nodejs_gc_duration_seconds_bucket',
+    ]) {
       expect(text, family).toContain(`\n${family}{`)
     }
     const { code, problems } = promtoolCheckMetrics(text)

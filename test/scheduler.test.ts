@@ -24,13 +24,19 @@ describe('scheduler with the PostgreSQL run coordinator (three replicas)', () =>
   it('runs each sweep slot exactly once across replicas, and closes no session twice', async () => {
     const { config } = loadConfig({
       env: {},
-      configPath: writeConfig(`database: { url: ${t.url} }\nscheduler:\n  sweep: "* * * * * *"\n  sweepApply: true\n  doctor: null\nsweep: { batchSize: 7 }\n`),
+      configPath: writeConfig(
+        `database: { url: ${t.url} }\nscheduler:\n  sweep: "* * * * * *"\n  sweepApply: true\n  doctor: null\nsweep: { batchSize: 7 }\n`,
+      ),
     })
     const replicas: Array<{ db: Database; scheduler: Scheduler; outcomes: SweepOutcome[] }> = []
     for (const name of ['a', 'b', 'c']) {
       const db = new Database({ ...config.database, applicationName: `warden-replica-${name}` })
       const outcomes: SweepOutcome[] = []
-      replicas.push({ db, outcomes, scheduler: startScheduler({ db, config, owner: `replica-${name}`, logger: quiet, hooks: { onSweep: (o) => outcomes.push(o) } }) })
+      replicas.push({
+        db,
+        outcomes,
+        scheduler: startScheduler({ db, config, owner: `replica-${name}`, logger: quiet, hooks: { onSweep: (o) => outcomes.push(o) } }),
+      })
     }
     // New orphans keep arriving while the replicas sweep, so several slots have work to do.
     for (let wave = 0; wave < 4; wave += 1) {
@@ -52,7 +58,9 @@ describe('scheduler with the PostgreSQL run coordinator (three replicas)', () =>
     expect(new Set(slots.map((s) => s.owner)).size).toBeGreaterThanOrEqual(1)
     expect(slots.every((s) => s.finished)).toBe(true)
 
-    const { rows: audit } = await t.exec(`SELECT count(*)::int AS runs, sum(rows_affected)::int AS closed FROM warden.audit_log WHERE NOT dry_run AND command = 'scheduled sweep'`)
+    const { rows: audit } = await t.exec(
+      `SELECT count(*)::int AS runs, sum(rows_affected)::int AS closed FROM warden.audit_log WHERE NOT dry_run AND command = 'scheduled sweep'`,
+    )
     const okRuns = runs.filter((o) => o.result === 'ok')
     expect(audit[0].runs).toBe(okRuns.length)
     const closedByRuns = okRuns.reduce((sum, o) => sum + (o.result === 'ok' ? o.sweep.json.closed : 0), 0)
@@ -64,6 +72,8 @@ describe('scheduler with the PostgreSQL run coordinator (three replicas)', () =>
 
   it('refuses an invalid cron expression with the key and the value', async () => {
     const { config } = loadConfig({ env: {}, configPath: writeConfig(`database: { url: ${t.url} }\nscheduler:\n  sweep: "61 * * * *"\n`) })
-    expect(() => startScheduler({ db: t.db, config, owner: 'x', logger: quiet })).toThrow(/scheduler\.sweep = "61 \* \* \* \*": not a valid cron expression/)
+    expect(() => startScheduler({ db: t.db, config, owner: 'x', logger: quiet })).toThrow(
+      /scheduler\.sweep = "61 \* \* \* \*": not a valid cron expression/,
+    )
   })
 })

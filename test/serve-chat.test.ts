@@ -18,7 +18,19 @@ describe('warden serve --chat (CLI subprocess)', () => {
   })
 
   it('mounts the chat path beside the admin API, shares the registry, and closes its sessions on SIGTERM', async () => {
-    const child = spawnCli(['serve', '--chat', '--mock-latency', '50ms', '--port', '0', '--no-scheduler', '--database-url', t.url, '--log-format', 'json'])
+    const child = spawnCli([
+      'serve',
+      '--chat',
+      '--mock-latency',
+      '50ms',
+      '--port',
+      '0',
+      '--no-scheduler',
+      '--database-url',
+      t.url,
+      '--log-format',
+      'json',
+    ])
     let stderr = ''
     child.stderr!.on('data', (chunk) => (stderr += chunk))
     child.stdout!.resume()
@@ -26,10 +38,18 @@ describe('warden serve --chat (CLI subprocess)', () => {
     try {
       const url = await waitFor(async () => /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr)?.[1], `the URL (stderr: ${stderr})`)
       expect(stderr).toMatch(/chat {6}http:\/\/127\.0\.0\.1:\d+\/chat\/sessions \(LLM: mock http/)
-      const created = await fetch(`${url}/chat/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ id: 'client-chosen-1' }) })
+      const created = await fetch(`${url}/chat/sessions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ id: 'client-chosen-1' }),
+      })
       expect(created.status).toBe(201)
       expect(((await created.json()) as { session: { id: string } }).session.id).toBe('client-chosen-1')
-      const reply = await fetch(`${url}/chat/sessions/client-chosen-1/messages`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ message: 'hello' }) })
+      const reply = await fetch(`${url}/chat/sessions/client-chosen-1/messages`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ message: 'hello' }),
+      })
       expect(reply.status).toBe(200)
       const samples = parseMetrics(await (await fetch(`${url}/metrics`)).text()).samples
       expect(samples.some((s) => s.name === 'gen_ai_client_operation_duration_seconds_count' && s.value >= 1)).toBe(true)
@@ -44,7 +64,9 @@ describe('warden serve --chat (CLI subprocess)', () => {
     }
     const { rows } = await t.exec(`SELECT is_active, end_reason, turn_count FROM warden.chat_sessions WHERE id = 'client-chosen-1'`)
     expect(rows).toEqual([{ is_active: false, end_reason: 'shutdown', turn_count: 1 }])
-    const { rows: cost } = await t.exec(`SELECT count(*)::int AS n FROM warden.llm_requests WHERE session_id = 'client-chosen-1' AND status = 'ok'`)
+    const { rows: cost } = await t.exec(
+      `SELECT count(*)::int AS n FROM warden.llm_requests WHERE session_id = 'client-chosen-1' AND status = 'ok'`,
+    )
     expect(cost[0].n).toBe(1)
   })
 })

@@ -33,7 +33,10 @@ describe('warden serve (CLI subprocess)', () => {
     child.stderr!.on('data', (chunk) => (stderr += chunk))
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
     try {
-      const url = await waitFor(async () => /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr)?.[1], `the URL on stderr (stderr so far: ${stderr})`)
+      const url = await waitFor(
+        async () => /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr)?.[1],
+        `the URL on stderr (stderr so far: ${stderr})`,
+      )
       expect(stderr).toContain(`${url}/metrics`)
       expect(stderr).toContain('mutations POST')
 
@@ -52,8 +55,18 @@ describe('warden serve (CLI subprocess)', () => {
     } finally {
       child.kill('SIGKILL')
     }
-    const entries = stdout.split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>)
-    expect(entries.map((entry) => entry.msg)).toEqual(expect.arrayContaining(['warden serve listening', 'request', 'shutting down: no new connections, finishing requests in flight', 'stopped']))
+    const entries = stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+    expect(entries.map((entry) => entry.msg)).toEqual(
+      expect.arrayContaining([
+        'warden serve listening',
+        'request',
+        'shutting down: no new connections, finishing requests in flight',
+        'stopped',
+      ]),
+    )
     expect(entries.find((entry) => entry.msg === 'warden serve listening')).toMatchObject({ database: expect.stringContaining(':*****@') })
     for (const output of [stdout, stderr]) {
       expect(output).not.toContain(ADMIN_TOKEN)

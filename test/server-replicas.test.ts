@@ -20,7 +20,9 @@ describe('three warden serve replicas with the scheduler on', () => {
   })
 
   it('run each sweep slot exactly once between them and close no session twice (audit rows prove it)', async () => {
-    const config = writeConfig(`database:\n  url: ${t.url}\nserver:\n  port: 0\n  collectInterval: 1s\nscheduler:\n  sweep: "*/2 * * * * *"\n  sweepApply: true\n  doctor: null\nsweep:\n  batchSize: 9\n`)
+    const config = writeConfig(
+      `database:\n  url: ${t.url}\nserver:\n  port: 0\n  collectInterval: 1s\nscheduler:\n  sweep: "*/2 * * * * *"\n  sweepApply: true\n  doctor: null\nsweep:\n  batchSize: 9\n`,
+    )
     const replicas = ['a', 'b', 'c'].map((name) => {
       const child = spawnCli(['serve', '--config', config, '--log-format', 'json'], { env: { WARDEN_APPLICATION_NAME: `warden-${name}` } })
       let stderr = ''
@@ -39,7 +41,9 @@ describe('three warden serve replicas with the scheduler on', () => {
         )
       }
       await waitFor(async () => {
-        const { rows } = await t.exec(`SELECT count(*)::int AS n FROM conversation_sessions WHERE is_active AND last_activity_at < now() - interval '2 hours'`)
+        const { rows } = await t.exec(
+          `SELECT count(*)::int AS n FROM conversation_sessions WHERE is_active AND last_activity_at < now() - interval '2 hours'`,
+        )
         return rows[0].n === 0
       }, 'the replicas to sweep every orphan')
       // Exactly once: the sweeps all replicas ran add up to the slots claimed. Read between two

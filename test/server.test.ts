@@ -62,7 +62,10 @@ describe('admin API (real HTTP, real PostgreSQL)', () => {
     let offset: number | null = 0
     let pages = 0
     while (offset !== null) {
-      const page = (await (await api.get(`/api/sessions?state=orphaned&limit=12&offset=${offset}`)).json()) as { sessions: Array<{ id: string }>; nextOffset: number | null }
+      const page = (await (await api.get(`/api/sessions?state=orphaned&limit=12&offset=${offset}`)).json()) as {
+        sessions: Array<{ id: string }>
+        nextOffset: number | null
+      }
       for (const session of page.sessions) seen.add(session.id)
       offset = page.nextOffset
       pages += 1
@@ -95,13 +98,17 @@ describe('admin API (real HTTP, real PostgreSQL)', () => {
     expect(valueOf(samples, 'warden_check_success', { check: 'connection-headroom' })).toBe(1)
   })
 
-  it('shows the pool probe and doctor, with other backends\' query texts only for the admin token', async () => {
+  it("shows the pool probe and doctor, with other backends' query texts only for the admin token", async () => {
     const holder = new pg.Client({ connectionString: t.url, application_name: 'api-holder' })
     await holder.connect()
     try {
       await holder.query('BEGIN')
       await holder.query("SELECT 'secret-literal' AS x")
-      const open = (await (await api.get('/api/pool')).json()) as { server: { idleInTransaction: Array<{ applicationName: string; query: string | null }> }; queryTextsShown: boolean; pools: Array<{ poolName: string }> }
+      const open = (await (await api.get('/api/pool')).json()) as {
+        server: { idleInTransaction: Array<{ applicationName: string; query: string | null }> }
+        queryTextsShown: boolean
+        pools: Array<{ poolName: string }>
+      }
       expect(open.queryTextsShown).toBe(false)
       expect(open.server.idleInTransaction.find((b) => b.applicationName === 'api-holder')).toMatchObject({ query: null })
       expect(JSON.stringify(open)).not.toContain('secret-literal')
@@ -140,11 +147,27 @@ describe('admin API (real HTTP, real PostgreSQL)', () => {
     await expectError(await api.post('/api/sweeps', { apply: 'yes' }), 400, 'invalid_request', /^apply: expected true or false$/)
     await expectError(await api.post('/api/sweeps', { batchSize: 0 }), 400, 'invalid_request', /^batchSize: expected an integer/)
     await expectError(await api.post('/api/sessions/close', {}), 400, 'invalid_request', /^body: a filter is required/)
-    await expectError(await api.post('/api/sessions/close', { all: true, groups: ['x'] }), 400, 'invalid_request', /^all: .*cannot be combined/)
-    await expectError(await api.post('/api/sessions/close', { olderThan: '2 parsecs' }), 400, 'invalid_request', /^olderThan: expected a positive duration/)
+    await expectError(
+      await api.post('/api/sessions/close', { all: true, groups: ['x'] }),
+      400,
+      'invalid_request',
+      /^all: .*cannot be combined/,
+    )
+    await expectError(
+      await api.post('/api/sessions/close', { olderThan: '2 parsecs' }),
+      400,
+      'invalid_request',
+      /^olderThan: expected a positive duration/,
+    )
     await expectError(await api.post('/api/sessions/close', { groups: [] }), 400, 'invalid_request', /^groups: expected at least one group/)
-    await expectError(await api.post('/api/sessions/close', { ids: ['not-a-uuid'], apply: true }), 400, 'invalid_request', /invalid input syntax for type uuid/)
-    const raw = (body: string, type: string) => fetch(`${api.url}/api/sweeps`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': type }, body })
+    await expectError(
+      await api.post('/api/sessions/close', { ids: ['not-a-uuid'], apply: true }),
+      400,
+      'invalid_request',
+      /invalid input syntax for type uuid/,
+    )
+    const raw = (body: string, type: string) =>
+      fetch(`${api.url}/api/sweeps`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': type }, body })
     await expectError(await raw('{"apply": tru', 'application/json'), 400, 'invalid_json')
     await expectError(await raw('apply=true', 'application/x-www-form-urlencoded'), 415, 'unsupported_media_type')
   })
@@ -174,15 +197,35 @@ describe('admin API (real HTTP, real PostgreSQL)', () => {
     expect(close.status, JSON.stringify(closed)).toBe(200)
     expect(closed).toMatchObject({ dryRun: false, matched: 4, closed: 4, filter: { groups: [GROUPS[1]] } })
 
-    const { rows } = await t.exec(`SELECT actor, command, reason, dry_run, rows_affected::int, status, filter FROM warden.audit_log WHERE NOT dry_run ORDER BY id`)
+    const { rows } = await t.exec(
+      `SELECT actor, command, reason, dry_run, rows_affected::int, status, filter FROM warden.audit_log WHERE NOT dry_run ORDER BY id`,
+    )
     expect(rows).toEqual([
-      { actor: 'api:127.0.0.1', command: 'api sweep', reason: 'orphan_sweep', dry_run: false, rows_affected: 30, status: 'ok', filter: { orphanAfterSeconds: 7200 } },
-      { actor: 'api:127.0.0.1', command: 'api sessions close', reason: 'bulk_close', dry_run: false, rows_affected: 4, status: 'ok', filter: { groups: [GROUPS[1]] } },
+      {
+        actor: 'api:127.0.0.1',
+        command: 'api sweep',
+        reason: 'orphan_sweep',
+        dry_run: false,
+        rows_affected: 30,
+        status: 'ok',
+        filter: { orphanAfterSeconds: 7200 },
+      },
+      {
+        actor: 'api:127.0.0.1',
+        command: 'api sessions close',
+        reason: 'bulk_close',
+        dry_run: false,
+        rows_affected: 4,
+        status: 'ok',
+        filter: { groups: [GROUPS[1]] },
+      },
     ])
 
     const metrics = await waitFor(async () => {
       const scraped = await api.scrape()
-      const followed = valueOf(scraped.samples, 'warden_sessions_orphaned', { group: GROUPS[0] }) === 0 && valueOf(scraped.samples, 'warden_sessions_active', { group: GROUPS[1] }) === undefined
+      const followed =
+        valueOf(scraped.samples, 'warden_sessions_orphaned', { group: GROUPS[0] }) === 0 &&
+        valueOf(scraped.samples, 'warden_sessions_active', { group: GROUPS[1] }) === undefined
       return followed ? scraped : undefined
     }, 'session gauges to follow the sweep')
     expect(valueOf(metrics.samples, 'warden_sessions_closed_total', { reason: 'orphan_sweep' })).toBe(30)
@@ -226,7 +269,10 @@ describe('service logger', () => {
     const lines: string[] = []
     const logger = createLogger({ format: 'json', destination: { write: (line: string) => lines.push(line) } })
     logger.info(
-      { config: { server: { adminToken: ADMIN_TOKEN }, database: { url: 'postgres://warden:hunter2@db:5432/chat' } }, req: { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } } },
+      {
+        config: { server: { adminToken: ADMIN_TOKEN }, database: { url: 'postgres://warden:hunter2@db:5432/chat' } },
+        req: { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } },
+      },
       'careless',
     )
     expect(lines.join('')).not.toContain(ADMIN_TOKEN)
@@ -250,7 +296,10 @@ describe('graceful shutdown (real HTTP, real PostgreSQL)', () => {
   it('finishes the request in flight and its sweep batch, then stops: a partial, audited sweep', async () => {
     const api = await startTestService(serviceConfig(t.url))
     const response = api.post('/api/sweeps', { apply: true, batchSize: 1 })
-    await waitFor(async () => Number((await t.exec(`SELECT coalesce(max(rows_affected), 0)::int AS n FROM warden.audit_log`)).rows[0].n) > 20, 'the sweep to be under way')
+    await waitFor(
+      async () => Number((await t.exec(`SELECT coalesce(max(rows_affected), 0)::int AS n FROM warden.audit_log`)).rows[0].n) > 20,
+      'the sweep to be under way',
+    )
     const closing = api.service.close(5_000)
     const answered = await response
     expect(answered.status).toBe(200)

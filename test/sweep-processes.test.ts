@@ -65,7 +65,9 @@ describe('sweeps as separate processes (real CLI, real PostgreSQL)', () => {
     expect(signal).toBe('SIGKILL')
     // The killed process's backend may finish the statement in flight; wait until it is gone.
     await waitFor(async () => {
-      const { rows } = await t.exec(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'warden'`)
+      const { rows } = await t.exec(
+        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'warden'`,
+      )
       return rows[0].n === 0 ? true : undefined
     }, 'the killed sweep backend to exit')
 

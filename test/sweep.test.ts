@@ -5,7 +5,14 @@ import { resolveSessionTable } from '../src/db/session-table.js'
 import { migrate } from '../src/db/migrate.js'
 import { bulkClose, sweepOrphans } from '../src/sessions/sweep.js'
 import { createTestDatabase, type TestDatabase } from './helpers/db.js'
-import { conversationTable, exampleConfigPath, exampleSchema, orphanCount, rowStates, seedConversationSessions } from './helpers/fixtures.js'
+import {
+  conversationTable,
+  exampleConfigPath,
+  exampleSchema,
+  orphanCount,
+  rowStates,
+  seedConversationSessions,
+} from './helpers/fixtures.js'
 
 const run = { batchSize: 100, wardenSchema: 'warden', command: 'test sweep' }
 
@@ -23,7 +30,13 @@ describe('sessions sweep (library, real PostgreSQL)', () => {
     const table = await conversationTable(t)
     const before = await rowStates(t)
     const { json, report } = await sweepOrphans(t.db, table, { ...run, dryRun: true, sampleSize: 3 })
-    expect(json).toMatchObject({ dryRun: true, orphans: 30, closed: 0, batches: 0, byGroup: { 'support-agent': 10, 'billing-agent': 10, 'code-agent': 10 } })
+    expect(json).toMatchObject({
+      dryRun: true,
+      orphans: 30,
+      closed: 0,
+      batches: 0,
+      byGroup: { 'support-agent': 10, 'billing-agent': 10, 'code-agent': 10 },
+    })
     // the most silent orphan was last seen 3 h + 30 s ago
     expect(json.oldestAgeSeconds).toBeGreaterThanOrEqual(3 * 3600 + 30)
     expect(json.oldestAgeSeconds).toBeLessThan(3 * 3600 + 120)
@@ -57,7 +70,9 @@ describe('sessions sweep (library, real PostgreSQL)', () => {
   it('walks the orphan index when there is one, and the id without it: both close every orphan exactly once', async () => {
     await seedConversationSessions(t, { orphans: 95, live: 12 })
     // Orphans that share one timestamp: the (lastSeen, id) cursor must not skip or repeat any of them.
-    await t.exec(`UPDATE conversation_sessions SET last_activity_at = date_trunc('hour', now()) - interval '5 hours' WHERE is_active AND last_activity_at < now() - interval '2 hours' AND agent_role = 'code-agent'`)
+    await t.exec(
+      `UPDATE conversation_sessions SET last_activity_at = date_trunc('hour', now()) - interval '5 hours' WHERE is_active AND last_activity_at < now() - interval '2 hours' AND agent_role = 'code-agent'`,
+    )
     const indexed = await conversationTable(t)
     expect(indexed.silenceIndexed).toBe(true)
     const first = await sweepOrphans(t.db, indexed, { ...run, batchSize: 7, maxRows: 50, dryRun: false })
@@ -83,7 +98,7 @@ describe('sessions sweep (library, real PostgreSQL)', () => {
     expect(rows.map((r) => r.status)).toEqual(['partial', 'ok'])
   })
 
-  it('skips a session a live writer holds instead of waiting, never loses the writer\'s update, and closes it on the next run', async () => {
+  it("skips a session a live writer holds instead of waiting, never loses the writer's update, and closes it on the next run", async () => {
     await seedConversationSessions(t, { orphans: 50, live: 5 })
     const table = await conversationTable(t)
     const { rows: picked } = await t.exec(
@@ -114,7 +129,10 @@ describe('sessions sweep (library, real PostgreSQL)', () => {
     } finally {
       await Promise.all([writer.end(), holder.end()])
     }
-    const { rows } = await t.exec('SELECT session_id::text AS id, is_active, last_activity_at > now() - interval \'1 minute\' AS fresh FROM conversation_sessions WHERE session_id = ANY($1::uuid[])', [[touched, held]])
+    const { rows } = await t.exec(
+      "SELECT session_id::text AS id, is_active, last_activity_at > now() - interval '1 minute' AS fresh FROM conversation_sessions WHERE session_id = ANY($1::uuid[])",
+      [[touched, held]],
+    )
     const byId = Object.fromEntries(rows.map((r) => [r.id, r]))
     expect(byId[touched!]).toMatchObject({ is_active: true, fresh: true })
     expect(byId[held!]).toMatchObject({ is_active: true, fresh: false })
@@ -151,7 +169,9 @@ describe('sessions sweep (library, real PostgreSQL)', () => {
     const table = await conversationTable(t)
     const byGroup = await bulkClose(t.db, table, { groups: ['code-agent'] }, { ...run, dryRun: false })
     expect(byGroup.json).toMatchObject({ matched: 10, closed: 10, byGroup: { 'code-agent': 10 }, filter: { groups: ['code-agent'] } })
-    const { rows: ids } = await t.exec(`SELECT session_id::text AS id FROM conversation_sessions WHERE is_active ORDER BY session_id LIMIT 3`)
+    const { rows: ids } = await t.exec(
+      `SELECT session_id::text AS id FROM conversation_sessions WHERE is_active ORDER BY session_id LIMIT 3`,
+    )
     const byId = await bulkClose(t.db, table, { ids: ids.map((r) => r.id) }, { ...run, dryRun: false })
     expect(byId.json).toMatchObject({ matched: 3, closed: 3 })
     const olderThan = await bulkClose(t.db, table, { olderThanSeconds: 5 * 3600 }, { ...run, dryRun: false })

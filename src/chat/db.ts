@@ -14,9 +14,11 @@ export { run }
 
 const onChatPool = { connectError: databaseError }
 
-export const withClient = <T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> => withPoolClient(pool, work, onChatPool)
+export const withClient = <T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> =>
+  withPoolClient(pool, work, onChatPool)
 
-export const inTransaction = <T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> => inPoolTransaction(pool, work, onChatPool)
+export const inTransaction = <T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> =>
+  inPoolTransaction(pool, work, onChatPool)
 
 /** One statement on its own connection (its own implicit transaction). */
 export async function runOnce<R extends pg.QueryResultRow>(pool: pg.Pool, statement: Sql): Promise<pg.QueryResult<R>> {

@@ -1,4 +1,12 @@
-import { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError, AuthenticationError, PermissionDeniedError, RateLimitError } from '@anthropic-ai/sdk'
+import {
+  APIConnectionError,
+  APIConnectionTimeoutError,
+  APIError,
+  APIUserAbortError,
+  AuthenticationError,
+  PermissionDeniedError,
+  RateLimitError,
+} from '@anthropic-ai/sdk'
 
 /**
  * Every failure of the chat path reaches the client as `{error: {code, message}}` with one of
@@ -58,28 +66,51 @@ export interface LlmFailure {
 
 export function classifyLlmError(error: unknown, abortReason: AbortReason | undefined, timeoutMs: number): LlmFailure {
   const requestId = error instanceof APIError ? (error.requestID ?? null) : null
-  const fail = (errorType: string, status: number, code: ChatErrorCode, message: string): LlmFailure => ({ errorType, requestId, chatError: new ChatError(status, code, message) })
+  const fail = (errorType: string, status: number, code: ChatErrorCode, message: string): LlmFailure => ({
+    errorType,
+    requestId,
+    chatError: new ChatError(status, code, message),
+  })
   if (error instanceof APIUserAbortError || abortReason !== undefined) {
-    if (abortReason === 'client_disconnect') return fail('cancelled', 499, 'llm_error', 'the client disconnected; the LLM call was cancelled')
-    if (abortReason === 'shutdown') return fail('cancelled', 503, 'shutting_down', 'the server is shutting down; the LLM call was cancelled')
+    if (abortReason === 'client_disconnect')
+      return fail('cancelled', 499, 'llm_error', 'the client disconnected; the LLM call was cancelled')
+    if (abortReason === 'shutdown')
+      return fail('cancelled', 503, 'shutting_down', 'the server is shutting down; the LLM call was cancelled')
     return fail('timeout', 504, 'llm_timeout', `the LLM did not answer within ${timeoutMs} ms`)
   }
-  if (error instanceof APIConnectionTimeoutError) return fail('timeout', 504, 'llm_timeout', 'the LLM endpoint sent no response in time (SDK timeout)')
+  if (error instanceof APIConnectionTimeoutError)
+    return fail('timeout', 504, 'llm_timeout', 'the LLM endpoint sent no response in time (SDK timeout)')
   if (error instanceof APIConnectionError) {
     const cause = (error.cause as { cause?: { code?: string }; code?: string } | undefined) ?? {}
     const code = cause.code ?? cause.cause?.code
     return fail('connection_error', 502, 'llm_unavailable', `cannot reach the LLM endpoint${code ? ` (${code})` : ''}: ${error.message}`)
   }
   if (error instanceof AuthenticationError || error instanceof PermissionDeniedError) {
-    return fail(String(error.status), 502, 'llm_auth_failed', `the LLM endpoint rejected the API key (HTTP ${error.status}); check the chat path's LLM API key`)
+    return fail(
+      String(error.status),
+      502,
+      'llm_auth_failed',
+      `the LLM endpoint rejected the API key (HTTP ${error.status}); check the chat path's LLM API key`,
+    )
   }
-  if (error instanceof RateLimitError) return fail('429', 502, 'llm_rate_limited', 'the LLM endpoint is rate limiting (HTTP 429) after retries; try again later')
+  if (error instanceof RateLimitError)
+    return fail('429', 502, 'llm_rate_limited', 'the LLM endpoint is rate limiting (HTTP 429) after retries; try again later')
   if (error instanceof APIError) {
     // A mid-stream error event carries no status, only the error type of its body.
     const errorType = error.status !== undefined ? String(error.status) : (error.type ?? 'api_error')
-    return fail(errorType, 502, 'llm_error', `the LLM endpoint failed (${error.status !== undefined ? `HTTP ${error.status}` : 'mid-stream'}${error.type ? `, ${error.type}` : ''})`)
+    return fail(
+      errorType,
+      502,
+      'llm_error',
+      `the LLM endpoint failed (${error.status !== undefined ? `HTTP ${error.status}` : 'mid-stream'}${error.type ? `, ${error.type}` : ''})`,
+    )
   }
-  return fail(error instanceof Error ? error.name : 'error', 502, 'llm_error', `the LLM call failed: ${error instanceof Error ? error.message : String(error)}`)
+  return fail(
+    error instanceof Error ? error.name : 'error',
+    502,
+    'llm_error',
+    `the LLM call failed: ${error instanceof Error ? error.message : String(error)}`,
+  )
 }
 
 const POOL_TIMEOUT_MESSAGES = ['timeout exceeded when trying to connect', 'Connection terminated due to connection timeout']
@@ -88,6 +119,7 @@ const POOL_TIMEOUT_MESSAGES = ['timeout exceeded when trying to connect', 'Conne
 export function databaseError(error: unknown): ChatError {
   if (error instanceof ChatError) return error
   const message = error instanceof Error ? error.message : String(error)
-  if (POOL_TIMEOUT_MESSAGES.includes(message)) return new ChatError(503, 'pool_timeout', 'no database connection became free in time (pool exhausted); try again')
+  if (POOL_TIMEOUT_MESSAGES.includes(message))
+    return new ChatError(503, 'pool_timeout', 'no database connection became free in time (pool exhausted); try again')
   return new ChatError(500, 'database_error', 'the database failed; see the server log', { cause: error })
 }

@@ -17,8 +17,10 @@ export interface LlmSettings {
 export type AnthropicFactory = () => Anthropic
 
 /** The real SDK, configured once; the chat router calls the factory once and reuses the client (and its connections). */
-export const anthropicFactory = (s: LlmSettings): AnthropicFactory => () =>
-  new Anthropic({ baseURL: s.baseURL, apiKey: s.apiKey, maxRetries: s.maxRetries ?? 1, timeout: s.timeoutMs ?? 60_000 })
+export const anthropicFactory =
+  (s: LlmSettings): AnthropicFactory =>
+  () =>
+    new Anthropic({ baseURL: s.baseURL, apiKey: s.apiKey, maxRetries: s.maxRetries ?? 1, timeout: s.timeoutMs ?? 60_000 })
 
 /** USD per million tokens; the default is a mid-size model's list price, for cost rows that look like real ones. */
 export interface Pricing {
@@ -79,7 +81,13 @@ const PROVIDER = 'anthropic'
 export async function callModel(s: ModelCallSettings, req: ModelCallRequest): Promise<ModelCallResult> {
   const deadline = AbortSignal.timeout(s.timeoutMs)
   const signal = AbortSignal.any([req.signal, deadline])
-  const params = { model: s.model, max_tokens: s.maxTokens, messages: req.messages, ...(s.system ? { system: s.system } : {}), ...(s.tools?.length ? { tools: s.tools } : {}) }
+  const params = {
+    model: s.model,
+    max_tokens: s.maxTokens,
+    messages: req.messages,
+    ...(s.system ? { system: s.system } : {}),
+    ...(s.tools?.length ? { tools: s.tools } : {}),
+  }
   const started = performance.now()
   try {
     const result = await llmCall('chat', async () => {
@@ -102,7 +110,10 @@ export async function callModel(s: ModelCallSettings, req: ModelCallRequest): Pr
     const latencyMs = performance.now() - started
     const reason = req.abortReason() ?? (deadline.aborted ? 'timeout' : undefined)
     const failure = classifyLlmError(error, reason, s.timeoutMs)
-    s.metrics.operationDuration.observe({ gen_ai_request_model: s.model, gen_ai_provider_name: PROVIDER, error_type: failure.errorType }, latencyMs / 1000)
+    s.metrics.operationDuration.observe(
+      { gen_ai_request_model: s.model, gen_ai_provider_name: PROVIDER, error_type: failure.errorType },
+      latencyMs / 1000,
+    )
     throw new LlmCallFailed(failure, latencyMs)
   }
 }

@@ -26,7 +26,8 @@ export interface ChatMount {
 }
 
 /** The pool warnings (held during LLM call, long hold) go to the chat logger. */
-const poolLogger = (logger: ChatLogger | undefined): PoolLogger | undefined => (logger ? { warn: (details, message) => logger.warn(details, message) } : undefined)
+const poolLogger = (logger: ChatLogger | undefined): PoolLogger | undefined =>
+  logger ? { warn: (details, message) => logger.warn(details, message) } : undefined
 
 /** The chat path's own instrumented pool and router, publishing into the given registry. */
 export function createChatMount(options: ChatMountOptions, registry: Registry): ChatMount {
@@ -55,7 +56,7 @@ export function createChatMount(options: ChatMountOptions, registry: Registry): 
         } catch (error) {
           // The database may already be going down with us (a terminal's Ctrl-C reaches it too):
           // the sessions stay open, and the orphan sweep closes them later. Shutdown goes on.
-          options.logger?.warn({ err: error }, 'could not close this server\'s chat sessions on shutdown; the orphan sweep will')
+          options.logger?.warn({ err: error }, "could not close this server's chat sessions on shutdown; the orphan sweep will")
         }
         await pool.end()
         return { closedSessions }

@@ -72,14 +72,16 @@ const ID_PATTERN = /^[^\u0000-\u001f\u007f]+$/
 function optionalText(body: Record<string, unknown>, key: string): string | null {
   const value = body[key]
   if (value === undefined || value === null) return null
-  if (typeof value !== 'string' || value.length === 0 || value.length > MAX_LABEL_LENGTH) throw new ChatError(400, 'invalid_request', `${key}: expected a non-empty string of at most ${MAX_LABEL_LENGTH} characters`)
+  if (typeof value !== 'string' || value.length === 0 || value.length > MAX_LABEL_LENGTH)
+    throw new ChatError(400, 'invalid_request', `${key}: expected a non-empty string of at most ${MAX_LABEL_LENGTH} characters`)
   return value
 }
 
 function bodyOf(req: Request): Record<string, unknown> {
   const body: unknown = req.body
   if (body === undefined || body === null) return {}
-  if (typeof body !== 'object' || Array.isArray(body)) throw new ChatError(400, 'invalid_request', 'expected a JSON object as the request body')
+  if (typeof body !== 'object' || Array.isArray(body))
+    throw new ChatError(400, 'invalid_request', 'expected a JSON object as the request body')
   return body as Record<string, unknown>
 }
 
@@ -135,9 +137,17 @@ export function createChatRouter(deps: ChatRouterDeps): ChatRouter {
   router.post('/sessions', async (req, res) => {
     const body = bodyOf(req)
     const id = body.id === undefined || body.id === null ? randomUUID() : sessionId(body.id, 'id')
-    const created = await runOnce<ChatSession>(deps.pool, insertChatSession(schema, { id, owner: optionalText(body, 'owner'), agentRole: optionalText(body, 'agentRole'), serverId }))
+    const created = await runOnce<ChatSession>(
+      deps.pool,
+      insertChatSession(schema, { id, owner: optionalText(body, 'owner'), agentRole: optionalText(body, 'agentRole'), serverId }),
+    )
     const session = created.rows[0]
-    if (!session) throw new ChatError(409, 'session_exists', `a chat session with id ${JSON.stringify(id)} already exists; continue it with POST /sessions/{id}/messages`)
+    if (!session)
+      throw new ChatError(
+        409,
+        'session_exists',
+        `a chat session with id ${JSON.stringify(id)} already exists; continue it with POST /sessions/{id}/messages`,
+      )
     res.status(201).json({ session })
   })
 
@@ -167,14 +177,18 @@ export function createChatRouter(deps: ChatRouterDeps): ChatRouter {
 
   function messageText(req: Request): string {
     const message = bodyOf(req).message
-    if (typeof message !== 'string' || message.trim() === '') throw new ChatError(400, 'invalid_request', 'message: expected a non-empty string')
+    if (typeof message !== 'string' || message.trim() === '')
+      throw new ChatError(400, 'invalid_request', 'message: expected a non-empty string')
     const bytes = Buffer.byteLength(message, 'utf8')
     if (bytes > maxMessageBytes) throw new ChatError(413, 'message_too_large', `message: ${bytes} bytes; the limit is ${maxMessageBytes}`)
     return message
   }
 
   /** Registers a turn so shutdown can wait for it or cancel it. */
-  function track(req: Omit<Parameters<typeof runTurn>[1], 'signal' | 'abortReason'>): { turn: Promise<TurnResult>; abort: (reason: AbortReason) => void } {
+  function track(req: Omit<Parameters<typeof runTurn>[1], 'signal' | 'abortReason'>): {
+    turn: Promise<TurnResult>
+    abort: (reason: AbortReason) => void
+  } {
     if (closing) throw new ChatError(503, 'shutting_down', 'the server is shutting down; send the message again to another instance')
     const controller = new AbortController()
     let reason: AbortReason | undefined
@@ -202,10 +216,21 @@ export function createChatRouter(deps: ChatRouterDeps): ChatRouter {
     let disconnected = false
     const openStream = () => {
       if (res.headersSent) return
-      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' })
+      res.writeHead(200, {
+        'content-type': 'text/event-stream',
+        'cache-control': 'no-cache',
+        connection: 'keep-alive',
+        'x-accel-buffering': 'no',
+      })
       res.flushHeaders()
     }
-    const { turn, abort } = track({ sessionId: id, text, stream: true, onConnect: openStream, onText: (delta) => res.write(sse('delta', { text: delta })) })
+    const { turn, abort } = track({
+      sessionId: id,
+      text,
+      stream: true,
+      onConnect: openStream,
+      onText: (delta) => res.write(sse('delta', { text: delta })),
+    })
     res.on('close', () => {
       if (res.writableFinished) return
       disconnected = true
@@ -238,23 +263,27 @@ export function createChatRouter(deps: ChatRouterDeps): ChatRouter {
     if (res.headersSent) return next(error)
     const type = (error as { type?: string } | null)?.type
     if (type === 'entity.parse.failed') return sendError(res, new ChatError(400, 'invalid_json', 'the request body is not valid JSON'))
-    if (type === 'entity.too.large') return sendError(res, new ChatError(413, 'payload_too_large', `the request body exceeds ${maxMessageBytes * 2 + 4096} bytes`))
+    if (type === 'entity.too.large')
+      return sendError(res, new ChatError(413, 'payload_too_large', `the request body exceeds ${maxMessageBytes * 2 + 4096} bytes`))
     const status = (error as { status?: number } | null)?.status
-    if (!(error instanceof ChatError) && typeof status === 'number' && status >= 400 && status < 500) return sendError(res, new ChatError(status, 'invalid_request', (error as Error).message))
+    if (!(error instanceof ChatError) && typeof status === 'number' && status >= 400 && status < 500)
+      return sendError(res, new ChatError(status, 'invalid_request', (error as Error).message))
     sendError(res, logged(error))
   })
 
   /** The client's error; what only the operator should see goes to the log. */
   function logged(error: unknown): ChatError {
-    const chatError = error instanceof ChatError ? error : new ChatError(500, 'internal_error', 'internal error; see the server log', { cause: error })
-    if (chatError.status >= 500 && chatError.cause !== undefined) logger.error({ err: chatError.cause, code: chatError.code }, chatError.message)
+    const chatError =
+      error instanceof ChatError ? error : new ChatError(500, 'internal_error', 'internal error; see the server log', { cause: error })
+    if (chatError.status >= 500 && chatError.cause !== undefined)
+      logger.error({ err: chatError.cause, code: chatError.code }, chatError.message)
     return chatError
   }
 
   async function closeOwnSessions(): Promise<number> {
     const closed = (await runOnce(deps.pool, closeServerSessions(schema, serverId, 'shutdown'))).rowCount ?? 0
     if (closed > 0) metrics.sessionsClosed.inc({ reason: 'shutdown' }, closed)
-    logger.info({ serverId, closed }, 'closed this server\'s open chat sessions')
+    logger.info({ serverId, closed }, "closed this server's open chat sessions")
     return closed
   }
 

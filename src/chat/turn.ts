@@ -72,8 +72,14 @@ interface Conversation {
   calls: number
 }
 
-export const sessionNotFound = (id: string) => new ChatError(404, 'session_not_found', `no chat session with id ${JSON.stringify(id)}; create it first (POST /sessions)`)
-export const sessionEnded = (s: ChatSession) => new ChatError(409, 'session_ended', `chat session ${JSON.stringify(s.id)} ended${s.endReason ? ` (${s.endReason})` : ''}; start a new session`)
+export const sessionNotFound = (id: string) =>
+  new ChatError(404, 'session_not_found', `no chat session with id ${JSON.stringify(id)}; create it first (POST /sessions)`)
+export const sessionEnded = (s: ChatSession) =>
+  new ChatError(
+    409,
+    'session_ended',
+    `chat session ${JSON.stringify(s.id)} ended${s.endReason ? ` (${s.endReason})` : ''}; start a new session`,
+  )
 
 function assertOpen(id: string, snapshot: TurnSnapshot | undefined): TurnSnapshot {
   if (!snapshot) throw sessionNotFound(id)
@@ -82,11 +88,22 @@ function assertOpen(id: string, snapshot: TurnSnapshot | undefined): TurnSnapsho
 }
 
 /** Stored history as the Messages API takes it: tool results travel in a user turn. */
-const toParams = (history: StoredMessage[]): MessageParam[] => history.map((m) => ({ role: m.role === 'assistant' ? 'assistant' : 'user', content: m.content as MessageParam['content'] }))
+const toParams = (history: StoredMessage[]): MessageParam[] =>
+  history.map((m) => ({ role: m.role === 'assistant' ? 'assistant' : 'user', content: m.content as MessageParam['content'] }))
 
 function costRow(ctx: TurnContext, call: ModelCallResult): CostRow {
   const { input_tokens: input, output_tokens: output } = call.message.usage
-  return { requestId: call.requestId, operation: 'chat', model: ctx.model, inputTokens: input, outputTokens: output, costUsd: costUsd(ctx.pricing, input, output), latencyMs: call.latencyMs, status: 'ok', errorType: null }
+  return {
+    requestId: call.requestId,
+    operation: 'chat',
+    model: ctx.model,
+    inputTokens: input,
+    outputTokens: output,
+    costUsd: costUsd(ctx.pricing, input, output),
+    latencyMs: call.latencyMs,
+    status: 'ok',
+    errorType: null,
+  }
 }
 
 const recordCost = (ctx: TurnContext, sessionId: string, row: CostRow) => runOnce(ctx.pool, insertLlmRequest(ctx.schema, sessionId, row))
@@ -104,8 +121,23 @@ async function converse(ctx: TurnContext, req: TurnRequest, snapshot: TurnSnapsh
   let outputTokens = 0
   for (let round = 0; ; round += 1) {
     const call = await callModel(
-      { client: ctx.client, model: ctx.model, maxTokens: ctx.maxTokens, system: ctx.system, tools: ctx.tools, metrics: ctx.metrics, timeoutMs: ctx.llmTimeoutMs },
-      { messages: params, stream: req.stream, signal: req.signal, abortReason: req.abortReason, onConnect: req.onConnect, onText: req.onText },
+      {
+        client: ctx.client,
+        model: ctx.model,
+        maxTokens: ctx.maxTokens,
+        system: ctx.system,
+        tools: ctx.tools,
+        metrics: ctx.metrics,
+        timeoutMs: ctx.llmTimeoutMs,
+      },
+      {
+        messages: params,
+        stream: req.stream,
+        signal: req.signal,
+        abortReason: req.abortReason,
+        onConnect: req.onConnect,
+        onText: req.onText,
+      },
     )
     inputTokens += call.message.usage.input_tokens
     outputTokens += call.message.usage.output_tokens
@@ -113,12 +145,18 @@ async function converse(ctx: TurnContext, req: TurnRequest, snapshot: TurnSnapsh
     if (call.message.stop_reason !== 'tool_use' || uses.length === 0 || round >= ctx.maxToolRounds) {
       // A tool_use left without its result would make the API refuse every later turn of the session.
       const answer = call.message.content.filter((b) => b.type !== 'tool_use')
-      messages.push({ role: 'assistant', content: answer.length > 0 ? answer : [{ type: 'text', text: '(no answer: tool rounds exhausted)' }] })
+      messages.push({
+        role: 'assistant',
+        content: answer.length > 0 ? answer : [{ type: 'text', text: '(no answer: tool rounds exhausted)' }],
+      })
       return { final: call, messages, inputTokens, outputTokens, calls: round + 1 }
     }
     const assistant: StoredMessage = { role: 'assistant', content: call.message.content }
     messages.push(assistant)
-    const [results] = await Promise.all([Promise.all(uses.map((use) => runTool(ctx.pool, ctx.schema, req.sessionId, use))), recordCost(ctx, req.sessionId, costRow(ctx, call))])
+    const [results] = await Promise.all([
+      Promise.all(uses.map((use) => runTool(ctx.pool, ctx.schema, req.sessionId, use))),
+      recordCost(ctx, req.sessionId, costRow(ctx, call)),
+    ])
     const tool: StoredMessage = { role: 'tool', content: results }
     messages.push(tool)
     params.push(...toParams([assistant, tool]))
@@ -126,7 +164,14 @@ async function converse(ctx: TurnContext, req: TurnRequest, snapshot: TurnSnapsh
 }
 
 function turnWrite(ctx: TurnContext, snapshot: TurnSnapshot, convo: Conversation): TurnWrite {
-  return { sessionId: snapshot.id, expectedTurnCount: snapshot.turnCount, inputTokens: convo.inputTokens, outputTokens: convo.outputTokens, messages: convo.messages, cost: costRow(ctx, convo.final) }
+  return {
+    sessionId: snapshot.id,
+    expectedTurnCount: snapshot.turnCount,
+    inputTokens: convo.inputTokens,
+    outputTokens: convo.outputTokens,
+    messages: convo.messages,
+    cost: costRow(ctx, convo.final),
+  }
 }
 
 /**
@@ -138,7 +183,11 @@ async function lostWrite(ctx: TurnContext, write: TurnWrite): Promise<never> {
   const now = (await runOnce<ChatSession>(ctx.pool, getChatSession(ctx.schema, write.sessionId))).rows[0]
   if (!now) throw sessionNotFound(write.sessionId)
   if (!now.isActive) throw sessionEnded(now)
-  throw new ChatError(409, 'turn_conflict', `another turn of chat session ${JSON.stringify(now.id)} was written while this one waited for the LLM; send the message again`)
+  throw new ChatError(
+    409,
+    'turn_conflict',
+    `another turn of chat session ${JSON.stringify(now.id)} was written while this one waited for the LLM; send the message again`,
+  )
 }
 
 function result(session: ChatSession, convo: Conversation): TurnResult {
@@ -191,7 +240,17 @@ export async function runTurn(ctx: TurnContext, req: TurnRequest): Promise<TurnR
   } catch (error) {
     if (!(error instanceof LlmCallFailed)) throw error
     const { failure, latencyMs } = error
-    const row: CostRow = { requestId: failure.requestId, operation: 'chat', model: ctx.model, inputTokens: 0, outputTokens: 0, costUsd: 0, latencyMs, status: 'error', errorType: failure.errorType }
+    const row: CostRow = {
+      requestId: failure.requestId,
+      operation: 'chat',
+      model: ctx.model,
+      inputTokens: 0,
+      outputTokens: 0,
+      costUsd: 0,
+      latencyMs,
+      status: 'error',
+      errorType: failure.errorType,
+    }
     await recordCost(ctx, req.sessionId, row).catch((lost: unknown) => ctx.onLostCost(lost, req.sessionId))
     throw failure.chatError
   }

@@ -15,7 +15,9 @@ async function checkedCostTable(db: Database, table: string, column: string): Pr
   if (!relation) throw configError(`checks.costRows.table = "${table}": no such table`)
   const columns = await db.rows<{ name: string }>(listColumns(relation.oid))
   if (!columns.some((c) => c.name === column)) {
-    throw configError(`checks.costRows.sessionId = "${column}": ${table} has no column ${column}; it has: ${columns.map((c) => c.name).join(', ')}`)
+    throw configError(
+      `checks.costRows.sessionId = "${column}": ${table} has no column ${column}; it has: ${columns.map((c) => c.name).join(', ')}`,
+    )
   }
   return quoteQualified(name)
 }

@@ -28,7 +28,8 @@ export const longTransactions: Check<Row> = {
       [ctx.config.checks.longTransactions.warn],
     ),
   evaluate(rows, ctx) {
-    if (rows.length === 0) return { status: 'ok', message: `no transaction open longer than ${formatDuration(ctx.config.checks.longTransactions.warn)}` }
+    if (rows.length === 0)
+      return { status: 'ok', message: `no transaction open longer than ${formatDuration(ctx.config.checks.longTransactions.warn)}` }
     const oldest = rows[0]!
     return {
       status: grade(oldest.transactionSeconds, ctx.config.checks.longTransactions),

@@ -14,7 +14,7 @@ interface Row {
  */
 export const orphanIndex: Check<Row> = {
   name: 'orphan-index',
-  help: "An index that serves the orphan query (leading with lastSeenAt, or startedAt when unmapped) on the mapped session table; quiet below checks.orphanIndexMinRows rows.",
+  help: 'An index that serves the orphan query (leading with lastSeenAt, or startedAt when unmapped) on the mapped session table; quiet below checks.orphanIndexMinRows rows.',
   sql: (ctx) =>
     sql(
       'check.orphanIndex',
@@ -36,12 +36,16 @@ export const orphanIndex: Check<Row> = {
     const { columns } = ctx.config.sessions
     const silenceColumn = columns.lastSeenAt ?? columns.startedAt
     const serving = row.indexes.filter((index) => keyUsesColumn(index.firstKey, silenceColumn))
-    if (serving.length > 0) return { status: 'ok', message: `orphan query served by ${serving.map((index) => index.name).join(', ')}`, evidence: serving }
+    if (serving.length > 0)
+      return { status: 'ok', message: `orphan query served by ${serving.map((index) => index.name).join(', ')}`, evidence: serving }
     const silence = table.lastSeenAt ? `(COALESCE(${table.lastSeenAt}, ${table.startedAt}))` : table.startedAt
     const predicate = table.active ? `WHERE ${table.active}` : table.endedAt[0] ? `WHERE ${table.endedAt[0]} IS NULL` : ''
     const ddl = `CREATE INDEX CONCURRENTLY ON ${table.table} (${silence}) ${predicate}`.trim()
     if (row.estimatedRows < ctx.config.checks.orphanIndexMinRows) {
-      return { status: 'ok', message: `no index serves the orphan query, but the table is small (~${Math.round(row.estimatedRows)} rows); when it grows: ${ddl}` }
+      return {
+        status: 'ok',
+        message: `no index serves the orphan query, but the table is small (~${Math.round(row.estimatedRows)} rows); when it grows: ${ddl}`,
+      }
     }
     return {
       status: 'warn',

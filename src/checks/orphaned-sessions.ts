@@ -15,8 +15,13 @@ export const orphanedSessions: Check<Row> = {
   sql: (ctx) => summarize(requireSessions(ctx), { open: true, silentForSeconds: ctx.config.sessions.orphanAfter }),
   evaluate(rows, ctx) {
     const total = rows.reduce((sum, row) => sum + Number(row.count), 0)
-    const evidence = rows.map((row) => ({ group: row.group, orphans: Number(row.count), oldestSilentSeconds: Math.round(row.oldestSilentSeconds) }))
-    if (total === 0) return { status: 'ok', message: `no open session silent for more than ${formatDuration(ctx.config.sessions.orphanAfter)}` }
+    const evidence = rows.map((row) => ({
+      group: row.group,
+      orphans: Number(row.count),
+      oldestSilentSeconds: Math.round(row.oldestSilentSeconds),
+    }))
+    if (total === 0)
+      return { status: 'ok', message: `no open session silent for more than ${formatDuration(ctx.config.sessions.orphanAfter)}` }
     const oldest = Math.max(...rows.map((row) => row.oldestSilentSeconds))
     return {
       status: grade(total, ctx.config.checks.orphanedSessions),

@@ -26,7 +26,8 @@ export interface DoctorReport {
 
 export function selectChecks(only: string[] | undefined, disabled: string[]) {
   const unknown = [...(only ?? []), ...disabled].filter((name) => !CHECK_NAMES.includes(name))
-  if (unknown.length) throw usageError(`unknown check ${unknown.map((n) => JSON.stringify(n)).join(', ')}; known checks: ${CHECK_NAMES.join(', ')}`)
+  if (unknown.length)
+    throw usageError(`unknown check ${unknown.map((n) => JSON.stringify(n)).join(', ')}; known checks: ${CHECK_NAMES.join(', ')}`)
   return CHECKS.filter((check) => (only?.length ? only.includes(check.name) : !disabled.includes(check.name)))
 }
 
@@ -52,7 +53,13 @@ export async function runChecks(db: Database, config: WardenConfig, options: Run
     try {
       const statement = await check.sql(ctx)
       if (!statement) {
-        checks.push({ ...base, status: 'skipped', message: check.skipReason ?? 'not applicable', evidence: [], durationMs: performance.now() - checkStarted })
+        checks.push({
+          ...base,
+          status: 'skipped',
+          message: check.skipReason ?? 'not applicable',
+          evidence: [],
+          durationMs: performance.now() - checkStarted,
+        })
         continue
       }
       const rows = await db.transaction(async (client) => {
@@ -61,9 +68,21 @@ export async function runChecks(db: Database, config: WardenConfig, options: Run
         return db.rows(statement, client)
       })
       const finding = check.evaluate(rows as never[], ctx)
-      checks.push({ ...base, status: finding.status, message: finding.message, evidence: finding.evidence ?? [], durationMs: performance.now() - checkStarted })
+      checks.push({
+        ...base,
+        status: finding.status,
+        message: finding.message,
+        evidence: finding.evidence ?? [],
+        durationMs: performance.now() - checkStarted,
+      })
     } catch (error) {
-      checks.push({ ...base, status: 'error', message: `check could not run: ${(error as Error).message}`, evidence: [], durationMs: performance.now() - checkStarted })
+      checks.push({
+        ...base,
+        status: 'error',
+        message: `check could not run: ${(error as Error).message}`,
+        evidence: [],
+        durationMs: performance.now() - checkStarted,
+      })
     }
   }
   return summarizeResults(checks, performance.now() - started)

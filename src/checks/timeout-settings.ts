@@ -35,7 +35,8 @@ export const timeoutSettings: Check<Row> = {
     let problem = ''
     if (!idleTx || idleTx.valueMs === 0) {
       status = 'warn'
-      problem = "idle_in_transaction_session_timeout is off: a transaction held across an LLM call is never ended by the server (e.g. ALTER DATABASE … SET idle_in_transaction_session_timeout = '30s')"
+      problem =
+        "idle_in_transaction_session_timeout is off: a transaction held across an LLM call is never ended by the server (e.g. ALTER DATABASE … SET idle_in_transaction_session_timeout = '30s')"
     } else if (idleTx.valueMs > poolWaitMs) {
       status = 'warn'
       problem = `idle_in_transaction_session_timeout (${formatDuration(idleTx.valueMs / 1000)}) is longer than the app pool's wait (${formatDuration(poolWaitMs / 1000)}): the pool times out before the server frees the connection`

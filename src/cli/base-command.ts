@@ -73,9 +73,11 @@ export abstract class WardenCommand extends Command {
 const KIND_BY_CODE = Object.fromEntries(Object.entries(ExitCode).map(([kind, code]) => [code, kind])) as Record<number, string>
 
 function classify(error: Error): { message: string; exit: number; hint?: string; kind: string } {
-  if (error instanceof WardenError) return { message: error.message, exit: error.exitCode, hint: error.hint, kind: KIND_BY_CODE[error.exitCode] ?? 'error' }
+  if (error instanceof WardenError)
+    return { message: error.message, exit: error.exitCode, hint: error.hint, kind: KIND_BY_CODE[error.exitCode] ?? 'error' }
   // oclif's own flag/argument parse errors exit 2, which Warden reserves for "critical".
-  if (error instanceof Errors.CLIError && 'parse' in error) return { message: error.message.replace(/\nSee more help with --help$/, ''), exit: ExitCode.usage, hint: 'see --help', kind: 'usage' }
+  if (error instanceof Errors.CLIError && 'parse' in error)
+    return { message: error.message.replace(/\nSee more help with --help$/, ''), exit: ExitCode.usage, hint: 'see --help', kind: 'usage' }
   // A flag's own parse function failing (Flags.integer min/max, say) reaches us as a plain Error
   // that oclif relabels "Parsing --flag \n\t<reason>\nSee more help with --help".
   const flagParse = /^Parsing (--[\w-]+) \n\t([\s\S]*?)(?:\nSee more help with --help)?$/.exec(error.message)

@@ -7,7 +7,11 @@ import { parseMs } from '../llm/options.js'
 
 /** The chat path's flags, the same in `warden chat serve` and `warden serve --chat`. */
 export const chatFlags = {
-  pattern: Flags.string({ description: 'chat path: release (the rule) or hold (a transaction across the LLM call, for comparison)', options: ['release', 'hold'], default: 'release' }),
+  pattern: Flags.string({
+    description: 'chat path: release (the rule) or hold (a transaction across the LLM call, for comparison)',
+    options: ['release', 'hold'],
+    default: 'release',
+  }),
   'llm-url': Flags.string({ description: 'chat path: Anthropic-compatible endpoint (default: an in-process mock LLM)' }),
   'api-key': Flags.string({ description: 'API key for --llm-url (default: env ANTHROPIC_API_KEY)' }),
   model: Flags.string({ description: 'chat path: model name sent with every call', default: 'claude-mock-1' }),
@@ -17,7 +21,9 @@ export const chatFlags = {
   'llm-timeout': Flags.string({ description: 'chat path: deadline of one LLM call, streaming included (504 after it)', default: '60s' }),
   'max-retries': Flags.integer({ description: 'chat path: SDK retries of 429/5xx per call', default: 1, min: 0, max: 10 }),
   grace: Flags.string({ description: 'on shutdown, how long chat turns in flight may finish before they are cancelled', default: '5s' }),
-  'keep-sessions': Flags.boolean({ description: "on shutdown leave this server's chat sessions open (a rolling restart; another instance continues them)" }),
+  'keep-sessions': Flags.boolean({
+    description: "on shutdown leave this server's chat sessions open (a rolling restart; another instance continues them)",
+  }),
 }
 
 export interface ChatFlagValues {
@@ -43,7 +49,10 @@ export interface ChatSetup {
 }
 
 /** Validates the chat flags, then starts the mock LLM when no endpoint is given. */
-export async function chatSetup(flags: ChatFlagValues, base: { schema: string; applicationName: string; logger?: ChatLogger }): Promise<ChatSetup> {
+export async function chatSetup(
+  flags: ChatFlagValues,
+  base: { schema: string; applicationName: string; logger?: ChatLogger },
+): Promise<ChatSetup> {
   const apiKey = flags['api-key'] ?? process.env.ANTHROPIC_API_KEY
   if (flags['llm-url'] && !apiKey) throw usageError('--llm-url needs an API key: --api-key or ANTHROPIC_API_KEY')
   const graceMs = parseMs('grace', flags.grace, true)
@@ -56,7 +65,12 @@ export async function chatSetup(flags: ChatFlagValues, base: { schema: string; a
     llmLabel: flags['llm-url'] ?? `mock ${mock!.url}`,
     options: {
       schema: base.schema,
-      llm: { baseURL: flags['llm-url'] ?? mock!.url, apiKey: apiKey ?? 'mock-key', maxRetries: flags['max-retries'], timeoutMs: llmTimeoutMs },
+      llm: {
+        baseURL: flags['llm-url'] ?? mock!.url,
+        apiKey: apiKey ?? 'mock-key',
+        maxRetries: flags['max-retries'],
+        timeoutMs: llmTimeoutMs,
+      },
       llmTimeoutMs,
       model: flags.model,
       pattern: flags.pattern as 'release' | 'hold',

@@ -8,7 +8,9 @@ export function renderCloseReport(report: CloseReport, noun: string): string {
     lines.push(`DRY RUN: ${report.matched} ${noun} would be closed (${byGroupLine(report.byGroup)})`)
     if (report.oldestSilentSeconds !== null) lines.push(`most silent: ${age(report.oldestSilentSeconds)} without activity`)
   } else {
-    lines.push(`closed ${report.closed} of ${report.matched} ${noun} in ${report.batches} batch(es), ${Math.round(report.durationMs)} ms (longest batch ${Math.round(report.maxBatchMs)} ms)`)
+    lines.push(
+      `closed ${report.closed} of ${report.matched} ${noun} in ${report.batches} batch(es), ${Math.round(report.durationMs)} ms (longest batch ${Math.round(report.maxBatchMs)} ms)`,
+    )
     lines.push(`by group: ${byGroupLine(report.byGroup)}`)
     if (report.stoppedEarly === 'max-rows') lines.push(`stopped at --max-rows; ${report.remaining ?? 0} still open: run again to continue`)
     if (report.stoppedEarly === 'signal') lines.push(`stopped by a signal after the batch in flight; ${report.remaining ?? 0} still open`)

@@ -7,7 +7,10 @@ import { ExitCode, WardenError } from '../core/errors.js'
  */
 export async function confirm(action: string, howToSkip: string): Promise<void> {
   if (!process.stdin.isTTY) {
-    throw new WardenError(`refusing to ${action} without confirmation: there is no terminal to ask on; re-run with ${howToSkip}`, ExitCode.aborted)
+    throw new WardenError(
+      `refusing to ${action} without confirmation: there is no terminal to ask on; re-run with ${howToSkip}`,
+      ExitCode.aborted,
+    )
   }
   const question = `${action.charAt(0).toUpperCase()}${action.slice(1)}?`
   const prompt = createInterface({ input: process.stdin, output: process.stderr })

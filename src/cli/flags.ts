@@ -3,11 +3,18 @@ import type { FlagValue } from '../core/config.js'
 
 /** Flags that are also config keys: parsed by the config schema, so the messages are the same everywhere. */
 export const tableFlag = Flags.string({ description: 'session table as [schema.]name (overrides sessions.table)' })
-export const orphanAfterFlag = Flags.string({ description: 'silence after which an open session is an orphan, e.g. 30m, 2h, 7d (overrides sessions.orphanAfter)' })
+export const orphanAfterFlag = Flags.string({
+  description: 'silence after which an open session is an orphan, e.g. 30m, 2h, 7d (overrides sessions.orphanAfter)',
+})
 export const batchSizeFlag = Flags.string({ description: 'sessions closed per transaction (1-100000; default 10000)' })
 export const maxRowsFlag = Flags.string({ description: 'stop after closing this many sessions' })
 
-export function sessionFlagValues(flags: { table?: string; 'orphan-after'?: string; 'batch-size'?: string; 'max-rows'?: string }): FlagValue[] {
+export function sessionFlagValues(flags: {
+  table?: string
+  'orphan-after'?: string
+  'batch-size'?: string
+  'max-rows'?: string
+}): FlagValue[] {
   return [
     { key: 'sessions.table', flag: '--table', value: flags.table },
     { key: 'sessions.orphanAfter', flag: '--orphan-after', value: flags['orphan-after'] },

@@ -13,7 +13,11 @@ export function progressBar(enabled: boolean): Progress {
     update({ closed, total, batches }) {
       if (!bar) {
         bar = new cliProgress.SingleBar(
-          { stream: process.stderr, format: 'closing [{bar}] {value}/{total} sessions, {batches} batches, {eta_formatted} left', hideCursor: true },
+          {
+            stream: process.stderr,
+            format: 'closing [{bar}] {value}/{total} sessions, {batches} batches, {eta_formatted} left',
+            hideCursor: true,
+          },
           cliProgress.Presets.shades_classic,
         )
         bar.start(total, 0, { batches })

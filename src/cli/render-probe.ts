@@ -80,9 +80,21 @@ function serverLines(server: ServerProbe, width: number, maxRows: number): strin
   const version = server.server.version.split(' ')[0]
   lines.push(clip(`PostgreSQL ${version} · ${server.probe.database} as ${server.probe.user} · ${timestamp(server.probedAt)}`, width))
   const reserve = c.reserved > 0 ? `${c.superuserReserved}+${c.reserved}` : String(c.superuserReserved)
-  lines.push(...wrap(`slots    ${c.used} used of ${c.available} (max_connections ${c.maxConnections} - ${reserve} reserved), headroom ${c.headroom}`, width, '         '))
+  lines.push(
+    ...wrap(
+      `slots    ${c.used} used of ${c.available} (max_connections ${c.maxConnections} - ${reserve} reserved), headroom ${c.headroom}`,
+      width,
+      '         ',
+    ),
+  )
   const states = Object.entries(c.byState).sort((a, b) => b[1] - a[1])
-  lines.push(...wrap(`states   ${states.length ? states.map(([state, n]) => `${stateLabel(state)} ${n}`).join(', ') : 'no other connections'}`, width, '         '))
+  lines.push(
+    ...wrap(
+      `states   ${states.length ? states.map(([state, n]) => `${stateLabel(state)} ${n}`).join(', ') : 'no other connections'}`,
+      width,
+      '         ',
+    ),
+  )
 
   if (c.groups.length) {
     lines.push('', 'connections by application (the probe itself excluded)')
@@ -169,7 +181,7 @@ function serverLines(server: ServerProbe, width: number, maxRows: number): strin
       [
         { header: 'setting', value: (t) => t.name },
         { header: 'value', value: timeoutValue, max: 12 },
-        { header: 'source', value: (t) => (t.source === 'client' ? 'client (Warden\'s own connection)' : t.source), flex: true },
+        { header: 'source', value: (t) => (t.source === 'client' ? "client (Warden's own connection)" : t.source), flex: true },
       ],
       width,
     ),
@@ -206,7 +218,13 @@ function pgbouncerLines(probe: PgBouncerProbe, width: number, maxRows: number): 
   )
   lines.push('  cl.a/cl.w: clients active/waiting; sv.a/sv.i: server connections active/idle')
   for (const s of probe.stats.slice(0, maxRows)) {
-    lines.push(...wrap(`  ${s.database}: ${s.totalXactCount} xacts, ${s.totalQueryCount} queries, waited ${age(s.totalWaitTimeSeconds)} in all (avg ${age(s.avgWaitTimeSeconds)})`, width, '    '))
+    lines.push(
+      ...wrap(
+        `  ${s.database}: ${s.totalXactCount} xacts, ${s.totalQueryCount} queries, waited ${age(s.totalWaitTimeSeconds)} in all (avg ${age(s.avgWaitTimeSeconds)})`,
+        width,
+        '    ',
+      ),
+    )
   }
   return lines
 }
@@ -219,5 +237,8 @@ export function renderPoolProbe(probe: PoolProbe, options: RenderOptions = {}): 
   if (probe.pgbouncer) lines.push('', ...pgbouncerLines(probe.pgbouncer, width, maxRows))
   if (probe.server.warnings.length) lines.push('', ...probe.server.warnings.flatMap((w) => wrap(`! ${w}`, width)))
   // Table lines are fitted and prose is wrapped; this only guards against an overlong token.
-  return lines.flatMap((line) => line.split('\n')).map((line) => clip(line, width)).join('\n')
+  return lines
+    .flatMap((line) => line.split('\n'))
+    .map((line) => clip(line, width))
+    .join('\n')
 }

@@ -24,7 +24,12 @@ export const age = (seconds: number | null | undefined) => formatDuration(second
 export const timestamp = (value: Date | string | null | undefined): string => {
   if (value === null || value === undefined) return '-'
   const date = value instanceof Date ? value : new Date(value)
-  return Number.isNaN(date.getTime()) ? String(value) : date.toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z')
+  return Number.isNaN(date.getTime())
+    ? String(value)
+    : date
+        .toISOString()
+        .replace('T', ' ')
+        .replace(/\.\d+Z$/, 'Z')
 }
 
 export function byGroupLine(byGroup: Record<string, number>): string {

@@ -29,7 +29,9 @@ Exit codes: 0 ok, 1 warning, 2 critical, 3 could not run (database unreachable, 
   async run(): Promise<DoctorReport> {
     const { flags } = await this.parse(Doctor)
     const loaded = this.loadConfig(flags)
-    const report = await this.withDatabase(loaded, (db) => runChecks(db, loaded.config, { only: flags.check, checkTimeoutMs: flags['check-timeout'] }))
+    const report = await this.withDatabase(loaded, (db) =>
+      runChecks(db, loaded.config, { only: flags.check, checkTimeoutMs: flags['check-timeout'] }),
+    )
     for (const check of report.checks) {
       this.say(`${BADGE[check.status]}  ${check.name}`)
       this.say(wrap(check.message, 78, '      '))

@@ -31,10 +31,14 @@ Exit 0 when the run completed; 70 when release (or the target) had no successful
   static override flags = {
     pattern: Flags.string({ description: 'which pattern(s) to run', options: ['release', 'hold', 'both'], default: 'both' }),
     concurrency: Flags.integer({ description: 'virtual users', default: 50, min: 1, max: 5000 }),
-    'pool-max': Flags.integer({ description: 'connections of the chat path\'s pool', default: 10, min: 1, max: 500 }),
+    'pool-max': Flags.integer({ description: "connections of the chat path's pool", default: 10, min: 1, max: 500 }),
     'pool-timeout': Flags.string({ description: 'wait for a pooled connection before a request fails with pool_timeout', default: '5s' }),
     'llm-latency': Flags.string({ description: 'duration of one LLM call of the mock (streaming included)', default: '1s' }),
-    duration: Flags.string({ description: 'measured time per pattern, after a ramp-up of one LLM call (max 30m)', default: '30s', exclusive: ['requests'] }),
+    duration: Flags.string({
+      description: 'measured time per pattern, after a ramp-up of one LLM call (max 30m)',
+      default: '30s',
+      exclusive: ['requests'],
+    }),
     requests: Flags.integer({ description: 'send this many turns per pattern instead of running for --duration', min: 1, max: 10_000_000 }),
     turns: Flags.integer({ description: 'turns per session before a user ends it and starts another', default: 5, min: 1, max: 1000 }),
     stream: Flags.boolean({ description: 'stream replies (SSE) instead of waiting for whole ones' }),
@@ -51,7 +55,8 @@ Exit 0 when the run completed; 70 when release (or the target) had no successful
     if (durationMs !== undefined && durationMs > 30 * 60_000) throw usageError(`--duration ${flags.duration}: at most 30m`)
     const patterns = flags.pattern === 'both' ? (['release', 'hold'] as const) : ([flags.pattern] as Array<'release' | 'hold'>)
     const target = flags['target-url'] === undefined ? undefined : checkTarget(flags['target-url'], flags['allow-remote'])
-    if (target && flags.pattern === 'both') throw usageError('--target-url drives one running chat path: give the --pattern it runs (release or hold), not both')
+    if (target && flags.pattern === 'both')
+      throw usageError('--target-url drives one running chat path: give the --pattern it runs (release or hold), not both')
     const loaded = flags['database-url'] !== undefined || flags.config !== undefined || target ? this.loadConfig(flags) : undefined
 
     const stop = untilStopSignal()
@@ -88,7 +93,9 @@ Exit 0 when the run completed; 70 when release (or the target) had no successful
         signal: abort.signal,
         onProgress: progress,
       }).catch((error: unknown) => {
-        throw error instanceof WardenError ? error : new WardenError(`the load test could not run: ${(error as Error).message}`, ExitCode.unavailable)
+        throw error instanceof WardenError
+          ? error
+          : new WardenError(`the load test could not run: ${(error as Error).message}`, ExitCode.unavailable)
       })
       progress.done()
       this.say(renderLoadtest(results))
@@ -112,9 +119,13 @@ function checkTarget(url: string, allowRemote: boolean): string {
   } catch {
     throw usageError(`--target-url ${JSON.stringify(url)}: expected an http:// URL such as http://127.0.0.1:9478/chat`)
   }
-  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw usageError(`--target-url ${JSON.stringify(url)}: expected http:// or https://`)
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')
+    throw usageError(`--target-url ${JSON.stringify(url)}: expected http:// or https://`)
   if (!LOOPBACK.test(parsed.hostname) && !allowRemote) {
-    throw usageError(`--target-url ${parsed.hostname} is not on this machine; a load test sends hundreds of requests a second`, 'pass --allow-remote if you own that server and mean it')
+    throw usageError(
+      `--target-url ${parsed.hostname} is not on this machine; a load test sends hundreds of requests a second`,
+      'pass --allow-remote if you own that server and mean it',
+    )
   }
   return url
 }

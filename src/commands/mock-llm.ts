@@ -27,7 +27,8 @@ With --json, one line {url, port, host, options} goes to stdout once it listens;
 
   async run(): Promise<void> {
     const { flags } = await this.parse(MockLlm)
-    if (flags['database-url'] !== undefined || flags.config !== undefined) throw usageError('mock-llm uses no database or config file; --database-url and --config do not apply')
+    if (flags['database-url'] !== undefined || flags.config !== undefined)
+      throw usageError('mock-llm uses no database or config file; --database-url and --config do not apply')
     const options = mockLlmOptions(flags)
     const stop = untilStopSignal()
     let server: MockLlmServer
@@ -37,10 +38,16 @@ With --json, one line {url, port, host, options} goes to stdout once it listens;
       stop.dispose()
       const err = error as NodeJS.ErrnoException
       if (err instanceof RangeError) throw usageError(err.message)
-      throw new WardenError(`cannot listen on ${flags.host}:${flags.port}: ${err.code ?? err.message}`, ExitCode.unavailable, err.code === 'EADDRINUSE' ? 'the port is taken; pick another --port or 0 for a free one' : undefined)
+      throw new WardenError(
+        `cannot listen on ${flags.host}:${flags.port}: ${err.code ?? err.message}`,
+        ExitCode.unavailable,
+        err.code === 'EADDRINUSE' ? 'the port is taken; pick another --port or 0 for a free one' : undefined,
+      )
     }
     if (this.jsonEnabled()) {
-      process.stdout.write(`${JSON.stringify({ url: server.url, port: server.port, host: flags.host, options: describeMockOptions(options) })}\n`)
+      process.stdout.write(
+        `${JSON.stringify({ url: server.url, port: server.port, host: flags.host, options: describeMockOptions(options) })}\n`,
+      )
     } else {
       this.say(`mock LLM listening on ${server.url} (${describeMockOptions(options)})`)
       this.say(`point the SDK at it: new Anthropic({ baseURL: '${server.url}', apiKey: '${options.apiKey ?? 'any'}' }); Ctrl-C to stop`)

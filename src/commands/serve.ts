@@ -32,16 +32,24 @@ Logs are JSON lines on stdout (readable lines on a terminal); secrets are redact
     port: Flags.string({ char: 'p', description: 'port to listen on (overrides server.port; default 9477; 0 picks a free one)' }),
     host: Flags.string({ description: 'address to listen on (overrides server.host; default 127.0.0.1, loopback only)' }),
     'log-level': Flags.string({ description: 'log level', options: [...LOG_LEVELS], default: 'info' }),
-    'log-format': Flags.string({ description: 'auto: readable on a terminal, JSON lines otherwise', options: [...LOG_FORMATS], default: 'auto' }),
+    'log-format': Flags.string({
+      description: 'auto: readable on a terminal, JSON lines otherwise',
+      options: [...LOG_FORMATS],
+      default: 'auto',
+    }),
     scheduler: Flags.boolean({
-      description: 'run the scheduled orphan sweep and doctor (config scheduler:); replicas coordinate through PostgreSQL so each slot runs once',
+      description:
+        'run the scheduled orphan sweep and doctor (config scheduler:); replicas coordinate through PostgreSQL so each slot runs once',
       default: true,
       allowNo: true,
     }),
     table: tableFlag,
     'orphan-after': orphanAfterFlag,
-    chat: Flags.boolean({ description: 'mount the reference chat path under /chat (release before call; see `warden chat serve`)', helpGroup: 'CHAT' }),
-    ...Object.fromEntries(Object.entries(chatFlags).map(([name, flag]) => [name, { ...flag, helpGroup: 'CHAT' }])) as typeof chatFlags,
+    chat: Flags.boolean({
+      description: 'mount the reference chat path under /chat (release before call; see `warden chat serve`)',
+      helpGroup: 'CHAT',
+    }),
+    ...(Object.fromEntries(Object.entries(chatFlags).map(([name, flag]) => [name, { ...flag, helpGroup: 'CHAT' }])) as typeof chatFlags),
   }
 
   async run(): Promise<void> {
@@ -53,7 +61,9 @@ Logs are JSON lines on stdout (readable lines on a terminal); secrets are redact
       { key: 'sessions.orphanAfter', flag: '--orphan-after', value: flags['orphan-after'] },
     ])
     const logger = createLogger({ level: flags['log-level'], format: flags['log-format'] as LogFormat })
-    const chat = flags.chat ? await chatSetup(flags, { schema: loaded.config.wardenSchema, applicationName: loaded.config.database.applicationName, logger }) : undefined
+    const chat = flags.chat
+      ? await chatSetup(flags, { schema: loaded.config.wardenSchema, applicationName: loaded.config.database.applicationName, logger })
+      : undefined
     try {
       const service = await startService({ config: loaded.config, logger, scheduler: flags.scheduler, chat: chat?.options })
       process.stderr.write(banner(service, loaded.config.server.adminToken !== undefined, chat?.llmLabel))

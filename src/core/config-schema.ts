@@ -13,22 +13,22 @@ const identifier = z.string({ invalid_type_error: `expected ${IDENTIFIER_EXPECTE
   message: `expected ${IDENTIFIER_EXPECTED}`,
 })
 
-const qualifiedTable = z
-  .string({ invalid_type_error: 'expected a table name such as public.conversation_sessions' })
-  .refine((value) => {
-    const parts = value.split('.')
-    return parts.length <= 2 && parts.every((part) => IDENTIFIER_PATTERN.test(part))
-  }, 'expected [schema.]table with plain identifiers, e.g. public.conversation_sessions')
+const qualifiedTable = z.string({ invalid_type_error: 'expected a table name such as public.conversation_sessions' }).refine((value) => {
+  const parts = value.split('.')
+  return parts.length <= 2 && parts.every((part) => IDENTIFIER_PATTERN.test(part))
+}, 'expected [schema.]table with plain identifiers, e.g. public.conversation_sessions')
 
 /** Durations arrive as "2h" from YAML/env/flags/API bodies; they are carried as seconds from here on. */
-export const durationSchema = z.union([z.string(), z.number()], { invalid_type_error: `expected ${DURATION_EXPECTED}` }).transform((value, ctx) => {
-  const seconds = parseDuration(value)
-  if (seconds === undefined) {
-    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `expected ${DURATION_EXPECTED}` })
-    return z.NEVER
-  }
-  return seconds
-})
+export const durationSchema = z
+  .union([z.string(), z.number()], { invalid_type_error: `expected ${DURATION_EXPECTED}` })
+  .transform((value, ctx) => {
+    const seconds = parseDuration(value)
+    if (seconds === undefined) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: `expected ${DURATION_EXPECTED}` })
+      return z.NEVER
+    }
+    return seconds
+  })
 const duration = durationSchema
 
 /** Env vars and flags are strings; accept "500" where a count is expected, but not "5x". */
@@ -77,13 +77,18 @@ export const sessionsSchema = z
       ctx.addIssue({
         code: z.ZodIssueCode.custom,
         path: ['columns'],
-        message: 'expected columns.active (a boolean column) or columns.endedAt (NULL while the session is open): Warden needs one of them to tell open sessions from closed ones',
+        message:
+          'expected columns.active (a boolean column) or columns.endedAt (NULL while the session is open): Warden needs one of them to tell open sessions from closed ones',
       })
     }
   })
 
 /** warn/crit pair; a warn above crit would make "critical" unreachable, so it is refused. */
-function thresholds(value: z.ZodType<number, z.ZodTypeDef, unknown>, defaults: { warn: string | number; crit: string | number }, unit: string) {
+function thresholds(
+  value: z.ZodType<number, z.ZodTypeDef, unknown>,
+  defaults: { warn: string | number; crit: string | number },
+  unit: string,
+) {
   return z
     .object({ warn: value.default(defaults.warn), crit: value.default(defaults.crit) })
     .strict()
@@ -95,7 +100,10 @@ function thresholds(value: z.ZodType<number, z.ZodTypeDef, unknown>, defaults: {
     })
 }
 
-const percent = z.number({ invalid_type_error: 'expected a percentage from 1 to 100' }).min(1, 'expected a percentage from 1 to 100').max(100, 'expected a percentage from 1 to 100')
+const percent = z
+  .number({ invalid_type_error: 'expected a percentage from 1 to 100' })
+  .min(1, 'expected a percentage from 1 to 100')
+  .max(100, 'expected a percentage from 1 to 100')
 
 const checksSchema = z
   .object({
@@ -126,7 +134,10 @@ const checksSchema = z
 /** A 5- or 6-field cron expression as node-cron takes it; checked properly where it is scheduled. */
 const cronExpression = z
   .string({ invalid_type_error: 'expected a cron expression such as "*/5 * * * *"' })
-  .refine((value) => [5, 6].includes(value.trim().split(/\s+/).length), 'expected a cron expression with 5 or 6 fields, such as "*/5 * * * *"')
+  .refine(
+    (value) => [5, 6].includes(value.trim().split(/\s+/).length),
+    'expected a cron expression with 5 or 6 fields, such as "*/5 * * * *"',
+  )
 
 const serverSchema = z
   .object({

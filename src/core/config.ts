@@ -37,8 +37,7 @@ type Tree = Record<string, unknown>
 /** A mapping is one piece of knowledge: a file that maps other columns must not inherit ours. */
 const REPLACED_WHOLE = new Set(['sessions.columns'])
 
-const isPlainObject = (value: unknown): value is Tree =>
-  typeof value === 'object' && value !== null && !Array.isArray(value)
+const isPlainObject = (value: unknown): value is Tree => typeof value === 'object' && value !== null && !Array.isArray(value)
 
 function setPath(tree: Tree, key: string, value: unknown): void {
   const parts = key.split('.')
@@ -148,7 +147,8 @@ export function redactValue(key: string, value: unknown): unknown {
   return value
 }
 
-const redactSecrets = (json: string) => json.replace(/(\/\/[^\s:@/"]*:)[^\s@/"]*@/g, '$1*****@').replace(/([?&]password=)[^&\s"]*/gi, '$1*****')
+const redactSecrets = (json: string) =>
+  json.replace(/(\/\/[^\s:@/"]*:)[^\s@/"]*@/g, '$1*****@').replace(/([?&]password=)[^&\s"]*/gi, '$1*****')
 
 /** Redacts the password of a connection URL so it can be printed or logged. */
 export function redactUrl(url: string | undefined): string {

@@ -12,7 +12,10 @@ export interface QueryEvent {
   error?: Error
 }
 
-export interface DatabaseOptions extends Pick<DatabaseConfig, 'url' | 'applicationName' | 'connectTimeout' | 'statementTimeout' | 'poolMax'> {
+export interface DatabaseOptions extends Pick<
+  DatabaseConfig,
+  'url' | 'applicationName' | 'connectTimeout' | 'statementTimeout' | 'poolMax'
+> {
   /** timing of every statement, for logs and metrics; receives builder names, never values */
   onQuery?: (event: QueryEvent) => void
   /** errors of idle pooled clients (server restart, network drop): reported, never thrown */
@@ -41,7 +44,11 @@ export function describeDatabaseError(error: unknown, url: string | undefined, s
   // Connecting to "localhost" tries ::1 and 127.0.0.1 and fails with an AggregateError of both.
   const code = err.code ?? err.errors?.map((inner) => (inner as { code?: string }).code).find(Boolean)
   if (typeof code === 'string' && CONNECTION_ERROR_CODES.has(code)) {
-    return new WardenError(`cannot connect to PostgreSQL at ${where}: ${code}${err.message ? ` (${err.message})` : ''}`, ExitCode.unavailable, 'is the server running, and are host and port right?')
+    return new WardenError(
+      `cannot connect to PostgreSQL at ${where}: ${code}${err.message ? ` (${err.message})` : ''}`,
+      ExitCode.unavailable,
+      'is the server running, and are host and port right?',
+    )
   }
   if (typeof code === 'string' && UNAVAILABLE_SQLSTATES[code]) {
     return new WardenError(`cannot use PostgreSQL at ${where}: ${UNAVAILABLE_SQLSTATES[code]} (${err.message})`, ExitCode.unavailable)
@@ -54,7 +61,10 @@ export function describeDatabaseError(error: unknown, url: string | undefined, s
     return new WardenError(`invalid value for statement ${statement ?? ''}: ${err.message}`, ExitCode.usage)
   }
   if (code === '57014') {
-    return new WardenError(`statement ${statement ?? ''} was cancelled: ${err.message} (statement_timeout; raise database.statementTimeout if this is expected)`, ExitCode.failed)
+    return new WardenError(
+      `statement ${statement ?? ''} was cancelled: ${err.message} (statement_timeout; raise database.statementTimeout if this is expected)`,
+      ExitCode.failed,
+    )
   }
   return error instanceof Error ? error : new Error(String(error))
 }
@@ -132,7 +142,8 @@ function isConnectionLoss(error: unknown): boolean {
 }
 
 /** A builder's statement on a bare pool or client, for code outside Database (no timing, no error mapping). */
-export const run = <R extends pg.QueryResultRow>(on: pg.Pool | pg.PoolClient, statement: Sql) => on.query<R>({ text: statement.text, values: statement.values })
+export const run = <R extends pg.QueryResultRow>(on: pg.Pool | pg.PoolClient, statement: Sql) =>
+  on.query<R>({ text: statement.text, values: statement.values })
 
 export interface PoolClientOptions {
   /** what a failed checkout becomes (a user-facing error) */
@@ -146,7 +157,11 @@ export interface PoolClientOptions {
  * is destroyed instead of going back to the pool. Shared by Database and by code that holds a
  * bare (instrumented) pg.Pool, such as the reference chat path.
  */
-export async function withPoolClient<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>, options: PoolClientOptions): Promise<T> {
+export async function withPoolClient<T>(
+  pool: pg.Pool,
+  work: (client: pg.PoolClient) => Promise<T>,
+  options: PoolClientOptions,
+): Promise<T> {
   let client: pg.PoolClient
   try {
     client = await pool.connect()

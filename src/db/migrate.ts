@@ -128,13 +128,21 @@ export async function migrate(db: Database, schemaName: string): Promise<Migrati
       client,
     )
     const done = new Set(
-      (await db.rows<{ version: number }>(sql('migrate.applied', `SELECT version FROM ${schema}.schema_migrations`), client)).map((row) => row.version),
+      (await db.rows<{ version: number }>(sql('migrate.applied', `SELECT version FROM ${schema}.schema_migrations`), client)).map(
+        (row) => row.version,
+      ),
     )
     const applied: MigrationResult['applied'] = []
     for (const migration of MIGRATIONS) {
       if (done.has(migration.version)) continue
       await db.query(sql(`migrate.v${migration.version}`, migration.up(schema)), client)
-      await db.query(sql('migrate.record', `INSERT INTO ${schema}.schema_migrations (version, name) VALUES ($1, $2)`, [migration.version, migration.name]), client)
+      await db.query(
+        sql('migrate.record', `INSERT INTO ${schema}.schema_migrations (version, name) VALUES ($1, $2)`, [
+          migration.version,
+          migration.name,
+        ]),
+        client,
+      )
       applied.push({ version: migration.version, name: migration.name })
     }
     return { schema: schemaName, applied, currentVersion: Math.max(0, ...MIGRATIONS.map((m) => m.version)) }

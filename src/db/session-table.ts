@@ -84,7 +84,9 @@ export async function resolveSessionTable(db: Database, config: SessionsConfig):
   }
   if (relation.relkind !== 'r' && relation.relkind !== 'p') {
     const kind = RELKIND_NAMES[relation.relkind] ?? `a relation of kind ${relation.relkind}`
-    throw configError(`sessions.table = "${config.table}": ${name.schema}.${name.name} is ${kind}, not a table; map the table it reads from (Warden UPDATEs rows)`)
+    throw configError(
+      `sessions.table = "${config.table}": ${name.schema}.${name.name} is ${kind}, not a table; map the table it reads from (Warden UPDATEs rows)`,
+    )
   }
   const columns = await db.rows<CatalogColumn>(listColumns(relation.oid))
   const byName = new Map(columns.map((column) => [column.name, column]))
@@ -93,7 +95,9 @@ export async function resolveSessionTable(db: Database, config: SessionsConfig):
     if (column === undefined) return undefined
     const found = byName.get(column)
     if (!found) {
-      throw configError(`sessions.columns.${key} = "${column}": ${name.schema}.${name.name} has no column ${column}; it has: ${describeColumns(columns)}`)
+      throw configError(
+        `sessions.columns.${key} = "${column}": ${name.schema}.${name.name} has no column ${column}; it has: ${describeColumns(columns)}`,
+      )
     }
     if (!EXPECTED[kind].test(found)) {
       throw configError(`sessions.columns.${key} = "${column}": column ${column} is ${found.type}, expected ${EXPECTED[kind].text}`)

@@ -65,7 +65,11 @@ export function startHoldApp(options: HoldAppOptions): HoldApp {
       // The bug: the transaction (and the connection) stays open while the model thinks.
       await llmCall(HOLD_APP_NAME, () =>
         anthropic.messages.create(
-          { model: 'claude-mock-1', max_tokens: 32, messages: [{ role: 'user', content: `summarise ${rows[0]?.open ?? 0} open sessions` }] },
+          {
+            model: 'claude-mock-1',
+            max_tokens: 32,
+            messages: [{ role: 'user', content: `summarise ${rows[0]?.open ?? 0} open sessions` }],
+          },
           { signal: stopping.signal },
         ),
       )

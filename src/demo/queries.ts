@@ -75,4 +75,5 @@ export const closeDemoSession = (id: string): Sql =>
   )
 
 /** The hold app's read inside the transaction it then keeps open across its LLM call. */
-export const countOpenDemoSessions = (): Sql => sql('demo.countOpen', 'SELECT count(*) AS open FROM public.conversation_sessions WHERE is_active')
+export const countOpenDemoSessions = (): Sql =>
+  sql('demo.countOpen', 'SELECT count(*) AS open FROM public.conversation_sessions WHERE is_active')

@@ -16,7 +16,9 @@ const heading = (title: string) => `\n== ${title} ==`
 
 export function renderSeeded(migration: MigrationResult, seed: DemoSeedReport, table: string): string {
   return [
-    migration.applied.length ? `migrated schema ${migration.schema} to version ${migration.currentVersion}` : `schema ${migration.schema} is up to date (version ${migration.currentVersion})`,
+    migration.applied.length
+      ? `migrated schema ${migration.schema} to version ${migration.currentVersion}`
+      : `schema ${migration.schema} is up to date (version ${migration.currentVersion})`,
     `seeded ${table}: ${seed.sessions} sessions of the last 7 days (seed ${seed.seed}): ${seed.orphaned} orphaned, ${seed.live} live, ${seed.idle} idle, ${seed.closed} closed`,
   ].join('\n')
 }

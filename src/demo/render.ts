@@ -81,5 +81,7 @@ export function renderNextSteps(bin: string): string {
 }
 
 export function renderStopped(keptDataDir: string | null): string {
-  return keptDataDir ? `embedded PostgreSQL stopped; data dir kept at ${keptDataDir}` : 'embedded PostgreSQL stopped; data dir removed (--keep keeps it)'
+  return keptDataDir
+    ? `embedded PostgreSQL stopped; data dir kept at ${keptDataDir}`
+    : 'embedded PostgreSQL stopped; data dir removed (--keep keeps it)'
 }

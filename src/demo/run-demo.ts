@@ -62,7 +62,11 @@ export function demoConfig(url: string, extra: FlagValue[] = []): LoadedConfig {
 }
 
 /** Migrate Warden's schema, create the example table and fill it: what both demos start from. */
-export async function seedDemo(db: Database, config: WardenConfig, options: DemoOptions): Promise<{ migration: MigrationResult; dataset: DemoDataset }> {
+export async function seedDemo(
+  db: Database,
+  config: WardenConfig,
+  options: DemoOptions,
+): Promise<{ migration: MigrationResult; dataset: DemoDataset }> {
   const migration = await migrate(db, config.wardenSchema)
   await db.query(createConversationSessions())
   const dataset = generateDemoSessions({ sessions: options.sessions, seed: options.seed, orphanAfterSeconds: config.sessions.orphanAfter })
@@ -109,7 +113,11 @@ export async function summarizeDemo(db: Database, table: SessionTable): Promise<
   const byGroup: Record<string, DemoGroupSummary> = {}
   for (const g of open) byGroup[g.group] = { open: g.count, orphaned: 0, oldestOrphanAgeSeconds: null }
   for (const g of orphaned) {
-    byGroup[g.group] = { open: byGroup[g.group]?.open ?? g.count, orphaned: g.count, oldestOrphanAgeSeconds: Math.round(g.oldestAgeSeconds) }
+    byGroup[g.group] = {
+      open: byGroup[g.group]?.open ?? g.count,
+      orphaned: g.count,
+      oldestOrphanAgeSeconds: Math.round(g.oldestAgeSeconds),
+    }
   }
   const ages = orphaned.map((g) => g.oldestAgeSeconds)
   return {

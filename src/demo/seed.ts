@@ -130,29 +130,66 @@ export function generateDemoSessions(options: DemoSeedOptions): DemoDataset {
     const duration = length(group)
     const startAgo = between(duration + MINUTE, WEEK)
     const endAgo = startAgo - duration
-    rows.push({ ...base(), group: group.name, state: 'closed', active: false, startAgoSeconds: startAgo, lastActivityAgoSeconds: endAgo, endAgoSeconds: endAgo, durationSeconds: Math.round(duration) })
+    rows.push({
+      ...base(),
+      group: group.name,
+      state: 'closed',
+      active: false,
+      startAgoSeconds: startAgo,
+      lastActivityAgoSeconds: endAgo,
+      endAgoSeconds: endAgo,
+      durationSeconds: Math.round(duration),
+    })
   }
   for (let i = 0; i < counts.live; i++) {
     const group = pick((g) => g.weight)
     const startAgo = between(MINUTE, 3 * HOUR)
     const silent = between(0, Math.min(startAgo, 10 * MINUTE, orphanAfter / 4))
-    rows.push({ ...base(), group: group.name, state: 'live', active: true, startAgoSeconds: startAgo, lastActivityAgoSeconds: silent, endAgoSeconds: null, durationSeconds: null })
+    rows.push({
+      ...base(),
+      group: group.name,
+      state: 'live',
+      active: true,
+      startAgoSeconds: startAgo,
+      lastActivityAgoSeconds: silent,
+      endAgoSeconds: null,
+      durationSeconds: null,
+    })
   }
   for (let i = 0; i < counts.idle; i++) {
     const group = pick((g) => g.weight)
     // Quiet, but inside orphanAfter with a margin: a sweep must leave these alone.
     const silent = between(orphanAfter * 0.25, orphanAfter * 0.85)
-    rows.push({ ...base(), group: group.name, state: 'idle', active: true, startAgoSeconds: silent + between(0, 30 * MINUTE), lastActivityAgoSeconds: silent, endAgoSeconds: null, durationSeconds: null })
+    rows.push({
+      ...base(),
+      group: group.name,
+      state: 'idle',
+      active: true,
+      startAgoSeconds: silent + between(0, 30 * MINUTE),
+      lastActivityAgoSeconds: silent,
+      endAgoSeconds: null,
+      durationSeconds: null,
+    })
   }
   const tailMax = Math.max(POST_MORTEM_MAX_SILENT_SECONDS, orphanAfter + DAY)
   const recentMin = orphanAfter + 15 * MINUTE
   for (let i = 0; i < counts.orphaned; i++) {
     const group = pick((g) => g.weight * g.leakiness)
     // The first orphan is the post-mortem's worst; two more fill the weeks before the last seven days.
-    const silent = i === 0 ? tailMax : i < 3 ? between(Math.min(WEEK + HOUR, tailMax), tailMax) : between(recentMin, Math.max(recentMin, WEEK))
+    const silent =
+      i === 0 ? tailMax : i < 3 ? between(Math.min(WEEK + HOUR, tailMax), tailMax) : between(recentMin, Math.max(recentMin, WEEK))
     const neverActive = random() < 0.15
     const startAgo = neverActive ? silent : silent + length(group) * between(0.2, 1)
-    rows.push({ ...base(), group: group.name, state: 'orphaned', active: true, startAgoSeconds: startAgo, lastActivityAgoSeconds: neverActive ? null : silent, endAgoSeconds: null, durationSeconds: null })
+    rows.push({
+      ...base(),
+      group: group.name,
+      state: 'orphaned',
+      active: true,
+      startAgoSeconds: startAgo,
+      lastActivityAgoSeconds: neverActive ? null : silent,
+      endAgoSeconds: null,
+      durationSeconds: null,
+    })
   }
   return { rows, report: reportOf(rows, options.seed) }
 }

@@ -35,17 +35,29 @@ export interface DemoServerOutcome<T> {
  * Ctrl-C gets Node's default and ends the process at once if stopping ever hangs (the next start
  * then sweeps what was left).
  */
-export async function withDemoServer<T>(options: DemoServerOptions, work: (server: EmbeddedPostgres, control: DemoServerControl) => Promise<T>): Promise<DemoServerOutcome<T>> {
+export async function withDemoServer<T>(
+  options: DemoServerOptions,
+  work: (server: EmbeddedPostgres, control: DemoServerControl) => Promise<T>,
+): Promise<DemoServerOutcome<T>> {
   const signals = untilStopSignal()
   let server: EmbeddedPostgres | undefined
   process.on('uncaughtException', survivePostgresShutdown)
   try {
     options.onStarting?.()
     const starting = startEmbeddedPostgres({ port: options.port, keep: options.keep })
-    const started = await Promise.race([starting.then((s) => ({ server: s }), (error: unknown) => ({ error })), signals.signal.then((signal) => ({ signal }))])
+    const started = await Promise.race([
+      starting.then(
+        (s) => ({ server: s }),
+        (error: unknown) => ({ error }),
+      ),
+      signals.signal.then((signal) => ({ signal })),
+    ])
     if ('signal' in started) {
       // initdb cannot be cancelled half-way; let it finish, then take the server down with us.
-      await starting.then((s) => s.stop(), () => undefined)
+      await starting.then(
+        (s) => s.stop(),
+        () => undefined,
+      )
       throw new DemoInterrupted(started.signal)
     }
     if ('error' in started) throw startFailure(started.error)
@@ -61,7 +73,13 @@ export async function withDemoServer<T>(options: DemoServerOptions, work: (serve
     const working = work(server, control)
     // Raced below: if a signal wins, work's late rejection (its connections dropped) is expected.
     working.catch(() => undefined)
-    const outcome = await Promise.race([working.then((value) => ({ value }), (error: unknown) => ({ error })), signals.signal.then((signal) => ({ signal }))])
+    const outcome = await Promise.race([
+      working.then(
+        (value) => ({ value }),
+        (error: unknown) => ({ error }),
+      ),
+      signals.signal.then((signal) => ({ signal })),
+    ])
     if ('signal' in outcome && !waitingForSignal) throw new DemoInterrupted(outcome.signal)
     if ('error' in outcome) {
       // A Ctrl-C in a terminal reaches postgres too; its dropped connections can beat our handler.
@@ -102,6 +120,9 @@ function startFailure(error: unknown): WardenError {
   // The wrapper appends postgres's last log lines; the FATAL/ERROR ones say why.
   const reasons = text.split('\n').filter((line) => /FATAL|PANIC|ERROR|could not|failed|cannot/i.test(line))
   const reason = [...new Set(reasons)].slice(0, 4).join('\n  ') || text
-  return new WardenError(`could not start the embedded PostgreSQL: ${reason}`, ExitCode.unavailable, 'is --port free? Omit it to let the demo pick a free port.')
+  return new WardenError(
+    `could not start the embedded PostgreSQL: ${reason}`,
+    ExitCode.unavailable,
+    'is --port free? Omit it to let the demo pick a free port.',
+  )
 }
-

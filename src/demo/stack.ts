@@ -87,7 +87,18 @@ export async function startDemoStack(options: StackOptions): Promise<DemoStack> 
   }
   try {
     const chat: ChatSetup = await chatSetup(
-      { pattern: 'release', model: 'claude-mock-1', 'mock-latency': STACK_SETTINGS.chatLatency, 'pool-max': 5, 'pool-timeout': '5s', 'llm-timeout': '30s', 'max-retries': 1, grace: '2s', 'keep-sessions': false, 'api-key': 'mock-key' },
+      {
+        pattern: 'release',
+        model: 'claude-mock-1',
+        'mock-latency': STACK_SETTINGS.chatLatency,
+        'pool-max': 5,
+        'pool-timeout': '5s',
+        'llm-timeout': '30s',
+        'max-retries': 1,
+        grace: '2s',
+        'keep-sessions': false,
+        'api-key': 'mock-key',
+      },
       { schema: config.wardenSchema, applicationName: 'warden-demo', logger },
     )
     const chatMock = chat.mock as MockLlmServer

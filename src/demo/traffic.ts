@@ -40,7 +40,14 @@ export interface Traffic {
   stop: () => Promise<void>
 }
 
-const PROMPTS = ['where is my invoice?', 'reset my password', 'why did the build fail?', 'summarise this ticket', 'refund order 1234', 'explain this stack trace']
+const PROMPTS = [
+  'where is my invoice?',
+  'reset my password',
+  'why did the build fail?',
+  'summarise this ticket',
+  'refund order 1234',
+  'explain this stack trace',
+]
 
 /**
  * Virtual users of a websocket-style chat app: each creates a chat session through the chat path
@@ -79,12 +86,19 @@ export function startTraffic(options: TrafficOptions): Traffic {
     return new Promise((resolve, reject) => {
       const req = request(
         `${options.chatUrl}${path}`,
-        { method: 'POST', agent: false, signal: stopping.signal, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } },
+        {
+          method: 'POST',
+          agent: false,
+          signal: stopping.signal,
+          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+        },
         (res) => {
           let text = ''
           res.setEncoding('utf8')
           res.on('data', (chunk: string) => (text += chunk))
-          res.on('end', () => ((res.statusCode ?? 0) < 300 ? resolve(text) : reject(new Error(`POST ${path}: ${res.statusCode} ${text.slice(0, 200)}`))))
+          res.on('end', () =>
+            (res.statusCode ?? 0) < 300 ? resolve(text) : reject(new Error(`POST ${path}: ${res.statusCode} ${text.slice(0, 200)}`)),
+          )
           res.on('error', reject)
         },
       )

@@ -115,9 +115,14 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
     persistent: true,
     // postgres refuses to run as root; the package creates and uses a "postgres" user then.
     createPostgresUser: userInfo().uid === 0,
-    postgresFlags: Object.entries({ listen_addresses: '127.0.0.1', max_connections: '200', fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off', ...options.settings }).flatMap(
-      ([name, value]) => ['-c', `${name}=${value}`],
-    ),
+    postgresFlags: Object.entries({
+      listen_addresses: '127.0.0.1',
+      max_connections: '200',
+      fsync: 'off',
+      synchronous_commit: 'off',
+      full_page_writes: 'off',
+      ...options.settings,
+    }).flatMap(([name, value]) => ['-c', `${name}=${value}`]),
     onLog: (message) => {
       const line = String(message).trimEnd()
       logs.push(line)

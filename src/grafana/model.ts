@@ -167,7 +167,12 @@ export function standardVariables(metric: string): Variable[] {
   return [
     datasourceVariable(),
     labelVariable('job', 'Job', `label_values(${metric}, job)`, `Prometheus job label of the scrape targets that publish ${metric}.`),
-    labelVariable('instance', 'Instance', `label_values(${metric}{job=~"$job"}, instance)`, 'Scrape target (host:port) within the selected jobs.'),
+    labelVariable(
+      'instance',
+      'Instance',
+      `label_values(${metric}{job=~"$job"}, instance)`,
+      'Scrape target (host:port) within the selected jobs.',
+    ),
   ]
 }
 
@@ -313,7 +318,10 @@ export const CHECK_STATUS_MAPPINGS: ValueMapping[] = [
  * The pair of tiles a dashboard shows for a set of doctor checks: the last verdict of each, and
  * whether its last run could run at all (a failed check keeps its old verdict).
  */
-export function checkTiles(checks: string, text: { statusTitle: string; statusDescription: string; successTitle: string; successDescription: string }): PanelDraft[] {
+export function checkTiles(
+  checks: string,
+  text: { statusTitle: string; statusDescription: string; successTitle: string; successDescription: string },
+): PanelDraft[] {
   const tile = { unit: 'none', colorMode: 'background', showNames: true, sparkline: false } as const
   return [
     stat({
@@ -330,8 +338,13 @@ export function checkTiles(checks: string, text: { statusTitle: string; statusDe
       title: text.successTitle,
       description: text.successDescription,
       w: 8,
-      mappings: [{ type: 'value', options: { '0': { text: 'failed', color: 'red', index: 0 }, '1': { text: 'ran', color: 'green', index: 1 } } }],
-      thresholds: [{ color: 'red', value: null }, { color: 'green', value: 1 }],
+      mappings: [
+        { type: 'value', options: { '0': { text: 'failed', color: 'red', index: 0 }, '1': { text: 'ran', color: 'green', index: 1 } } },
+      ],
+      thresholds: [
+        { color: 'red', value: null },
+        { color: 'green', value: 1 },
+      ],
       queries: [{ expr: `min by (check) (${sel('warden_check_success', checks)})`, legend: '{{check}}' }],
     }),
   ]
@@ -361,7 +374,15 @@ export function dashboard(spec: DashboardSpec): Dashboard {
   let id = 1
   let y = 0
   for (const section of spec.sections) {
-    panels.push({ id: id++, type: 'row', title: section.title, description: '', collapsed: false, panels: [], gridPos: { h: 1, w: GRID_COLUMNS, x: 0, y } })
+    panels.push({
+      id: id++,
+      type: 'row',
+      title: section.title,
+      description: '',
+      collapsed: false,
+      panels: [],
+      gridPos: { h: 1, w: GRID_COLUMNS, x: 0, y },
+    })
     y += 1
     let x = 0
     let rowHeight = 0
@@ -394,7 +415,20 @@ export function dashboard(spec: DashboardSpec): Dashboard {
     fiscalYearStartMonth: 0,
     liveNow: false,
     weekStart: '',
-    links: [{ type: 'dashboards', title: 'Warden', tags: ['warden'], asDropdown: true, includeVars: true, keepTime: true, icon: 'external link', targetBlank: false, tooltip: '', url: '' }],
+    links: [
+      {
+        type: 'dashboards',
+        title: 'Warden',
+        tags: ['warden'],
+        asDropdown: true,
+        includeVars: true,
+        keepTime: true,
+        icon: 'external link',
+        targetBlank: false,
+        tooltip: '',
+        url: '',
+      },
+    ],
     annotations: {
       list: [
         {

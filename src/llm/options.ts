@@ -12,21 +12,26 @@ import type { MockLlmOptions } from './mock-server.js'
 export function parseMs(flag: string, value: string, allowZero = false): number {
   if (allowZero && /^0+(\.0+)?(ms|s)?$/.test(value.trim())) return 0
   const seconds = parseDuration(value)
-  if (seconds === undefined) throw usageError(`--${flag} ${JSON.stringify(value)}: expected ${allowZero ? `0 or ${DURATION_EXPECTED.replace(/^a positive/, 'a')}` : DURATION_EXPECTED}`)
+  if (seconds === undefined)
+    throw usageError(
+      `--${flag} ${JSON.stringify(value)}: expected ${allowZero ? `0 or ${DURATION_EXPECTED.replace(/^a positive/, 'a')}` : DURATION_EXPECTED}`,
+    )
   return Math.round(seconds * 1000)
 }
 
 export function parseRate(flag: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined
   const n = Number(value)
-  if (value.trim() === '' || !(n >= 0 && n <= 1)) throw usageError(`--${flag} ${JSON.stringify(value)}: expected a probability from 0 to 1, e.g. 0.05`)
+  if (value.trim() === '' || !(n >= 0 && n <= 1))
+    throw usageError(`--${flag} ${JSON.stringify(value)}: expected a probability from 0 to 1, e.g. 0.05`)
   return n
 }
 
 export function parsePositive(flag: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined
   const n = Number(value)
-  if (value.trim() === '' || !(n > 0) || !Number.isFinite(n)) throw usageError(`--${flag} ${JSON.stringify(value)}: expected a positive number`)
+  if (value.trim() === '' || !(n > 0) || !Number.isFinite(n))
+    throw usageError(`--${flag} ${JSON.stringify(value)}: expected a positive number`)
   return n
 }
 
@@ -34,9 +39,15 @@ const rateFlag = (what: string) => Flags.string({ description: `probability (0-1
 
 /** The mock's behaviour flags (not where it listens: commands that embed a mock choose that). */
 export const mockLlmFlags = {
-  latency: Flags.string({ description: 'fixed latency per call, e.g. 1s, 250ms, 0 (streaming: time to first token unless --ttft)', exclusive: ['latency-median', 'latency-p99'] }),
+  latency: Flags.string({
+    description: 'fixed latency per call, e.g. 1s, 250ms, 0 (streaming: time to first token unless --ttft)',
+    exclusive: ['latency-median', 'latency-p99'],
+  }),
   'latency-median': Flags.string({ description: 'lognormal latency: median, e.g. 800ms (with --latency-p99)', dependsOn: ['latency-p99'] }),
-  'latency-p99': Flags.string({ description: 'lognormal latency: 99th percentile, e.g. 10s (with --latency-median)', dependsOn: ['latency-median'] }),
+  'latency-p99': Flags.string({
+    description: 'lognormal latency: 99th percentile, e.g. 10s (with --latency-median)',
+    dependsOn: ['latency-median'],
+  }),
   ttft: Flags.string({ description: 'streaming: time to first token, e.g. 300ms (default: the latency)' }),
   'tokens-per-second': Flags.string({ description: 'streaming pace of output tokens (default 200)' }),
   'output-tokens': Flags.integer({ description: 'output tokens per reply (default 32)', min: 1, max: 100_000 }),
@@ -48,7 +59,11 @@ export const mockLlmFlags = {
   hang: Flags.string({ description: 'how long a hung request hangs (default 120s)', helpGroup: 'FAULTS' }),
   'retry-after': Flags.string({ description: 'retry-after sent with 429s (default 1s)', helpGroup: 'FAULTS' }),
   'api-key': Flags.string({ description: 'require this API key (x-api-key or Bearer); a wrong one gets 401' }),
-  seed: Flags.integer({ description: 'random seed for latencies and faults: the same seed replays the same run', min: 0, max: 2 ** 31 - 1 }),
+  seed: Flags.integer({
+    description: 'random seed for latencies and faults: the same seed replays the same run',
+    min: 0,
+    max: 2 ** 31 - 1,
+  }),
 }
 
 export interface MockLlmFlagValues {
@@ -72,7 +87,8 @@ export interface MockLlmFlagValues {
 export function mockLlmOptions(flags: MockLlmFlagValues): MockLlmOptions {
   const median = flags['latency-median'] === undefined ? undefined : parseMs('latency-median', flags['latency-median'])
   const p99 = flags['latency-p99'] === undefined ? undefined : parseMs('latency-p99', flags['latency-p99'])
-  if (median !== undefined && p99 !== undefined && p99 < median) throw usageError(`--latency-p99 (${p99} ms) must be at least --latency-median (${median} ms)`)
+  if (median !== undefined && p99 !== undefined && p99 < median)
+    throw usageError(`--latency-p99 (${p99} ms) must be at least --latency-median (${median} ms)`)
   const faults = {
     rate429: parseRate('rate-429', flags['rate-429']),
     rate529: parseRate('rate-529', flags['rate-529']),
@@ -83,7 +99,12 @@ export function mockLlmOptions(flags: MockLlmFlagValues): MockLlmOptions {
   const total = (faults.rate429 ?? 0) + (faults.rate529 ?? 0) + (faults.rate500 ?? 0) + (faults.rateHang ?? 0)
   if (total > 1) throw usageError(`--rate-429 + --rate-529 + --rate-500 + --rate-hang add up to ${total}; at most 1`)
   return {
-    latencyMs: median !== undefined && p99 !== undefined ? { median, p99 } : flags.latency === undefined ? undefined : parseMs('latency', flags.latency, true),
+    latencyMs:
+      median !== undefined && p99 !== undefined
+        ? { median, p99 }
+        : flags.latency === undefined
+          ? undefined
+          : parseMs('latency', flags.latency, true),
     ttftMs: flags.ttft === undefined ? undefined : parseMs('ttft', flags.ttft, true),
     tokensPerSecond: parsePositive('tokens-per-second', flags['tokens-per-second']),
     outputTokens: flags['output-tokens'],
@@ -97,10 +118,21 @@ export function mockLlmOptions(flags: MockLlmFlagValues): MockLlmOptions {
 
 /** One line for people: what the mock will do. */
 export function describeMockOptions(o: MockLlmOptions): string {
-  const latency = o.latencyMs === undefined ? 'no latency' : typeof o.latencyMs === 'number' ? `latency ${o.latencyMs} ms` : `latency median ${o.latencyMs.median} ms, p99 ${o.latencyMs.p99} ms`
+  const latency =
+    o.latencyMs === undefined
+      ? 'no latency'
+      : typeof o.latencyMs === 'number'
+        ? `latency ${o.latencyMs} ms`
+        : `latency median ${o.latencyMs.median} ms, p99 ${o.latencyMs.p99} ms`
   const faults = Object.entries(o.faults ?? {})
     .filter(([, rate]) => rate)
     .map(([name, rate]) => `${name.replace(/^rate/, '').replace(/MidStreamError/, 'midstream')} ${rate}`)
-  return [latency, o.ttftMs !== undefined ? `ttft ${o.ttftMs} ms` : '', faults.length ? `faults: ${faults.join(', ')}` : 'no faults', o.apiKey ? 'API key required' : ''].filter(Boolean).join('; ')
+  return [
+    latency,
+    o.ttftMs !== undefined ? `ttft ${o.ttftMs} ms` : '',
+    faults.length ? `faults: ${faults.join(', ')}` : 'no faults',
+    o.apiKey ? 'API key required' : '',
+  ]
+    .filter(Boolean)
+    .join('; ')
 }
-

@@ -68,7 +68,8 @@ export async function drive(o: DriveOptions): Promise<DriveResult> {
   let sessions = 0
   let hardStop = false
 
-  const stopIssuing = () => hardStop || o.signal?.aborted === true || performance.now() >= windowEnd || (o.requests !== undefined && issued >= o.requests)
+  const stopIssuing = () =>
+    hardStop || o.signal?.aborted === true || performance.now() >= windowEnd || (o.requests !== undefined && issued >= o.requests)
   const fail = (kind: string) => {
     errors[kind] = (errors[kind] ?? 0) + 1
     failures += 1
@@ -101,7 +102,12 @@ export async function drive(o: DriveOptions): Promise<DriveResult> {
       for (let turn = 0; turn < o.turns && !stopIssuing(); turn += 1) {
         issued += 1
         const t0 = performance.now()
-        const reply = await send('POST', `sessions/${encodeURIComponent(id)}/messages${o.stream ? '/stream' : ''}`, { message: `load test turn ${turn + 1}: how are you today?` }, o.stream)
+        const reply = await send(
+          'POST',
+          `sessions/${encodeURIComponent(id)}/messages${o.stream ? '/stream' : ''}`,
+          { message: `load test turn ${turn + 1}: how are you today?` },
+          o.stream,
+        )
         const t1 = performance.now()
         if (reply?.ok) {
           successes += 1
@@ -123,12 +129,16 @@ export async function drive(o: DriveOptions): Promise<DriveResult> {
     }
   }
 
-  const ticker = o.onTick ? setInterval(() => o.onTick!({ elapsedMs: performance.now() - started, successes, errors: failures, inFlight }), 1000) : undefined
+  const ticker = o.onTick
+    ? setInterval(() => o.onTick!({ elapsedMs: performance.now() - started, successes, errors: failures, inFlight }), 1000)
+    : undefined
   const users = Promise.all(Array.from({ length: o.concurrency }, (_, i) => user(i)))
   // Bounded: whatever is still running after the window and the drain is cut off.
   const budget = o.requests === undefined ? o.rampUpMs + (o.durationMs ?? 0) + o.drainMs : Number.POSITIVE_INFINITY
   let timer: NodeJS.Timeout | undefined
-  const cutOff = Number.isFinite(budget) ? new Promise<void>((resolve) => (timer = setTimeout(resolve, budget))) : new Promise<void>(() => undefined)
+  const cutOff = Number.isFinite(budget)
+    ? new Promise<void>((resolve) => (timer = setTimeout(resolve, budget)))
+    : new Promise<void>(() => undefined)
   await Promise.race([users, cutOff])
   clearTimeout(timer)
   hardStop = true

@@ -76,7 +76,10 @@ export class ChatClient {
         {
           method,
           agent: this.agent,
-          headers: { accept: stream ? 'text/event-stream' : 'application/json', ...(payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {}) },
+          headers: {
+            accept: stream ? 'text/event-stream' : 'application/json',
+            ...(payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {}),
+          },
           timeout: this.options.timeoutMs,
         },
         (res) => {
@@ -111,7 +114,9 @@ export class ChatClient {
           res.on('error', reject)
         },
       )
-      req.on('timeout', () => req.destroy(Object.assign(new Error(`no reply within ${this.options.timeoutMs} ms`), { code: 'CLIENT_TIMEOUT' })))
+      req.on('timeout', () =>
+        req.destroy(Object.assign(new Error(`no reply within ${this.options.timeoutMs} ms`), { code: 'CLIENT_TIMEOUT' })),
+      )
       req.on('error', reject)
       req.end(payload)
     })

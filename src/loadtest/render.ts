@@ -26,12 +26,23 @@ export function renderLoadtest(results: PatternResult[]): string {
     ['held during LLM call', (r) => fmt(r.heldDuringLlmCalls)],
     ['max server connections', (r) => (r.maxServerConnections === null ? '-' : `${r.maxServerConnections} (pool max ${r.poolMax})`)],
     ['chat server loop busy', (r) => fmt(r.serverEventLoopUtilization === null ? null : r.serverEventLoopUtilization * 100, 0, ' %')],
-    ['CPU ms/turn server/PG/users/mock', (r) => [r.cpuMsPerTurn.chatServer, r.cpuMsPerTurn.postgres, r.cpuMsPerTurn.loadGenerator, r.cpuMsPerTurn.mockLlm].map((v) => fmt(v, 1)).join(' / ')],
+    [
+      'CPU ms/turn server/PG/users/mock',
+      (r) =>
+        [r.cpuMsPerTurn.chatServer, r.cpuMsPerTurn.postgres, r.cpuMsPerTurn.loadGenerator, r.cpuMsPerTurn.mockLlm]
+          .map((v) => fmt(v, 1))
+          .join(' / '),
+    ],
   ]
   const label = Math.max(...rows.map(([name]) => name.length)) + 2
   const cells = results.map((r) => [r.pattern, ...rows.map(([, cell]) => cell(r))])
   const widths = cells.map((column) => Math.max(...column.map((c) => c.length)) + 2)
-  const line = (name: string, i: number) => name.padEnd(label) + cells.map((column, c) => column[i]!.padEnd(widths[c]!)).join('').trimEnd()
+  const line = (name: string, i: number) =>
+    name.padEnd(label) +
+    cells
+      .map((column, c) => column[i]!.padEnd(widths[c]!))
+      .join('')
+      .trimEnd()
   const header = [
     `${first.concurrency} virtual users, LLM call ${first.llmLatencyMs} ms${first.stream ? ' (streaming)' : ''}, pool max ${first.poolMax}, ${Math.round(first.windowMs / 1000)} s measured` +
       ` — Little's-law limit ${fmt(limit, 1)} turns/s (concurrency / LLM latency)`,
@@ -41,7 +52,10 @@ export function renderLoadtest(results: PatternResult[]): string {
     '',
   ]
   const reading = results.map((r) => {
-    const mismatch = r.llmRequestsRows !== null && r.llmRequestsRows !== r.successes ? `; ${r.llmRequestsRows} ok cost rows for ${r.successes} replies: check billing` : ''
+    const mismatch =
+      r.llmRequestsRows !== null && r.llmRequestsRows !== r.successes
+        ? `; ${r.llmRequestsRows} ok cost rows for ${r.successes} replies: check billing`
+        : ''
     return `${r.pattern}: ${fmt(r.littleLawRatio * 100, 0)} % of the limit${r.poolTimeouts ? `, ${r.poolTimeouts} pool timeouts` : ''}${r.heldDuringLlmCalls ? `, ${r.heldDuringLlmCalls} LLM calls made while holding a connection` : ''}${mismatch}${r.interrupted ? ' (interrupted)' : ''}`
   })
   return [...header, ...reading].join('\n')

@@ -74,7 +74,13 @@ const POLL_MS = 100
 /** The mock's settings for a whole call of `latencyMs`: a stream spends the last ≤100 ms sending tokens. */
 export function mockSettings(latencyMs: number, stream: boolean, outputTokens: number): MockLlmOptions {
   const streamMs = stream ? Math.min(100, Math.floor(latencyMs / 2)) : 0
-  return { latencyMs, ttftMs: latencyMs - streamMs, outputTokens, tokensPerSecond: streamMs > 0 ? (outputTokens * 1000) / streamMs : 1_000_000, toolUse: false }
+  return {
+    latencyMs,
+    ttftMs: latencyMs - streamMs,
+    outputTokens,
+    tokensPerSecond: streamMs > 0 ? (outputTokens * 1000) / streamMs : 1_000_000,
+    toolUse: false,
+  }
 }
 
 /** Polls pg_stat_activity for one application_name and keeps the maximum. */
@@ -112,7 +118,10 @@ async function warmPool(server: ChatServer, registry: Registry, poolMax: number)
 async function backendsCpuMs(monitor: pg.Client, applicationName: string): Promise<number | null> {
   const statement = backendPids(applicationName)
   const { rows } = await monitor.query<{ pid: number }>({ text: statement.text, values: statement.values })
-  return processesCpuMs(rows.map((r) => r.pid), 'postgres')
+  return processesCpuMs(
+    rows.map((r) => r.pid),
+    'postgres',
+  )
 }
 
 async function countRows(monitor: pg.Client, schema: string, prefix: string): Promise<{ ok: number; error: number }> {
@@ -121,7 +130,13 @@ async function countRows(monitor: pg.Client, schema: string, prefix: string): Pr
   return rows[0] ?? { ok: 0, error: 0 }
 }
 
-async function runPattern(o: LoadtestOptions, pattern: ChatPattern, runId: string, mock: MockThread | undefined, monitor: pg.Client | undefined): Promise<PatternResult> {
+async function runPattern(
+  o: LoadtestOptions,
+  pattern: ChatPattern,
+  runId: string,
+  mock: MockThread | undefined,
+  monitor: pg.Client | undefined,
+): Promise<PatternResult> {
   const idPrefix = `lt-${runId}-${pattern}-`
   const applicationName = `warden-loadtest-${runId}-${pattern}`
   const poolName = `loadtest_${pattern}`
@@ -149,21 +164,32 @@ async function runPattern(o: LoadtestOptions, pattern: ChatPattern, runId: strin
   const poller = monitor && server ? connectionPoller(monitor, applicationName) : undefined
   try {
     const elu = performance.eventLoopUtilization()
-    const cpuBefore = { server: threadCpuMs(), mock: (await mock?.cpuMs()) ?? null, postgres: monitor && server ? await backendsCpuMs(monitor, applicationName) : null }
-    const driven = await driveInThread({
-      chatUrl: server?.chatUrl ?? o.targetUrl!,
-      concurrency: o.concurrency,
-      turns: o.turns,
-      stream: o.stream,
-      idPrefix,
-      durationMs: o.durationMs,
-      requests: o.requests,
-      rampUpMs: o.requests === undefined ? Math.min(o.llmLatencyMs, 5000) : 0,
-      drainMs: llmTimeoutMs + o.poolTimeoutMs * 2 + 5000,
-      requestTimeoutMs: llmTimeoutMs + o.poolTimeoutMs * 2 + 5000,
-    }, o.signal, o.onProgress ? (snapshot) => o.onProgress!(pattern, snapshot) : undefined)
+    const cpuBefore = {
+      server: threadCpuMs(),
+      mock: (await mock?.cpuMs()) ?? null,
+      postgres: monitor && server ? await backendsCpuMs(monitor, applicationName) : null,
+    }
+    const driven = await driveInThread(
+      {
+        chatUrl: server?.chatUrl ?? o.targetUrl!,
+        concurrency: o.concurrency,
+        turns: o.turns,
+        stream: o.stream,
+        idPrefix,
+        durationMs: o.durationMs,
+        requests: o.requests,
+        rampUpMs: o.requests === undefined ? Math.min(o.llmLatencyMs, 5000) : 0,
+        drainMs: llmTimeoutMs + o.poolTimeoutMs * 2 + 5000,
+        requestTimeoutMs: llmTimeoutMs + o.poolTimeoutMs * 2 + 5000,
+      },
+      o.signal,
+      o.onProgress ? (snapshot) => o.onProgress!(pattern, snapshot) : undefined,
+    )
     const serverElu = server ? performance.eventLoopUtilization(elu).utilization : null
-    const perTurn = (before: number | null, after: number | null) => (server && before !== null && after !== null && driven.successes > 0 ? Math.round(((after - before) / driven.successes) * 100) / 100 : null)
+    const perTurn = (before: number | null, after: number | null) =>
+      server && before !== null && after !== null && driven.successes > 0
+        ? Math.round(((after - before) / driven.successes) * 100) / 100
+        : null
     const cpuMsPerTurn = {
       chatServer: perTurn(cpuBefore.server, threadCpuMs()),
       postgres: perTurn(cpuBefore.postgres, monitor && server ? await backendsCpuMs(monitor, applicationName) : null),

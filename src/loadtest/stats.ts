@@ -20,7 +20,9 @@ async function seriesOf(registry: Registry, name: string): Promise<SeriesValue[]
 
 /** Sum of a counter's series whose labels include `labels`. */
 export async function counterValue(registry: Registry, name: string, labels: Record<string, string>): Promise<number> {
-  return (await seriesOf(registry, name)).filter((v) => Object.entries(labels).every(([k, want]) => v.labels[k] === want)).reduce((sum, v) => sum + v.value, 0)
+  return (await seriesOf(registry, name))
+    .filter((v) => Object.entries(labels).every(([k, want]) => v.labels[k] === want))
+    .reduce((sum, v) => sum + v.value, 0)
 }
 
 /**
@@ -28,7 +30,12 @@ export async function counterValue(registry: Registry, name: string, labels: Rec
  * histogram_quantile() does, so the figure matches what a dashboard would show. Null without
  * observations.
  */
-export async function histogramQuantile(registry: Registry, name: string, labels: Record<string, string>, q: number): Promise<number | null> {
+export async function histogramQuantile(
+  registry: Registry,
+  name: string,
+  labels: Record<string, string>,
+  q: number,
+): Promise<number | null> {
   const buckets = (await seriesOf(registry, name))
     .filter((v) => v.metricName === `${name}_bucket` && Object.entries(labels).every(([k, want]) => v.labels[k] === want))
     .map((v) => ({ le: v.labels.le === '+Inf' ? Number.POSITIVE_INFINITY : Number(v.labels.le), count: v.value }))

@@ -23,7 +23,14 @@ function newWorker(name: string, workerData: unknown): Worker {
   return new Worker(bootstrap, { eval: true, workerData })
 }
 
-type WorkerMessage = { url?: string; tick?: DriveSnapshot; result?: DriveResult; stats?: MockLlmStats; cpuMs?: number | null; error?: string }
+type WorkerMessage = {
+  url?: string
+  tick?: DriveSnapshot
+  result?: DriveResult
+  stats?: MockLlmStats
+  cpuMs?: number | null
+  error?: string
+}
 
 function start(name: string, data: unknown, onMessage: (message: WorkerMessage) => void): { worker: Worker; exited: Promise<void> } {
   const worker = newWorker(name, data)
@@ -71,7 +78,11 @@ export function startMockThread(options: MockLlmOptions): Promise<MockThread> {
 }
 
 /** drive() in its own thread; `signal` stops it the way it stops drive(). cpuMs: the thread's CPU during the run. */
-export function driveInThread(options: Omit<DriveOptions, 'signal' | 'onTick'>, signal: AbortSignal | undefined, onTick: ((s: DriveSnapshot) => void) | undefined): Promise<DriveResult & { cpuMs: number | null }> {
+export function driveInThread(
+  options: Omit<DriveOptions, 'signal' | 'onTick'>,
+  signal: AbortSignal | undefined,
+  onTick: ((s: DriveSnapshot) => void) | undefined,
+): Promise<DriveResult & { cpuMs: number | null }> {
   return new Promise((resolve, reject) => {
     const { worker, exited } = start('drive-worker', options, (message) => {
       if (message.tick) onTick?.(message.tick)

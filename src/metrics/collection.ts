@@ -62,8 +62,18 @@ export class Collection {
     this.timeoutMs = (options.timeoutSeconds ?? options.config.server.collectTimeout) * 1000
     const registers = [options.registry]
     this.pgUp = new Gauge({ name: 'warden_pg_up', help: 'Whether the last collection round reached PostgreSQL (1) or not (0).', registers })
-    this.success = new Gauge({ name: 'warden_collector_success', help: 'Whether the last run of each metrics collector succeeded within its deadline.', labelNames: ['collector'], registers })
-    this.duration = new Gauge({ name: 'warden_collector_duration_seconds', help: 'Duration of the last run of each metrics collector.', labelNames: ['collector'], registers })
+    this.success = new Gauge({
+      name: 'warden_collector_success',
+      help: 'Whether the last run of each metrics collector succeeded within its deadline.',
+      labelNames: ['collector'],
+      registers,
+    })
+    this.duration = new Gauge({
+      name: 'warden_collector_duration_seconds',
+      help: 'Duration of the last run of each metrics collector.',
+      labelNames: ['collector'],
+      registers,
+    })
     this.lastSuccess = new Gauge({
       name: 'warden_collect_last_success_timestamp_seconds',
       help: 'Unix time of the last successful run of each metrics collector (0: none yet): how stale its gauges are.',
@@ -148,7 +158,11 @@ export class Collection {
     }
     this.pgUp.set(up ? 1 : 0)
     if (up && this.databaseUp === false) this.options.logger.info({ event: 'pg_up' }, 'metrics collection reaches PostgreSQL again')
-    if (!up && this.databaseUp !== false) this.options.logger.warn({ event: 'pg_down', error: reason }, 'metrics collection cannot reach PostgreSQL; gauges keep their last values')
+    if (!up && this.databaseUp !== false)
+      this.options.logger.warn(
+        { event: 'pg_down', error: reason },
+        'metrics collection cannot reach PostgreSQL; gauges keep their last values',
+      )
     this.databaseUp = up
     return up
   }
@@ -156,7 +170,11 @@ export class Collection {
   private linkedController(): AbortController {
     const controller = new AbortController()
     if (this.stopping.signal.aborted) controller.abort(this.stopping.signal.reason)
-    else this.stopping.signal.addEventListener('abort', () => controller.abort(this.stopping.signal.reason), { once: true, signal: controller.signal })
+    else
+      this.stopping.signal.addEventListener('abort', () => controller.abort(this.stopping.signal.reason), {
+        once: true,
+        signal: controller.signal,
+      })
     return controller
   }
 

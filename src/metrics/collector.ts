@@ -52,7 +52,11 @@ export interface CollectorEnv {
 /** Creates a collector and its metrics in `env.registry`; called once per registry. */
 export type CollectorFactory = (env: CollectorEnv) => Collector
 
-export async function readOnlyWithDeadline<T>(db: Database, ctx: Pick<CollectContext, 'signal' | 'remainingMs'>, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+export async function readOnlyWithDeadline<T>(
+  db: Database,
+  ctx: Pick<CollectContext, 'signal' | 'remainingMs'>,
+  work: (client: pg.PoolClient) => Promise<T>,
+): Promise<T> {
   return db.transaction(async (client) => {
     // The wait for a pooled connection may have used up the deadline: do not start a query then.
     if (ctx.signal.aborted) throw new Error('deadline passed while waiting for a connection')

@@ -7,7 +7,12 @@ export class DeadlineError extends Error {
  * the deadline passes, so the work can stop early). The work itself keeps running in the
  * background — statements end at their own statement_timeout — only its answer is ignored.
  */
-export function withDeadline<T>(work: Promise<T>, timeoutMs: number, controller: AbortController = new AbortController(), label = ''): Promise<T> {
+export function withDeadline<T>(
+  work: Promise<T>,
+  timeoutMs: number,
+  controller: AbortController = new AbortController(),
+  label = '',
+): Promise<T> {
   work.catch(() => undefined)
   const message = `${label}no answer within ${Math.round(timeoutMs)} ms`
   let timer: NodeJS.Timeout | undefined

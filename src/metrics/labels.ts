@@ -8,7 +8,8 @@ export const OTHER_LABEL = '(other)'
 /** an empty label value is the same as no label to Prometheus: name it instead */
 export const EMPTY_LABEL = '(none)'
 
-export const labelValue = (value: string | null | undefined): string => (value === null || value === undefined || value === '' ? EMPTY_LABEL : value)
+export const labelValue = (value: string | null | undefined): string =>
+  value === null || value === undefined || value === '' ? EMPTY_LABEL : value
 
 /** The label values that keep their own series: the `max - 1` largest by count when there are more than `max`. */
 export function keptLabels(counts: Iterable<{ label: string; count: number }>, max = MAX_LABEL_VALUES): (label: string) => string {

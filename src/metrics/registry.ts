@@ -6,7 +6,11 @@ import { collectDefaultMetrics, Registry, type Metric } from 'prom-client'
  * for counters. The per-type gauges beside them (`nodejs_active_handles{type}` and the others)
  * carry the same information: `sum(nodejs_active_handles)` is the total.
  */
-export const PROMTOOL_REJECTED_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'] as const
+export const PROMTOOL_REJECTED_DEFAULTS = [
+  'nodejs_active_handles_total',
+  'nodejs_active_requests_total',
+  'nodejs_active_resources_total',
+] as const
 
 export interface RegistryOptions {
   /** process_* and nodejs_* metrics (default true) */
@@ -44,7 +48,9 @@ export function getOrCreateMetric<M extends Metric<string>>(
   if (existing === undefined) return create()
   const labels = [...((existing as unknown as { labelNames?: string[] }).labelNames ?? [])].sort().join(',')
   if (!(existing instanceof kind) || labels !== [...labelNames].sort().join(',')) {
-    throw new Error(`metric ${name} is already registered as ${existing.constructor.name} with labels [${labels}]; expected ${kind.name} with [${labelNames.join(', ')}]`)
+    throw new Error(
+      `metric ${name} is already registered as ${existing.constructor.name} with labels [${labels}]; expected ${kind.name} with [${labelNames.join(', ')}]`,
+    )
   }
   return existing
 }

@@ -12,7 +12,9 @@ export type SweepRunResult = (typeof SWEEP_RESULTS)[number]
  * Sweeps take milliseconds on a clean table and minutes on a backlog of millions of orphans
  * (5000 rows a batch); the buckets cover both ends, up to about 20 minutes.
  */
-export const SWEEP_DURATION_BUCKETS: readonly number[] = Object.freeze([0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320, 640, 1280])
+export const SWEEP_DURATION_BUCKETS: readonly number[] = Object.freeze([
+  0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320, 640, 1280,
+])
 
 /**
  * How one sweep ended. The same shape as the scheduler's `onSweep` hook, so
@@ -63,13 +65,18 @@ export class WardenMetrics {
   ) {
     const registers = [registry]
     // Shared with the chat path (disconnect, shutdown closes), which may have registered it first.
-    this.sessionsClosed = getOrCreateMetric(registry, 'warden_sessions_closed_total', Counter, ['reason'], () =>
-      new Counter({
-        name: 'warden_sessions_closed_total',
-        help: 'Sessions closed by this process, by reason (orphan_sweep, bulk_close, shutdown, disconnect).',
-        labelNames: ['reason'],
-        registers,
-      }),
+    this.sessionsClosed = getOrCreateMetric(
+      registry,
+      'warden_sessions_closed_total',
+      Counter,
+      ['reason'],
+      () =>
+        new Counter({
+          name: 'warden_sessions_closed_total',
+          help: 'Sessions closed by this process, by reason (orphan_sweep, bulk_close, shutdown, disconnect).',
+          labelNames: ['reason'],
+          registers,
+        }),
     ) as Counter<'reason'>
     this.sweepRuns = new Counter({
       name: 'warden_sweep_runs_total',

@@ -11,7 +11,14 @@ import { INSTRUMENTATION, PoolInstrumentation, type InstrumentPoolOptions, type 
 
 export { PoolInstrumentation, type InstrumentPoolOptions } from './pool-instrumentation.js'
 export { POOL_METRIC_NAMES, POOL_TIME_BUCKETS, poolMetrics, type PoolMetrics } from './metrics.js'
-export { ConnectionHeldDuringLlmCallError, heldClients, llmCall, poolScope, type HeldClientInfo, type LlmCallOptions } from './held-detector.js'
+export {
+  ConnectionHeldDuringLlmCallError,
+  heldClients,
+  llmCall,
+  poolScope,
+  type HeldClientInfo,
+  type LlmCallOptions,
+} from './held-detector.js'
 export { consoleLogger, type PoolLogger, type PoolWarning } from './logger.js'
 
 /** A point-in-time view of a pool, for the admin API and probes. */

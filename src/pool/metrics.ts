@@ -7,7 +7,8 @@ import { getOrCreateMetric } from '../metrics/registry.js'
  * module exists for (connections held across LLM calls) live at 5–120 s.
  */
 export const POOL_TIME_BUCKETS: readonly number[] = Object.freeze([
-  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92, 163.84, 327.68, 655.36,
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92, 163.84, 327.68,
+  655.36,
 ])
 
 /** Metric names are part of the product (docs: SPEC.md, Metrics). */
@@ -49,7 +50,6 @@ export interface PoolMetrics {
   namesSeen: Set<string>
 }
 
-
 function sourcesOf(metric: Gauge<string>): Map<string, PoolGaugeSource> {
   const holder = metric as unknown as WithSources
   holder[SOURCES] ??= new Map()
@@ -62,66 +62,96 @@ function sourcesOf(metric: Gauge<string>): Map<string, PoolGaugeSource> {
  */
 export function poolMetrics(registry: Registry): PoolMetrics {
   const registers = [registry]
-  const connectionCount = getOrCreateMetric(registry, POOL_METRIC_NAMES.connectionCount, Gauge, ['pool_name', 'state'], () =>
-    new Gauge({
-      name: POOL_METRIC_NAMES.connectionCount,
-      help: 'Connections of the client pool by state: idle in the pool, or used (checked out, or being opened).',
-      labelNames: ['pool_name', 'state'] as const,
-      registers,
-      collect() {
-        this.reset()
-        for (const source of sourcesOf(this).values()) {
-          this.set({ pool_name: source.poolName, state: 'idle' }, source.idle)
-          this.set({ pool_name: source.poolName, state: 'used' }, source.used)
-        }
-      },
-    }),
+  const connectionCount = getOrCreateMetric(
+    registry,
+    POOL_METRIC_NAMES.connectionCount,
+    Gauge,
+    ['pool_name', 'state'],
+    () =>
+      new Gauge({
+        name: POOL_METRIC_NAMES.connectionCount,
+        help: 'Connections of the client pool by state: idle in the pool, or used (checked out, or being opened).',
+        labelNames: ['pool_name', 'state'] as const,
+        registers,
+        collect() {
+          this.reset()
+          for (const source of sourcesOf(this).values()) {
+            this.set({ pool_name: source.poolName, state: 'idle' }, source.idle)
+            this.set({ pool_name: source.poolName, state: 'used' }, source.used)
+          }
+        },
+      }),
   ) as Gauge<'pool_name' | 'state'>
-  const pendingRequests = getOrCreateMetric(registry, POOL_METRIC_NAMES.pendingRequests, Gauge, ['pool_name'], () =>
-    new Gauge({
-      name: POOL_METRIC_NAMES.pendingRequests,
-      help: 'connect() calls of the pool still waiting for a connection (queued, or waiting for a new one to open).',
-      labelNames: ['pool_name'] as const,
-      registers,
-      collect() {
-        this.reset()
-        for (const source of sourcesOf(this).values()) this.set({ pool_name: source.poolName }, source.pending)
-      },
-    }),
+  const pendingRequests = getOrCreateMetric(
+    registry,
+    POOL_METRIC_NAMES.pendingRequests,
+    Gauge,
+    ['pool_name'],
+    () =>
+      new Gauge({
+        name: POOL_METRIC_NAMES.pendingRequests,
+        help: 'connect() calls of the pool still waiting for a connection (queued, or waiting for a new one to open).',
+        labelNames: ['pool_name'] as const,
+        registers,
+        collect() {
+          this.reset()
+          for (const source of sourcesOf(this).values()) this.set({ pool_name: source.poolName }, source.pending)
+        },
+      }),
   ) as Gauge<'pool_name'>
-  const waitTime = getOrCreateMetric(registry, POOL_METRIC_NAMES.waitTime, Histogram, ['pool_name'], () =>
-    new Histogram({
-      name: POOL_METRIC_NAMES.waitTime,
-      help: 'Time from a connect() call (or pool.query) to a connection in hand, for successful acquires.',
-      labelNames: ['pool_name'] as const,
-      buckets: [...POOL_TIME_BUCKETS],
-      registers,
-    }),
+  const waitTime = getOrCreateMetric(
+    registry,
+    POOL_METRIC_NAMES.waitTime,
+    Histogram,
+    ['pool_name'],
+    () =>
+      new Histogram({
+        name: POOL_METRIC_NAMES.waitTime,
+        help: 'Time from a connect() call (or pool.query) to a connection in hand, for successful acquires.',
+        labelNames: ['pool_name'] as const,
+        buckets: [...POOL_TIME_BUCKETS],
+        registers,
+      }),
   ) as Histogram<'pool_name'>
-  const useTime = getOrCreateMetric(registry, POOL_METRIC_NAMES.useTime, Histogram, ['pool_name'], () =>
-    new Histogram({
-      name: POOL_METRIC_NAMES.useTime,
-      help: 'Time a connection was checked out of the pool, from acquire to release.',
-      labelNames: ['pool_name'] as const,
-      buckets: [...POOL_TIME_BUCKETS],
-      registers,
-    }),
+  const useTime = getOrCreateMetric(
+    registry,
+    POOL_METRIC_NAMES.useTime,
+    Histogram,
+    ['pool_name'],
+    () =>
+      new Histogram({
+        name: POOL_METRIC_NAMES.useTime,
+        help: 'Time a connection was checked out of the pool, from acquire to release.',
+        labelNames: ['pool_name'] as const,
+        buckets: [...POOL_TIME_BUCKETS],
+        registers,
+      }),
   ) as Histogram<'pool_name'>
-  const timeouts = getOrCreateMetric(registry, POOL_METRIC_NAMES.timeouts, Counter, ['pool_name'], () =>
-    new Counter({
-      name: POOL_METRIC_NAMES.timeouts,
-      help: 'connect() calls that failed because connectionTimeoutMillis passed (pool exhausted, or a new connection too slow to open).',
-      labelNames: ['pool_name'] as const,
-      registers,
-    }),
+  const timeouts = getOrCreateMetric(
+    registry,
+    POOL_METRIC_NAMES.timeouts,
+    Counter,
+    ['pool_name'],
+    () =>
+      new Counter({
+        name: POOL_METRIC_NAMES.timeouts,
+        help: 'connect() calls that failed because connectionTimeoutMillis passed (pool exhausted, or a new connection too slow to open).',
+        labelNames: ['pool_name'] as const,
+        registers,
+      }),
   ) as Counter<'pool_name'>
-  const heldDuringLlmCall = getOrCreateMetric(registry, POOL_METRIC_NAMES.heldDuringLlmCall, Counter, ['pool_name', 'operation'], () =>
-    new Counter({
-      name: POOL_METRIC_NAMES.heldDuringLlmCall,
-      help: 'LLM calls (llmCall) that started while their async context still held a connection checked out of this pool.',
-      labelNames: ['pool_name', 'operation'] as const,
-      registers,
-    }),
+  const heldDuringLlmCall = getOrCreateMetric(
+    registry,
+    POOL_METRIC_NAMES.heldDuringLlmCall,
+    Counter,
+    ['pool_name', 'operation'],
+    () =>
+      new Counter({
+        name: POOL_METRIC_NAMES.heldDuringLlmCall,
+        help: 'LLM calls (llmCall) that started while their async context still held a connection checked out of this pool.',
+        labelNames: ['pool_name', 'operation'] as const,
+        registers,
+      }),
   ) as Counter<'pool_name' | 'operation'>
   // Both gauges read the same map: register a pool once, it shows in both.
   const sources = sourcesOf(connectionCount)
@@ -167,7 +197,13 @@ export function poolObserver(histogram: Histogram<'pool_name'>, poolName: string
     for (const candidate of Object.keys(map)) {
       const found = map[candidate]
       if (found === undefined || found.labels?.pool_name !== poolName || Object.keys(found.labels).length !== 1) continue
-      if (typeof found.sum !== 'number' || typeof found.count !== 'number' || typeof found.bucketValues !== 'object' || found.bucketValues === null) continue
+      if (
+        typeof found.sum !== 'number' ||
+        typeof found.count !== 'number' ||
+        typeof found.bucketValues !== 'object' ||
+        found.bucketValues === null
+      )
+        continue
       if (!keys.every((bucket) => typeof found.bucketValues[bucket] === 'number')) continue
       key = candidate
       entry = found

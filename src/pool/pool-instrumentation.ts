@@ -1,7 +1,15 @@
 import { AsyncResource } from 'node:async_hooks'
 import type pg from 'pg'
 import { Registry, type Counter } from 'prom-client'
-import { CHECKOUT_FAILED, CHECKOUT_HELD, CHECKOUT_RELEASED, Checkout, enterCheckout, type CheckoutOwner, type HeldClientInfo } from './held-detector.js'
+import {
+  CHECKOUT_FAILED,
+  CHECKOUT_HELD,
+  CHECKOUT_RELEASED,
+  Checkout,
+  enterCheckout,
+  type CheckoutOwner,
+  type HeldClientInfo,
+} from './held-detector.js'
 import { consoleLogger, type PoolLogger, type PoolWarning } from './logger.js'
 import { poolMetrics, poolObserver, type PoolGaugeSource, type PoolMetrics } from './metrics.js'
 import { callSite, captureStack, DEFAULT_STACK_IGNORE, frameLocation, stackFrames, statementText, type CapturedStack } from './stack.js'
@@ -93,7 +101,8 @@ export class PoolInstrumentation implements CheckoutOwner, PoolGaugeSource {
     readonly pool: pg.Pool,
     options: InstrumentPoolOptions,
   ) {
-    if (typeof options.poolName !== 'string' || options.poolName.trim() === '') throw new Error('instrumentPool: poolName must be a non-empty string')
+    if (typeof options.poolName !== 'string' || options.poolName.trim() === '')
+      throw new Error('instrumentPool: poolName must be a non-empty string')
     this.poolName = options.poolName
     this.registry = options.registry ?? new Registry()
     this.logger = options.logger ?? consoleLogger
@@ -107,7 +116,9 @@ export class PoolInstrumentation implements CheckoutOwner, PoolGaugeSource {
     this.metrics = poolMetrics(this.registry)
     const other = this.metrics.sources.get(this.poolName)
     if (other !== undefined && other !== this) {
-      throw new Error(`instrumentPool: a live pool named "${this.poolName}" already reports to this registry; give each pool its own poolName`)
+      throw new Error(
+        `instrumentPool: a live pool named "${this.poolName}" already reports to this registry; give each pool its own poolName`,
+      )
     }
     this.metrics.sources.set(this.poolName, this)
     // series exist from the start (0), so rate() and "increase > 0" alerts work before the first
@@ -157,7 +168,8 @@ export class PoolInstrumentation implements CheckoutOwner, PoolGaugeSource {
       const now = performance.now()
       const convenience = self.convenienceDepth > 0
       let stack: CapturedStack | undefined
-      if (!convenience && self.stackMode !== STACKS_NEVER && (self.stackMode === STACKS_ALWAYS || now < self.stacksUntil)) stack = captureStack(connect)
+      if (!convenience && self.stackMode !== STACKS_NEVER && (self.stackMode === STACKS_ALWAYS || now < self.stacksUntil))
+        stack = captureStack(connect)
       const checkout = new Checkout(self, now, convenience, stack)
       self.pending += 1
       if (!convenience && self.detectHeldDuringLlmCall) enterCheckout(checkout)
@@ -293,7 +305,12 @@ export class PoolInstrumentation implements CheckoutOwner, PoolGaugeSource {
       const info = this.describeCheckout(checkout, now)
       if (!this.heldSites.firstTime(this.siteKey(info, `llm:${operation}`))) continue
       const llmFrames = stackFrames(llmCallStack)
-      const warning: PoolWarning = { event: 'db_connection_held_during_llm_call', operation, ...info, llmCallStack: llmFrames.length > 0 ? llmFrames.join('\n') : undefined }
+      const warning: PoolWarning = {
+        event: 'db_connection_held_during_llm_call',
+        operation,
+        ...info,
+        llmCallStack: llmFrames.length > 0 ? llmFrames.join('\n') : undefined,
+      }
       this.logger.warn(
         warning,
         `connection from pool "${this.poolName}" held during LLM call "${operation}": checked out ${info.heldMs} ms earlier${info.callSite ? ` ${info.callSite}` : ''} and not released; release it before calling the LLM${this.stackHint(checkout)}`,

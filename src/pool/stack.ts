@@ -6,7 +6,12 @@ const OWN_DIR = dirname(fileURLToPath(import.meta.url))
 const OWN_DIR_URL = pathToFileURL(OWN_DIR).href
 
 /** Frames that are never the application's call site: the driver, other packages, Node itself. */
-export const DEFAULT_STACK_IGNORE: readonly RegExp[] = Object.freeze([/[\\/]node_modules[\\/]/, /\(node:/, /^\s*at (async )?node:/, /\(internal\//])
+export const DEFAULT_STACK_IGNORE: readonly RegExp[] = Object.freeze([
+  /[\\/]node_modules[\\/]/,
+  /\(node:/,
+  /^\s*at (async )?node:/,
+  /\(internal\//,
+])
 
 /** A captured, not yet formatted stack: V8 only formats it when `.stack` is read. */
 export interface CapturedStack {

@@ -35,7 +35,10 @@ export function freshClient(url: string | undefined, applicationName: string): p
  */
 export async function closeQuietly(client: pg.Client, force = false): Promise<void> {
   if (force) (client as unknown as { connection?: { stream?: { destroy: () => void } } }).connection?.stream?.destroy()
-  await withDeadline(client.end().catch(() => undefined), 1000)
+  await withDeadline(
+    client.end().catch(() => undefined),
+    1000,
+  )
 }
 
 /** The SQLSTATE or socket errno of a driver error; "localhost" fails as an AggregateError of ::1 and 127.0.0.1. */
@@ -48,7 +51,14 @@ export function errorCode(error: unknown): string | undefined {
 
 export function errorMessage(error: unknown): string {
   const err = error as { message?: string; errors?: Array<{ message?: string }> }
-  return err.message || err.errors?.map((e) => e.message).filter(Boolean).join('; ') || String(error)
+  return (
+    err.message ||
+    err.errors
+      ?.map((e) => e.message)
+      .filter(Boolean)
+      .join('; ') ||
+    String(error)
+  )
 }
 
 export const elapsedMs = (since: number) => Math.round((performance.now() - since) * 10) / 10

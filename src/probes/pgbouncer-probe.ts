@@ -100,8 +100,10 @@ function toStats(row: Row): PgBouncerStats {
 
 function explain(code: string | undefined, message: string): string {
   if (code === 'ECONNREFUSED') return `${message} (is pgbouncer running, and are listen_addr and listen_port right?)`
-  if (/not allowed|no such user|password authentication/i.test(message)) return `${message} (the user must be listed in admin_users or stats_users)`
-  if (/unrecognized configuration parameter|syntax error/i.test(message)) return `${message} (is this a PgBouncer admin console? the URL's database must be "pgbouncer")`
+  if (/not allowed|no such user|password authentication/i.test(message))
+    return `${message} (the user must be listed in admin_users or stats_users)`
+  if (/unrecognized configuration parameter|syntax error/i.test(message))
+    return `${message} (is this a PgBouncer admin console? the URL's database must be "pgbouncer")`
   return message
 }
 
@@ -114,7 +116,15 @@ export async function probePgBouncer(url: string, options: PgBouncerProbeOptions
   const shown = redactUrl(url)
   const client = freshClient(url, PROBE_APPLICATION_NAME)
   const started = performance.now()
-  const failed = (error: string): PgBouncerProbe => ({ url: shown, reachable: false, error, version: null, pools: [], stats: [], durationMs: elapsedMs(started) })
+  const failed = (error: string): PgBouncerProbe => ({
+    url: shown,
+    reachable: false,
+    error,
+    version: null,
+    pools: [],
+    stats: [],
+    durationMs: elapsedMs(started),
+  })
 
   const work = (async () => {
     await client.connect()
@@ -140,7 +150,9 @@ export async function probePgBouncer(url: string, options: PgBouncerProbeOptions
     }
   } catch (error) {
     const code = errorCode(error)
-    return failed(`cannot read PgBouncer admin console at ${shown}: ${explain(code, `${code && !errorMessage(error).includes(code) ? `${code} ` : ''}${errorMessage(error)}`)}`)
+    return failed(
+      `cannot read PgBouncer admin console at ${shown}: ${explain(code, `${code && !errorMessage(error).includes(code) ? `${code} ` : ''}${errorMessage(error)}`)}`,
+    )
   } finally {
     await closeQuietly(client, timedOut)
   }

@@ -213,10 +213,15 @@ export async function probeServer(db: Database, options: ServerProbeOptions = {}
   const longTransactionSeconds = options.longTransactionSeconds ?? DEFAULT_LONG_TRANSACTION_SECONDS
   const queryLength = Math.max(1, Math.floor(options.queryLength ?? DEFAULT_QUERY_LENGTH))
   return db.transaction(async (client) => {
-    const [identity] = await db.rows<{ pid: number; user: string; database: string; probedAt: Date; canReadAllStats: boolean; versionNum: number; version: string }>(
-      probeIdentity(),
-      client,
-    )
+    const [identity] = await db.rows<{
+      pid: number
+      user: string
+      database: string
+      probedAt: Date
+      canReadAllStats: boolean
+      versionNum: number
+      version: string
+    }>(probeIdentity(), client)
     const self = identity!
     const names = settingNames(self.versionNum)
     const settingRows = new Map((await db.rows<SettingRow>(settings(names), client)).map((row) => [row.name, row]))
@@ -237,31 +242,40 @@ export async function probeServer(db: Database, options: ServerProbeOptions = {}
     const byPid = new Map(notable.map((row) => [row.pid, row]))
     const idleInTransaction = notable
       .filter((row) => row.state?.startsWith('idle in transaction'))
-      .map(
-        (row): IdleInTransaction => ({
-          ...toRef(row),
-          state: row.state as IdleInTransaction['state'],
-          aborted: row.state === 'idle in transaction (aborted)',
-          transactionSeconds: row.transactionSeconds ?? 0,
-          idleSeconds: row.stateSeconds ?? 0,
-        }),
-      )
+      .map((row): IdleInTransaction => ({
+        ...toRef(row),
+        state: row.state as IdleInTransaction['state'],
+        aborted: row.state === 'idle in transaction (aborted)',
+        transactionSeconds: row.transactionSeconds ?? 0,
+        idleSeconds: row.stateSeconds ?? 0,
+      }))
     const longTransactions = notable
       .filter((row) => row.transactionSeconds !== null && row.transactionSeconds >= longTransactionSeconds)
       .map((row): LongTransaction => ({ ...toRef(row), transactionSeconds: row.transactionSeconds! }))
     const lockWaits = notable
       .filter((row) => row.blockedBy.length > 0)
-      .map(
-        (row): LockWait => ({
-          ...toRef(row),
-          waitingSeconds: row.querySeconds,
-          waitEvent: row.waitEvent,
-          blockedBy: row.blockedBy.map((pid) => {
-            const blocker = byPid.get(pid)
-            return blocker ? toRef(blocker) : { pid, applicationName: '', user: null, database: null, clientAddr: null, state: null, transactionSeconds: null, query: null, queryTruncated: false, queryId: null }
-          }),
+      .map((row): LockWait => ({
+        ...toRef(row),
+        waitingSeconds: row.querySeconds,
+        waitEvent: row.waitEvent,
+        blockedBy: row.blockedBy.map((pid) => {
+          const blocker = byPid.get(pid)
+          return blocker
+            ? toRef(blocker)
+            : {
+                pid,
+                applicationName: '',
+                user: null,
+                database: null,
+                clientAddr: null,
+                state: null,
+                transactionSeconds: null,
+                query: null,
+                queryTruncated: false,
+                queryId: null,
+              }
         }),
-      )
+      }))
     const byWait = (a: LockWait, b: LockWait) => (b.waitingSeconds ?? 0) - (a.waitingSeconds ?? 0)
 
     const hiddenBackends = byState.hidden ?? 0

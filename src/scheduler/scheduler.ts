@@ -45,7 +45,8 @@ export interface Scheduler {
 }
 
 function validated(key: string, expression: string): string {
-  if (!cron.validate(expression)) throw configError(`${key} = ${JSON.stringify(expression)}: not a valid cron expression (node-cron syntax, 5 or 6 fields)`)
+  if (!cron.validate(expression))
+    throw configError(`${key} = ${JSON.stringify(expression)}: not a valid cron expression (node-cron syntax, 5 or 6 fields)`)
   return expression
 }
 

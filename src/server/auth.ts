@@ -17,18 +17,24 @@ export interface AdminAuth {
 export function adminAuth(token: string | undefined): AdminAuth {
   const expected = token === undefined ? undefined : digest(token)
   const presented = (req: Request): string | undefined => BEARER.exec(req.get('authorization') ?? '')?.[1]
-  const matches = (candidate: string | undefined) => expected !== undefined && candidate !== undefined && timingSafeEqual(digest(candidate), expected)
+  const matches = (candidate: string | undefined) =>
+    expected !== undefined && candidate !== undefined && timingSafeEqual(digest(candidate), expected)
   return {
     isAdmin: (req) => matches(presented(req)),
     require(req, _res, next) {
       if (expected === undefined) {
-        throw new ApiError(403, 'mutations_disabled', 'mutating routes are disabled: no admin token is configured (set WARDEN_ADMIN_TOKEN or server.adminToken, at least 16 characters)')
+        throw new ApiError(
+          403,
+          'mutations_disabled',
+          'mutating routes are disabled: no admin token is configured (set WARDEN_ADMIN_TOKEN or server.adminToken, at least 16 characters)',
+        )
       }
       const header = req.get('authorization')
       const challenge = { 'WWW-Authenticate': 'Bearer realm="warden"' }
       if (!header) throw new ApiError(401, 'unauthorized', 'this route needs an Authorization: Bearer <admin token> header', challenge)
       const candidate = presented(req)
-      if (candidate === undefined) throw new ApiError(401, 'unauthorized', 'the Authorization header must be "Bearer <admin token>"', challenge)
+      if (candidate === undefined)
+        throw new ApiError(401, 'unauthorized', 'the Authorization header must be "Bearer <admin token>"', challenge)
       if (!matches(candidate)) throw new ApiError(403, 'forbidden', 'the bearer token is not the admin token')
       next()
     },

@@ -51,7 +51,8 @@ export function toApiError(error: unknown): ApiError | undefined {
   const http = error as { status?: number; type?: string; expose?: boolean; message?: string }
   if (http.type === 'entity.parse.failed') return new ApiError(400, 'invalid_json', `the request body is not valid JSON: ${http.message}`)
   if (http.type === 'entity.too.large') return new ApiError(413, 'payload_too_large', 'the request body is too large')
-  if (typeof http.status === 'number' && http.status >= 400 && http.status < 500 && http.expose) return new ApiError(http.status, 'bad_request', http.message ?? 'bad request')
+  if (typeof http.status === 'number' && http.status >= 400 && http.status < 500 && http.expose)
+    return new ApiError(http.status, 'bad_request', http.message ?? 'bad request')
   return undefined
 }
 

@@ -42,7 +42,14 @@ export interface LoggerOptions {
   isTTY?: boolean
 }
 
-const LEVEL_COLORS: Record<string, string> = { fatal: '\x1b[35m', error: '\x1b[31m', warn: '\x1b[33m', info: '\x1b[32m', debug: '\x1b[36m', trace: '\x1b[90m' }
+const LEVEL_COLORS: Record<string, string> = {
+  fatal: '\x1b[35m',
+  error: '\x1b[31m',
+  warn: '\x1b[33m',
+  info: '\x1b[32m',
+  debug: '\x1b[36m',
+  trace: '\x1b[90m',
+}
 const SKIPPED_KEYS = new Set(['level', 'time', 'msg', 'pid', 'hostname'])
 
 /** One line per entry for a terminal: `12:04:05.120 INFO  message key=value …`. */

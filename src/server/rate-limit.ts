@@ -16,9 +16,14 @@ export function mutationRateLimit(perMinute: number, now: () => number = Date.no
     while (recent.length > 0 && recent[0]! <= t - WINDOW_MS) recent.shift()
     if (recent.length >= perMinute) {
       const retryAfter = Math.max(1, Math.ceil((recent[0]! + WINDOW_MS - t) / 1000))
-      throw new ApiError(429, 'rate_limited', `at most ${perMinute} mutating request(s) per minute (server.mutationsPerMinute); retry in ${retryAfter} s`, {
-        'Retry-After': String(retryAfter),
-      })
+      throw new ApiError(
+        429,
+        'rate_limited',
+        `at most ${perMinute} mutating request(s) per minute (server.mutationsPerMinute); retry in ${retryAfter} s`,
+        {
+          'Retry-After': String(retryAfter),
+        },
+      )
     }
     recent.push(t)
     next()

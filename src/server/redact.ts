@@ -16,4 +16,5 @@ export function hideQueryTexts<T>(value: T): T {
 }
 
 /** Doctor's messages quote the last query as `last query: "…"` (JSON string). */
-export const hideQuotedQueries = (message: string): string => message.replace(/(last query|query): "(?:[^"\\]|\\.)*"/g, '$1: (shown with the admin token)')
+export const hideQuotedQueries = (message: string): string =>
+  message.replace(/(last query|query): "(?:[^"\\]|\\.)*"/g, '$1: (shown with the admin token)')

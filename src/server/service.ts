@@ -87,7 +87,11 @@ async function checkMapping(db: Database, config: WardenConfig, sessionTable: Se
   }
   if (config.server.adminToken) {
     const [audit] = await db.rows<{ exists: boolean }>(auditTableExists(config.wardenSchema)).catch(() => [{ exists: true }])
-    if (!audit?.exists) logger.warn({ schema: config.wardenSchema }, 'the audit table does not exist: applied sweeps and closes will fail until `warden db migrate` runs')
+    if (!audit?.exists)
+      logger.warn(
+        { schema: config.wardenSchema },
+        'the audit table does not exist: applied sweeps and closes will fail until `warden db migrate` runs',
+      )
   }
 }
 
@@ -101,7 +105,8 @@ export async function startService(options: ServiceOptions): Promise<Service> {
   const db = openDatabase(config, logger, registry, 'warden', config.database.poolMax)
   const collectorDb = openDatabase(config, logger, registry, 'warden_collector', Math.min(COLLECTOR_POOL_MAX, config.database.poolMax))
   let chatPoolEnd: (() => Promise<unknown>) | undefined
-  const closePools = () => Promise.all([db.close().catch(() => undefined), collectorDb.close().catch(() => undefined), chatPoolEnd?.().catch(() => undefined)])
+  const closePools = () =>
+    Promise.all([db.close().catch(() => undefined), collectorDb.close().catch(() => undefined), chatPoolEnd?.().catch(() => undefined)])
   const sessionTable = sessionTableResolver(db, config.sessions)
   const shutdown = new AbortController()
 
@@ -119,10 +124,14 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     sessionTable,
     registry,
     // A scheduled doctor publishes the check metrics; collecting them too would run every check twice.
-    collectors: (options.collectors ?? defaultCollectors({ checks: !(scheduling && config.scheduler.doctor) })).map((factory) => factory(env)),
+    collectors: (options.collectors ?? defaultCollectors({ checks: !(scheduling && config.scheduler.doctor) })).map((factory) =>
+      factory(env),
+    ),
     logger,
   })
-  const chat = options.chat ? createChatMount({ ...options.chat, databaseUrl: options.chat.databaseUrl ?? config.database.url }, registry) : null
+  const chat = options.chat
+    ? createChatMount({ ...options.chat, databaseUrl: options.chat.databaseUrl ?? config.database.url }, registry)
+    : null
   const app = createApp({
     db,
     config,
@@ -144,7 +153,11 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     await closePools()
     const err = error as NodeJS.ErrnoException
     if (err.code === 'EADDRINUSE' || err.code === 'EACCES' || err.code === 'EADDRNOTAVAIL') {
-      throw new WardenError(`cannot listen on ${config.server.host}:${config.server.port}: ${err.code}`, ExitCode.unavailable, 'pick another --port or --host')
+      throw new WardenError(
+        `cannot listen on ${config.server.host}:${config.server.port}: ${err.code}`,
+        ExitCode.unavailable,
+        'pick another --port or --host',
+      )
     }
     throw error
   }
@@ -170,7 +183,15 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     }
     logger.info({ jobs: scheduler.jobs, sweepApply: config.scheduler.sweepApply }, 'scheduler started')
   }
-  logger.info({ url: http.url, database: redactUrl(config.database.url), table: config.sessions.table, mutations: config.server.adminToken ? 'enabled' : 'disabled (no admin token)' }, 'warden serve listening')
+  logger.info(
+    {
+      url: http.url,
+      database: redactUrl(config.database.url),
+      table: config.sessions.table,
+      mutations: config.server.adminToken ? 'enabled' : 'disabled (no admin token)',
+    },
+    'warden serve listening',
+  )
 
   let closing: Promise<{ forced: boolean }> | undefined
   return {
@@ -190,7 +211,10 @@ export async function startService(options: ServiceOptions): Promise<Service> {
         // Readiness turns 503 and running sweeps stop after their batch in flight; then drain.
         shutdown.abort()
         // The chat path rejects new turns, lets those in flight finish, then closes the sessions it opened.
-        const chatClosing = chat?.close({ graceMs: Math.min(graceMs, options.chat?.graceMs ?? 5000), closeSessions: !options.chat?.keepSessions })
+        const chatClosing = chat?.close({
+          graceMs: Math.min(graceMs, options.chat?.graceMs ?? 5000),
+          closeSessions: !options.chat?.keepSessions,
+        })
         const [forced, , , chatClosed] = await Promise.all([http.close(graceMs), collection.stop(), scheduler?.stop(), chatClosing])
         if (chatClosed) logger.info({ closedSessions: chatClosed.closedSessions }, 'chat path stopped; closed its open sessions')
         chatPoolEnd = undefined

@@ -9,16 +9,21 @@ const inRange = (number: z.ZodNumber, min: number, max: number) => {
   return number.int(expected).min(min, expected).max(max, expected)
 }
 /** Query parameters are strings: "100" is fine there. */
-const intFrom = (min: number, max: number) => inRange(z.coerce.number({ invalid_type_error: `expected an integer from ${min} to ${max}` }), min, max)
+const intFrom = (min: number, max: number) =>
+  inRange(z.coerce.number({ invalid_type_error: `expected an integer from ${min} to ${max}` }), min, max)
 /** Body integers must be JSON numbers: "100" in a JSON body is a client bug worth a 400. */
-const bodyInt = (min: number, max: number) => inRange(z.number({ invalid_type_error: `expected an integer from ${min} to ${max}` }), min, max)
+const bodyInt = (min: number, max: number) =>
+  inRange(z.number({ invalid_type_error: `expected an integer from ${min} to ${max}` }), min, max)
 
 /** "7d", "90m", or a number of seconds: the CLI's duration syntax. */
 const duration = durationSchema
 
 /** ?group=a&group=b arrives as an array, ?group=a as a string. */
 const repeated = (item: ZodTypeAny, max: number) =>
-  z.preprocess((value) => (value === undefined || Array.isArray(value) ? value : [value]), z.array(item).max(max, `expected at most ${max} values`).optional())
+  z.preprocess(
+    (value) => (value === undefined || Array.isArray(value) ? value : [value]),
+    z.array(item).max(max, `expected at most ${max} values`).optional(),
+  )
 
 const name = z.string().min(1, 'expected a non-empty string').max(200, 'expected at most 200 characters')
 const queryBoolean = z.enum(['true', 'false', '1', '0']).transform((value) => value === 'true' || value === '1')
@@ -61,13 +66,21 @@ export const closeBody = z
     olderThan: duration.optional(),
     groups: z.array(name).min(1, 'expected at least one group').max(100, 'expected at most 100 groups').optional(),
     // bigint ids may arrive as JSON numbers; the database casts the text to the column's type
-    ids: z.array(z.union([name, z.number().int()]).transform(String)).min(1, 'expected at least one id').max(10_000, 'expected at most 10000 ids').optional(),
+    ids: z
+      .array(z.union([name, z.number().int()]).transform(String))
+      .min(1, 'expected at least one id')
+      .max(10_000, 'expected at most 10000 ids')
+      .optional(),
   })
   .strict()
   .transform((body, ctx) => {
     const filter: BulkCloseFilter = { all: body.all, olderThanSeconds: body.olderThan, groups: body.groups, ids: body.ids }
     if (body.all && !isEmptyFilter(filter)) {
-      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['all'], message: 'closes every open session and cannot be combined with olderThan, groups or ids' })
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['all'],
+        message: 'closes every open session and cannot be combined with olderThan, groups or ids',
+      })
     } else if (!body.all && isEmptyFilter(filter)) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'a filter is required: {"all": true}, olderThan (e.g. "7d"), groups or ids' })
     }
@@ -89,7 +102,8 @@ export function parseBody<S extends ZodTypeAny>(schema: S, req: Request): z.outp
   const hasBody = Number(req.get('content-length') ?? 0) > 0 || req.get('transfer-encoding') !== undefined
   if (hasBody && !req.is('application/json')) throw new ApiError(415, 'unsupported_media_type', 'send the request body as application/json')
   const body: unknown = req.body ?? {}
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ApiError(400, 'invalid_request', 'body: expected a JSON object')
+  if (typeof body !== 'object' || body === null || Array.isArray(body))
+    throw new ApiError(400, 'invalid_request', 'body: expected a JSON object')
   const result = schema.safeParse(body)
   if (!result.success) throw validationError(result.error, 'field')
   return result.data

@@ -88,12 +88,20 @@ export async function closeSessions(db: Database, table: SessionTable, request: 
     try {
       return await runLocked(db, client, table, request, started)
     } finally {
-      await db.query(sql('close.unlock', 'SELECT pg_advisory_unlock(hashtextextended($1, 0))', [lockKey(table)]), client).catch(() => undefined)
+      await db
+        .query(sql('close.unlock', 'SELECT pg_advisory_unlock(hashtextextended($1, 0))', [lockKey(table)]), client)
+        .catch(() => undefined)
     }
   })
 }
 
-async function runLocked(db: Database, client: pg.PoolClient, table: SessionTable, request: CloseRequest, started: number): Promise<CloseReport> {
+async function runLocked(
+  db: Database,
+  client: pg.PoolClient,
+  table: SessionTable,
+  request: CloseRequest,
+  started: number,
+): Promise<CloseReport> {
   const warnings: string[] = []
   // One cutoff for the whole run: a session that goes silent during the sweep is next run's business.
   let filter = request.filter
@@ -109,7 +117,10 @@ async function runLocked(db: Database, client: pg.PoolClient, table: SessionTabl
 
   const auditReady = (await db.rows<{ exists: boolean }>(auditTableExists(request.wardenSchema), client))[0]?.exists ?? false
   if (!auditReady && !request.dryRun) {
-    throw new WardenError(`Warden's audit table ${request.wardenSchema}.audit_log does not exist, and mutations are always audited: run \`warden db migrate\` first`, ExitCode.config)
+    throw new WardenError(
+      `Warden's audit table ${request.wardenSchema}.audit_log does not exist, and mutations are always audited: run \`warden db migrate\` first`,
+      ExitCode.config,
+    )
   }
   if (!table.idUnique) {
     warnings.push(`${table.config.columns.id} has no unique index: batches may leave a few sessions for the next run`)
@@ -171,7 +182,13 @@ async function runLocked(db: Database, client: pg.PoolClient, table: SessionTabl
       }
       const batchStarted = performance.now()
       const [batch] = await db.rows<{ picked: string; cursor: string | null; byGroup: Record<string, number> }>(
-        closeBatch(table, filter, { cursor, batchSize: budget, closeTimestamp: table.config.closeTimestamp, auditTable: auditTable(request.wardenSchema), auditId }),
+        closeBatch(table, filter, {
+          cursor,
+          batchSize: budget,
+          closeTimestamp: table.config.closeTimestamp,
+          auditTable: auditTable(request.wardenSchema),
+          auditId,
+        }),
         client,
       )
       report.maxBatchMs = Math.max(report.maxBatchMs, performance.now() - batchStarted)
@@ -188,7 +205,9 @@ async function runLocked(db: Database, client: pg.PoolClient, table: SessionTabl
     }
     // Everything that matched was closed: nothing can be left (the cutoff is fixed), so skip the count.
     report.remaining =
-      report.closed >= matched ? 0 : (await db.rows<{ count: string }>(summarize(table, openFilter), client)).reduce((sum, g) => sum + Number(g.count), 0)
+      report.closed >= matched
+        ? 0
+        : (await db.rows<{ count: string }>(summarize(table, openFilter), client)).reduce((sum, g) => sum + Number(g.count), 0)
     if (report.remaining > 0 && report.stoppedEarly === null) {
       warnings.push(`${report.remaining} matching session(s) were held by a live writer and skipped; the next run will take them`)
     }
@@ -199,7 +218,14 @@ async function runLocked(db: Database, client: pg.PoolClient, table: SessionTabl
     throw error
   } finally {
     report.durationMs = performance.now() - started
-    const details = { closed: report.closed, batches: report.batches, byGroup: report.byGroup, remaining: report.remaining, stoppedEarly: report.stoppedEarly, maxBatchMs: Math.round(report.maxBatchMs) }
+    const details = {
+      closed: report.closed,
+      batches: report.batches,
+      byGroup: report.byGroup,
+      remaining: report.remaining,
+      stoppedEarly: report.stoppedEarly,
+      maxBatchMs: Math.round(report.maxBatchMs),
+    }
     await db.query(finishAudit(request.wardenSchema, auditId, status, details, failure?.message), client).catch(() => undefined)
   }
   return report

@@ -13,7 +13,14 @@ export interface SessionRow {
   silentSeconds: number
 }
 
-export async function listSessionRows(db: Database, table: SessionTable, filter: SessionFilter, limit: number, order: SessionOrder, on?: Queryable): Promise<SessionRow[]> {
+export async function listSessionRows(
+  db: Database,
+  table: SessionTable,
+  filter: SessionFilter,
+  limit: number,
+  order: SessionOrder,
+  on?: Queryable,
+): Promise<SessionRow[]> {
   return db.rows<SessionRow>(listSessions(table, filter, limit, order), on)
 }
 
@@ -25,7 +32,9 @@ export interface GroupSummary {
 }
 
 export async function summarizeSessions(db: Database, table: SessionTable, filter: SessionFilter): Promise<GroupSummary[]> {
-  const rows = await db.rows<{ group: string; count: string; oldestSilentSeconds: number; oldestAgeSeconds: number }>(summarize(table, filter))
+  const rows = await db.rows<{ group: string; count: string; oldestSilentSeconds: number; oldestAgeSeconds: number }>(
+    summarize(table, filter),
+  )
   return rows.map((row) => ({ ...row, count: Number(row.count) }))
 }
 
@@ -39,8 +48,13 @@ export interface DailyStatsRow {
 }
 
 export async function sessionDailyStats(db: Database, table: SessionTable, days: number, byGroup: boolean): Promise<DailyStatsRow[]> {
-  const rows = await db.rows<{ day: string; group: string; total: string; avgDurationSeconds: number | null; stillActive: string; orphaned: string }>(
-    dailyStats(table, { days, byGroup, orphanAfterSeconds: table.config.orphanAfter }),
-  )
+  const rows = await db.rows<{
+    day: string
+    group: string
+    total: string
+    avgDurationSeconds: number | null
+    stillActive: string
+    orphaned: string
+  }>(dailyStats(table, { days, byGroup, orphanAfterSeconds: table.config.orphanAfter }))
   return rows.map((row) => ({ ...row, total: Number(row.total), stillActive: Number(row.stillActive), orphaned: Number(row.orphaned) }))
 }

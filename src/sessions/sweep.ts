@@ -4,7 +4,10 @@ import type { SessionTable } from '../db/session-table.js'
 import { closeSessions, type CloseReport, type CloseRequest } from './close-sessions.js'
 import type { SessionRow } from './inspect.js'
 
-type RunOptions = Pick<CloseRequest, 'dryRun' | 'batchSize' | 'maxRows' | 'sampleSize' | 'wardenSchema' | 'command' | 'onProgress' | 'signal' | 'actor'>
+type RunOptions = Pick<
+  CloseRequest,
+  'dryRun' | 'batchSize' | 'maxRows' | 'sampleSize' | 'wardenSchema' | 'command' | 'onProgress' | 'signal' | 'actor'
+>
 
 /** The stable --json / API shape of a close run (documented in README). */
 interface CloseJson {

@@ -24,7 +24,10 @@ function withDatabase(url: string, database: string): string {
 
 /** A fresh database per test file (or per test), so files run in parallel without sharing rows. */
 export async function createTestDatabase(label: string): Promise<TestDatabase> {
-  const name = `warden_t_${label.replace(/[^a-z0-9_]/gi, '_').toLowerCase().slice(0, 30)}_${randomBytes(4).toString('hex')}`
+  const name = `warden_t_${label
+    .replace(/[^a-z0-9_]/gi, '_')
+    .toLowerCase()
+    .slice(0, 30)}_${randomBytes(4).toString('hex')}`
   const admin = new pg.Client({ connectionString: adminUrl() })
   await admin.connect()
   try {

@@ -6,7 +6,8 @@ import { migrate } from '../../src/db/migrate.js'
 import { ROOT } from './cli.js'
 import type { TestDatabase } from './db.js'
 
-export const exampleSchema = (shape: 'conversation_sessions' | 'llm_sessions') => readFileSync(join(ROOT, 'examples', shape, 'schema.sql'), 'utf8')
+export const exampleSchema = (shape: 'conversation_sessions' | 'llm_sessions') =>
+  readFileSync(join(ROOT, 'examples', shape, 'schema.sql'), 'utf8')
 export const exampleConfigPath = (shape: 'conversation_sessions' | 'llm_sessions') => join(ROOT, 'examples', shape, 'warden.config.yaml')
 
 export const GROUPS = ['support-agent', 'billing-agent', 'code-agent'] as const

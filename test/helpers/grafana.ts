@@ -96,14 +96,21 @@ export interface PanelTarget {
 export function panelTargets(files: DashboardFile[]): PanelTarget[] {
   return files.flatMap(({ json }) =>
     dataPanels(json).flatMap((panel) =>
-      (panel.targets ?? []).map((target) => ({ dashboard: String(json.uid), panel: String(panel.title), refId: String(target.refId), expr: String(target.expr ?? '') })),
+      (panel.targets ?? []).map((target) => ({
+        dashboard: String(json.uid),
+        panel: String(panel.title),
+        refId: String(target.refId),
+        expr: String(target.expr ?? ''),
+      })),
     ),
   )
 }
 
 /** Every `expr` of prometheus/alerts.yml, by alert name. */
 export function alertExpressions(path = join(ROOT, 'prometheus', 'alerts.yml')): Array<{ alert: string; expr: string }> {
-  const doc = parseYaml(readFileSync(path, 'utf8')) as { groups: Array<{ rules: Array<{ alert?: string; record?: string; expr: string }> }> }
+  const doc = parseYaml(readFileSync(path, 'utf8')) as {
+    groups: Array<{ rules: Array<{ alert?: string; record?: string; expr: string }> }>
+  }
   return doc.groups.flatMap((group) => group.rules.map((rule) => ({ alert: rule.alert ?? rule.record ?? '?', expr: String(rule.expr) })))
 }
 
@@ -127,19 +134,47 @@ export type PromNode =
   | { kind: 'subquery'; expr: PromNode; range: string; step: string }
   | { kind: 'call'; func: string; args: PromNode[] }
   | { kind: 'aggregate'; op: string; grouping: { without: boolean; labels: string[] } | undefined; args: PromNode[] }
-  | { kind: 'binary'; op: string; lhs: PromNode; rhs: PromNode; bool: boolean; on: string[] | undefined; ignoring: string[] | undefined; group: 'left' | 'right' | undefined }
+  | {
+      kind: 'binary'
+      op: string
+      lhs: PromNode
+      rhs: PromNode
+      bool: boolean
+      on: string[] | undefined
+      ignoring: string[] | undefined
+      group: 'left' | 'right' | undefined
+    }
   | { kind: 'unary'; op: string; expr: PromNode }
   | { kind: 'paren'; expr: PromNode }
   | { kind: 'offset'; expr: PromNode; offset: string }
 
 export class PromQLSyntaxError extends Error {
-  constructor(message: string, readonly expr: string, readonly position: number) {
+  constructor(
+    message: string,
+    readonly expr: string,
+    readonly position: number,
+  ) {
     super(`${message} at ${position}: ${expr.slice(0, position)}⟨here⟩${expr.slice(position)}`)
     this.name = 'PromQLSyntaxError'
   }
 }
 
-const AGGREGATIONS = new Set(['sum', 'avg', 'count', 'min', 'max', 'group', 'stddev', 'stdvar', 'topk', 'bottomk', 'quantile', 'count_values', 'limitk', 'limit_ratio'])
+const AGGREGATIONS = new Set([
+  'sum',
+  'avg',
+  'count',
+  'min',
+  'max',
+  'group',
+  'stddev',
+  'stdvar',
+  'topk',
+  'bottomk',
+  'quantile',
+  'count_values',
+  'limitk',
+  'limit_ratio',
+])
 /** Binary operators from the loosest to the tightest binding. `^` (right-associative) is handled apart. */
 const PRECEDENCE: string[][] = [['or'], ['and', 'unless'], ['==', '!=', '<=', '<', '>=', '>'], ['+', '-'], ['*', '/', '%', 'atan2']]
 const COMPARISONS = new Set(['==', '!=', '<=', '<', '>=', '>'])
@@ -236,7 +271,8 @@ export function parsePromQL(expr: string): PromNode {
     while (!eat('}')) {
       const name = match(LABEL_NAME) ?? fail('expected a label name')
       skip()
-      const op = (['=~', '!~', '!=', '='] as const).find((candidate) => expr.startsWith(candidate, pos)) ?? fail('expected a matcher operator')
+      const op =
+        (['=~', '!~', '!=', '='] as const).find((candidate) => expr.startsWith(candidate, pos)) ?? fail('expected a matcher operator')
       pos += op.length
       const value = string() ?? fail('expected a quoted label value')
       list.push({ name, op, value })
@@ -340,7 +376,8 @@ export function parsePromQL(expr: string): PromNode {
     }
     const base = postfix()
     // `^` is right-associative and binds tighter than unary minus on its left
-    if (eat('^')) return { kind: 'binary', op: '^', lhs: base, rhs: unary(), bool: false, on: undefined, ignoring: undefined, group: undefined }
+    if (eat('^'))
+      return { kind: 'binary', op: '^', lhs: base, rhs: unary(), bool: false, on: undefined, ignoring: undefined, group: undefined }
     return base
   }
 
@@ -464,12 +501,67 @@ export interface LintOptions {
  * date, boolean). An id Grafana does not know renders as a bare number with the id as a suffix.
  */
 export const GRAFANA_UNITS = new Set([
-  'none', 'short', 'string', 'percent', 'percentunit', 'locale', 'sci', 'hex', 'hex0x',
-  'ns', 'µs', 'ms', 's', 'm', 'h', 'd', 'dtdurationms', 'dtdurations', 'dthms', 'dtdhms', 'timeticks', 'clockms', 'clocks',
-  'hertz', 'cps', 'ops', 'reqps', 'rps', 'wps', 'iops', 'cpm', 'opm', 'rpm', 'wpm',
-  'bytes', 'decbytes', 'bits', 'decbits', 'kbytes', 'deckbytes', 'mbytes', 'decmbytes', 'gbytes', 'decgbytes', 'Bps', 'bps', 'binBps', 'binbps',
-  'dateTimeAsIso', 'dateTimeAsIsoNoDateIfToday', 'dateTimeAsUS', 'dateTimeAsUSNoDateIfToday', 'dateTimeAsLocal', 'dateTimeAsLocalNoDateIfToday', 'dateTimeAsSystem', 'dateTimeFromNow',
-  'bool', 'bool_yes_no', 'bool_on_off', 'currencyUSD', 'currencyEUR',
+  'none',
+  'short',
+  'string',
+  'percent',
+  'percentunit',
+  'locale',
+  'sci',
+  'hex',
+  'hex0x',
+  'ns',
+  'µs',
+  'ms',
+  's',
+  'm',
+  'h',
+  'd',
+  'dtdurationms',
+  'dtdurations',
+  'dthms',
+  'dtdhms',
+  'timeticks',
+  'clockms',
+  'clocks',
+  'hertz',
+  'cps',
+  'ops',
+  'reqps',
+  'rps',
+  'wps',
+  'iops',
+  'cpm',
+  'opm',
+  'rpm',
+  'wpm',
+  'bytes',
+  'decbytes',
+  'bits',
+  'decbits',
+  'kbytes',
+  'deckbytes',
+  'mbytes',
+  'decmbytes',
+  'gbytes',
+  'decgbytes',
+  'Bps',
+  'bps',
+  'binBps',
+  'binbps',
+  'dateTimeAsIso',
+  'dateTimeAsIsoNoDateIfToday',
+  'dateTimeAsUS',
+  'dateTimeAsUSNoDateIfToday',
+  'dateTimeAsLocal',
+  'dateTimeAsLocalNoDateIfToday',
+  'dateTimeAsSystem',
+  'dateTimeFromNow',
+  'bool',
+  'bool_yes_no',
+  'bool_on_off',
+  'currencyUSD',
+  'currencyEUR',
 ])
 
 const TEMPLATED_DATASOURCE = new Set(['$datasource', '${datasource}'])
@@ -513,10 +605,17 @@ export function lintDashboards(files: DashboardFile[], options: LintOptions = {}
   for (const { file, json: d } of files) {
     const dashboard = typeof d.uid === 'string' && d.uid ? d.uid : file
     const add = (rule: LintRule, message: string, panel?: GrafanaPanel, refId?: string) =>
-      findings.push({ rule, dashboard, ...(panel ? { panel: String(panel.title ?? `id ${panel.id}`) } : {}), ...(refId ? { refId } : {}), message })
+      findings.push({
+        rule,
+        dashboard,
+        ...(panel ? { panel: String(panel.title ?? `id ${panel.id}`) } : {}),
+        ...(refId ? { refId } : {}),
+        message,
+      })
 
     // uid: Grafana keys provisioned dashboards and links by it; at most 40 characters
-    if (typeof d.uid !== 'string' || !/^[A-Za-z0-9_-]{1,40}$/.test(d.uid)) add('uid-rule', `uid ${JSON.stringify(d.uid)} is not a fixed uid of 1 to 40 letters, digits, _ or -`)
+    if (typeof d.uid !== 'string' || !/^[A-Za-z0-9_-]{1,40}$/.test(d.uid))
+      add('uid-rule', `uid ${JSON.stringify(d.uid)} is not a fixed uid of 1 to 40 letters, digits, _ or -`)
     else if (uids.has(d.uid)) add('uid-rule', `uid "${d.uid}" is also the uid of ${uids.get(d.uid)}`)
     else uids.set(d.uid, file)
 
@@ -524,18 +623,24 @@ export function lintDashboards(files: DashboardFile[], options: LintOptions = {}
 
     // `${DS_…}` inputs are filled in by the import dialog only; a provisioned file keeps them literally
     const text = JSON.stringify(d)
-    if (d.__inputs !== undefined || /\$\{DS_[A-Za-z0-9_]+\}/.test(text)) add('no-import-inputs-rule', 'uses __inputs / ${DS_…} import placeholders, which file provisioning never fills in')
+    if (d.__inputs !== undefined || /\$\{DS_[A-Za-z0-9_]+\}/.test(text))
+      add('no-import-inputs-rule', 'uses __inputs / ${DS_…} import placeholders, which file provisioning never fills in')
 
     const variables = d.templating?.list ?? []
     const datasources = variables.filter((v) => v.type === 'datasource')
     if (datasources.length !== 1) add('template-datasource-rule', `expected one datasource variable, found ${datasources.length}`)
     for (const v of datasources) {
       if (v.name !== 'datasource') add('template-datasource-rule', `the datasource variable is named "${v.name}", expected "datasource"`)
-      if (v.label !== 'Data source') add('template-datasource-rule', `the datasource variable is labelled "${v.label}", expected "Data source"`)
-      if (v.query !== 'prometheus') add('template-datasource-rule', `the datasource variable's query is ${JSON.stringify(v.query)}, expected "prometheus"`)
+      if (v.label !== 'Data source')
+        add('template-datasource-rule', `the datasource variable is labelled "${v.label}", expected "Data source"`)
+      if (v.query !== 'prometheus')
+        add('template-datasource-rule', `the datasource variable's query is ${JSON.stringify(v.query)}, expected "prometheus"`)
     }
 
-    for (const [name, rule] of [['job', 'template-job-rule'], ['instance', 'template-instance-rule']] as const) {
+    for (const [name, rule] of [
+      ['job', 'template-job-rule'],
+      ['instance', 'template-instance-rule'],
+    ] as const) {
       const v = variables.find((candidate) => candidate.name === name)
       if (!v) {
         add(rule, `no "${name}" variable`)
@@ -543,12 +648,14 @@ export function lintDashboards(files: DashboardFile[], options: LintOptions = {}
       }
       const label = name[0]!.toUpperCase() + name.slice(1)
       if (v.type !== 'query') add(rule, `the ${name} variable is of type "${v.type}", expected "query"`)
-      if (!TEMPLATED_DATASOURCE.has(datasourceUid(v.datasource) ?? '')) add(rule, `the ${name} variable queries datasource ${JSON.stringify(datasourceUid(v.datasource))}, expected \${datasource}`)
+      if (!TEMPLATED_DATASOURCE.has(datasourceUid(v.datasource) ?? ''))
+        add(rule, `the ${name} variable queries datasource ${JSON.stringify(datasourceUid(v.datasource))}, expected \${datasource}`)
       if (v.label !== label) add(rule, `the ${name} variable is labelled "${v.label}", expected "${label}"`)
       if (v.multi !== true) add(rule, `the ${name} variable must be multi-select`)
       if (v.allValue !== '.+') add(rule, `the ${name} variable's allValue is ${JSON.stringify(v.allValue)}, expected ".+"`)
       const query = typeof v.query === 'string' ? v.query : ((v.query as { query?: string } | undefined)?.query ?? '')
-      if (!/^label_values\(.+,\s*\w+\s*\)$/s.test(query) || !query.trimEnd().endsWith(`${name})`)) add(rule, `the ${name} variable's query ${JSON.stringify(query)} is not label_values(<metric>, ${name})`)
+      if (!/^label_values\(.+,\s*\w+\s*\)$/s.test(query) || !query.trimEnd().endsWith(`${name})`))
+        add(rule, `the ${name} variable's query ${JSON.stringify(query)} is not label_values(<metric>, ${name})`)
     }
 
     for (const panel of d.panels ?? []) {
@@ -559,9 +666,15 @@ export function lintDashboards(files: DashboardFile[], options: LintOptions = {}
     }
 
     for (const panel of dataPanels(d)) {
-      if (!TEMPLATED_DATASOURCE.has(datasourceUid(panel.datasource) ?? '')) add('panel-datasource-rule', `panel datasource is ${JSON.stringify(datasourceUid(panel.datasource))}, expected \${datasource}`, panel)
+      if (!TEMPLATED_DATASOURCE.has(datasourceUid(panel.datasource) ?? ''))
+        add(
+          'panel-datasource-rule',
+          `panel datasource is ${JSON.stringify(datasourceUid(panel.datasource))}, expected \${datasource}`,
+          panel,
+        )
       const unit = panel.fieldConfig?.defaults?.unit
-      if (!unit || !GRAFANA_UNITS.has(unit)) add('panel-units-rule', `fieldConfig.defaults.unit is ${JSON.stringify(unit)}, expected a Grafana unit id`, panel)
+      if (!unit || !GRAFANA_UNITS.has(unit))
+        add('panel-units-rule', `fieldConfig.defaults.unit is ${JSON.stringify(unit)}, expected a Grafana unit id`, panel)
       if (!panel.title?.trim() || !panel.description?.trim()) add('panel-title-description-rule', 'needs a title and a description', panel)
       const targets = panel.targets ?? []
       if (targets.length === 0) add('panel-targets-rule', 'has no targets', panel)
@@ -569,7 +682,8 @@ export function lintDashboards(files: DashboardFile[], options: LintOptions = {}
       for (const target of targets) {
         const refId = String(target.refId ?? '?')
         const addT = (rule: LintRule, message: string) => add(rule, message, panel, refId)
-        if (!TEMPLATED_DATASOURCE.has(datasourceUid(target.datasource) ?? '')) addT('panel-datasource-rule', `target datasource is ${JSON.stringify(datasourceUid(target.datasource))}, expected \${datasource}`)
+        if (!TEMPLATED_DATASOURCE.has(datasourceUid(target.datasource) ?? ''))
+          addT('panel-datasource-rule', `target datasource is ${JSON.stringify(datasourceUid(target.datasource))}, expected \${datasource}`)
         if (!target.expr?.trim()) {
           addT('panel-targets-rule', 'target has no expr')
           continue
@@ -585,7 +699,8 @@ export function lintDashboards(files: DashboardFile[], options: LintOptions = {}
           const parent = parents.at(-1)
           if (node.kind === 'call' && COUNTER_FUNCTIONS.has(node.func)) {
             const range = node.args.find((arg) => arg.kind === 'matrix' || arg.kind === 'subquery')
-            if (range && !RATE_INTERVAL.has(range.range)) addT('target-rate-interval-rule', `${node.func}() over [${range.range}]; use [$__rate_interval]: ${target.expr}`)
+            if (range && !RATE_INTERVAL.has(range.range))
+              addT('target-rate-interval-rule', `${node.func}() over [${range.range}]; use [$__rate_interval]: ${target.expr}`)
           }
           if (node.kind !== 'selector') return
           const name = node.name ?? ''
@@ -594,10 +709,14 @@ export function lintDashboards(files: DashboardFile[], options: LintOptions = {}
             const aggregated = parent?.kind === 'matrix' && call?.kind === 'call' && COUNTER_FUNCTIONS.has(call.func)
             if (!aggregated) addT('target-counter-agg-rule', `counter series ${name} is read without rate(), irate() or increase()`)
           }
-          for (const [label, rule] of [['job', 'target-job-rule'], ['instance', 'target-instance-rule']] as const) {
+          for (const [label, rule] of [
+            ['job', 'target-job-rule'],
+            ['instance', 'target-instance-rule'],
+          ] as const) {
             const matcher = node.matchers.find((m) => m.name === label)
             if (!matcher) addT(rule, `${name || 'a selector'} has no ${label} matcher; expected ${label}=~"$${label}"`)
-            else if (matcher.op !== '=~' || matcher.value !== `$${label}`) addT(rule, `${name || 'a selector'} has ${label}${matcher.op}"${matcher.value}"; expected ${label}=~"$${label}"`)
+            else if (matcher.op !== '=~' || matcher.value !== `$${label}`)
+              addT(rule, `${name || 'a selector'} has ${label}${matcher.op}"${matcher.value}"; expected ${label}=~"$${label}"`)
           }
         })
       }
@@ -682,7 +801,12 @@ async function chatClient(chatUrl: string, worker: number, running: () => boolea
       if (turn % 11 === 5) {
         // A client that goes away mid-stream: the chat path closes the session (reason disconnect).
         const controller = new AbortController()
-        const response = await fetch(`${path}/stream`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ message: 'tell me a long story' }), signal: controller.signal })
+        const response = await fetch(`${path}/stream`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ message: 'tell me a long story' }),
+          signal: controller.signal,
+        })
         if (response.headers.get('content-type')?.startsWith('text/event-stream')) {
           controller.abort()
           traffic.disconnects += 1
@@ -719,8 +843,18 @@ const quietPoolLogger: PoolLogger = { warn: () => undefined }
  * other requests then time out waiting for that connection. pg_stat_activity shows it
  * "idle in transaction" for as long as it runs.
  */
-async function leakyApp(databaseUrl: string, mockUrl: string, registry: ReturnType<typeof createRegistry>, running: () => boolean, traffic: TrafficStats, started: (ok: boolean) => void): Promise<void> {
-  const pool = createInstrumentedPool({ connectionString: databaseUrl, max: 1, connectionTimeoutMillis: 300, application_name: LEAKY_APP }, { poolName: 'leaky', registry, logger: quietPoolLogger })
+async function leakyApp(
+  databaseUrl: string,
+  mockUrl: string,
+  registry: ReturnType<typeof createRegistry>,
+  running: () => boolean,
+  traffic: TrafficStats,
+  started: (ok: boolean) => void,
+): Promise<void> {
+  const pool = createInstrumentedPool(
+    { connectionString: databaseUrl, max: 1, connectionTimeoutMillis: 300, application_name: LEAKY_APP },
+    { poolName: 'leaky', registry, logger: quietPoolLogger },
+  )
   pool.on('error', () => undefined)
   const anthropic = new Anthropic({ baseURL: mockUrl, apiKey: 'test-key', maxRetries: 0 })
   try {
@@ -730,7 +864,13 @@ async function leakyApp(databaseUrl: string, mockUrl: string, registry: ReturnTy
       await client.query('SELECT 1')
       started(true)
       while (running()) {
-        await llmCall('summarise', () => anthropic.messages.create({ model: 'claude-mock-leaky', max_tokens: 16, messages: [{ role: 'user', content: 'summarise the session' }] })).catch(() => undefined)
+        await llmCall('summarise', () =>
+          anthropic.messages.create({
+            model: 'claude-mock-leaky',
+            max_tokens: 16,
+            messages: [{ role: 'user', content: 'summarise the session' }],
+          }),
+        ).catch(() => undefined)
         traffic.heldCalls += 1
         try {
           ;(await pool.connect()).release()
@@ -773,7 +913,11 @@ export async function startLiveStack(t: TestDatabase, options: LiveStackOptions 
     await migrate(t.db, 'warden')
 
     // Fault rates high enough that every error panel has data within seconds, low enough that most turns succeed.
-    const mock = await startMockLlm({ latencyMs: { median: 150, p99: 900 }, faults: { rate429: 0.06, rate500: 0.05, rate529: 0.04 }, seed: 11 })
+    const mock = await startMockLlm({
+      latencyMs: { median: 150, p99: 900 },
+      faults: { rate429: 0.06, rate500: 0.05, rate529: 0.04 },
+      seed: 11,
+    })
     stops.push(() => mock.close())
 
     const registry = createRegistry()
@@ -787,7 +931,12 @@ export async function startLiveStack(t: TestDatabase, options: LiveStackOptions 
       server: { collectInterval: '1s', collectTimeout: '2s' },
       extra: `scheduler:\n  sweep: "${options.sweepSchedule ?? '*/2 * * * * *'}"\n  sweepApply: true\n  doctor: "*/2 * * * * *"\n`,
     })
-    const service = await startService({ config, logger: createLogger({ level: 'warn', format: 'json', destination }), registry, scheduler: true })
+    const service = await startService({
+      config,
+      logger: createLogger({ level: 'warn', format: 'json', destination }),
+      registry,
+      scheduler: true,
+    })
     stops.push(() => service.close(5_000))
 
     const chats: ChatServer[] = []
@@ -814,7 +963,9 @@ export async function startLiveStack(t: TestDatabase, options: LiveStackOptions 
     for (const chat of chats) {
       for (let w = 0; w < (options.workersPerChat ?? 2); w += 1) loops.push(chatClient(chat.chatUrl, w, isRunning, traffic))
     }
-    const leakyStarted = new Promise<boolean>((resolve) => loops.push(poolScope(() => leakyApp(t.url, mock.url, registry, isRunning, traffic, resolve))))
+    const leakyStarted = new Promise<boolean>((resolve) =>
+      loops.push(poolScope(() => leakyApp(t.url, mock.url, registry, isRunning, traffic, resolve))),
+    )
     if (!(await leakyStarted)) throw new Error(`the leaky app could not start: ${traffic.lastFailure}`)
     loops.push(
       (async () => {
@@ -847,7 +998,14 @@ export async function startLiveStack(t: TestDatabase, options: LiveStackOptions 
 
 /** Grafana's values for one instance of the live stack: every other variable as "All" (.+). */
 export function liveVariables(stack: Pick<LiveStack, 'job' | 'instance'>, rateInterval: string): Record<string, string> {
-  return { job: regexLiteral(stack.job), instance: regexLiteral(stack.instance), pool: '.+', model: '.+', __rate_interval: rateInterval, datasource: 'unused' }
+  return {
+    job: regexLiteral(stack.job),
+    instance: regexLiteral(stack.instance),
+    pool: '.+',
+    model: '.+',
+    __rate_interval: rateInterval,
+    datasource: 'unused',
+  }
 }
 
 export interface RangeSeries {
@@ -856,17 +1014,32 @@ export interface RangeSeries {
 }
 
 /** /api/v1/query_range: a matrix, values as numbers (NaN kept). */
-export async function queryRange(prometheusUrl: string, expr: string, start: number, end: number, stepSeconds: number): Promise<RangeSeries[]> {
+export async function queryRange(
+  prometheusUrl: string,
+  expr: string,
+  start: number,
+  end: number,
+  stepSeconds: number,
+): Promise<RangeSeries[]> {
   const params = new URLSearchParams({ query: expr, start: String(start), end: String(end), step: String(stepSeconds) })
   const response = await fetch(`${prometheusUrl}/api/v1/query_range`, { method: 'POST', body: params })
-  const body = (await response.json()) as { status: string; error?: string; data?: { result: Array<{ metric: Record<string, string>; values: Array<[number, string]> }> } }
+  const body = (await response.json()) as {
+    status: string
+    error?: string
+    data?: { result: Array<{ metric: Record<string, string>; values: Array<[number, string]> }> }
+  }
   if (body.status !== 'success') throw new Error(`query_range ${expr} failed: ${body.error}`)
-  return body.data!.result.map((series) => ({ metric: series.metric, values: series.values.map(([time, value]) => [time, Number(value)] as [number, number]) }))
+  return body.data!.result.map((series) => ({
+    metric: series.metric,
+    values: series.values.map(([time, value]) => [time, Number(value)] as [number, number]),
+  }))
 }
 
 /** /api/v1/label/<label>/values restricted to a selector: what a label_values() variable offers. */
 export async function labelValues(prometheusUrl: string, label: string, selector: string): Promise<string[]> {
-  const response = await fetch(`${prometheusUrl}/api/v1/label/${encodeURIComponent(label)}/values?${new URLSearchParams({ 'match[]': selector })}`)
+  const response = await fetch(
+    `${prometheusUrl}/api/v1/label/${encodeURIComponent(label)}/values?${new URLSearchParams({ 'match[]': selector })}`,
+  )
   const body = (await response.json()) as { status: string; error?: string; data?: string[] }
   if (body.status !== 'success') throw new Error(`label values of ${label} for ${selector} failed: ${body.error}`)
   return body.data!

@@ -29,7 +29,9 @@ export interface PgBouncerOptions {
 /** A clear failure instead of a skip: CI must install the real binary, not quietly test less. */
 export function requirePgBouncer(): void {
   if (!existsSync(PGBOUNCER_BIN)) {
-    throw new Error(`${PGBOUNCER_BIN} is missing: these tests run a real PgBouncer. Install it with scripts/install-ci-deps.sh (as root; it runs apt-get install pgbouncer).`)
+    throw new Error(
+      `${PGBOUNCER_BIN} is missing: these tests run a real PgBouncer. Install it with scripts/install-ci-deps.sh (as root; it runs apt-get install pgbouncer).`,
+    )
   }
 }
 
@@ -43,7 +45,8 @@ function userIds(name: string): { uid: number; gid: number } {
 async function waitForConsole(adminUrl: string, child: ChildProcess, log: () => string): Promise<void> {
   const deadline = Date.now() + 15_000
   for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`pgbouncer exited during start (${child.exitCode ?? child.signalCode}):\n${log()}`)
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new Error(`pgbouncer exited during start (${child.exitCode ?? child.signalCode}):\n${log()}`)
     const client = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 1000 })
     client.on('error', () => undefined)
     try {
@@ -68,7 +71,10 @@ export async function startPgBouncer(options: PgBouncerOptions): Promise<PgBounc
   const target = new URL(options.target)
   const port = await freePort()
   const dir = mkdtempSync(join(tmpdir(), 'warden-pgbouncer-'))
-  const serverLogin = [`user=${decodeURIComponent(target.username || 'postgres')}`, target.password ? `password=${decodeURIComponent(target.password)}` : ''].join(' ')
+  const serverLogin = [
+    `user=${decodeURIComponent(target.username || 'postgres')}`,
+    target.password ? `password=${decodeURIComponent(target.password)}` : '',
+  ].join(' ')
   writeFileSync(join(dir, 'userlist.txt'), `"postgres" "postgres"\n`)
   writeFileSync(
     join(dir, 'pgbouncer.ini'),

@@ -11,7 +11,9 @@ export const PROMTOOL = '/usr/bin/promtool'
 /** Fails (never skips) with what to do when a binary is missing. */
 export function requireBinary(path: string): string {
   if (!existsSync(path)) {
-    throw new Error(`${path} not found: run scripts/install-ci-deps.sh as root (it installs Debian's "prometheus" package, which ships prometheus and promtool)`)
+    throw new Error(
+      `${path} not found: run scripts/install-ci-deps.sh as root (it installs Debian's "prometheus" package, which ships prometheus and promtool)`,
+    )
   }
   return path
 }
@@ -48,7 +50,12 @@ export async function startPrometheus(targets: string[], options: { scrapeInterv
   )
   const child: ChildProcess = spawn(
     PROMETHEUS,
-    [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'],
+    [
+      `--config.file=${join(dir, 'prometheus.yml')}`,
+      `--storage.tsdb.path=${join(dir, 'data')}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+      '--log.level=warn',
+    ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   )
   let stderr = ''
@@ -72,7 +79,10 @@ export async function startPrometheus(targets: string[], options: { scrapeInterv
       await stop()
       throw new Error(`prometheus exited with ${child.exitCode} at start:\n${stderr}`)
     }
-    const ready = await fetch(`${url}/-/ready`).then((r) => r.ok, () => false)
+    const ready = await fetch(`${url}/-/ready`).then(
+      (r) => r.ok,
+      () => false,
+    )
     if (ready) break
     if (Date.now() > deadline) {
       await stop()
@@ -86,7 +96,11 @@ export async function startPrometheus(targets: string[], options: { scrapeInterv
     stop,
     async query(expr) {
       const response = await fetch(`${url}/api/v1/query?query=${encodeURIComponent(expr)}`)
-      const body = (await response.json()) as { status: string; error?: string; data?: { resultType: string; result: Array<{ metric: Record<string, string>; value: [number, string] }> } }
+      const body = (await response.json()) as {
+        status: string
+        error?: string
+        data?: { resultType: string; result: Array<{ metric: Record<string, string>; value: [number, string] }> }
+      }
       if (body.status !== 'success') throw new Error(`query ${expr} failed: ${body.error}`)
       return body.data!.result.map((r) => ({ metric: r.metric, value: Number(r.value[1]) }))
     },

@@ -11,7 +11,10 @@ export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef'
  * Config for a test service: the conversation_sessions mapping (the default), port 0, fast
  * collection. `extra` is YAML merged on top (e.g. "server:\n  mutationsPerMinute: 3").
  */
-export function serviceConfig(url: string, options: { token?: string | null; server?: Record<string, string | number>; extra?: string } = {}): WardenConfig {
+export function serviceConfig(
+  url: string,
+  options: { token?: string | null; server?: Record<string, string | number>; extra?: string } = {},
+): WardenConfig {
   const server = { port: 0, collectInterval: '1s', collectTimeout: '2s', mutationsPerMinute: 1000, ...options.server }
   const token = options.token === null ? '' : `  adminToken: ${options.token ?? ADMIN_TOKEN}\n`
   const yaml = `database:\n  url: ${url}\nserver:\n${Object.entries(server)
@@ -61,7 +64,12 @@ export function byLabel(samples: Sample[], name: string, label: string): Record<
   return Object.fromEntries(samples.filter((s) => s.name === name).map((s) => [s.labels[label]!, s.value]))
 }
 
-export async function waitFor<T>(probe: () => Promise<T | undefined | null | false>, what: string, timeoutMs = 20_000, intervalMs = 100): Promise<T> {
+export async function waitFor<T>(
+  probe: () => Promise<T | undefined | null | false>,
+  what: string,
+  timeoutMs = 20_000,
+  intervalMs = 100,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs
   let last: unknown
   for (;;) {
@@ -71,7 +79,8 @@ export async function waitFor<T>(probe: () => Promise<T | undefined | null | fal
     } catch (error) {
       last = error
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`)
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`)
     await new Promise((resolve) => setTimeout(resolve, intervalMs))
   }
 }
@@ -89,7 +98,10 @@ export interface TestService {
 }
 
 /** The real service (both pools, collection, HTTP on a free loopback port) with a capturing logger. */
-export async function startTestService(config: WardenConfig, options: { collectors?: CollectorFactory[]; now?: () => number } = {}): Promise<TestService> {
+export async function startTestService(
+  config: WardenConfig,
+  options: { collectors?: CollectorFactory[]; now?: () => number } = {},
+): Promise<TestService> {
   const logs: Array<Record<string, unknown>> = []
   const destination = new Writable({
     write(chunk, _encoding, done) {

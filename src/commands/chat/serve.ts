@@ -38,15 +38,30 @@ On SIGTERM or Ctrl-C it stops accepting, lets turns in flight finish (--grace), 
     let server: ChatServer | undefined
     try {
       await this.withDatabase(loaded, (db) => migrate(db, loaded.config.wardenSchema))
-      const setup = await chatSetup(flags, { schema: loaded.config.wardenSchema, applicationName: loaded.config.database.applicationName, logger })
+      const setup = await chatSetup(flags, {
+        schema: loaded.config.wardenSchema,
+        applicationName: loaded.config.database.applicationName,
+        logger,
+      })
       mock = setup.mock
       const { graceMs, keepSessions, ...mountOptions } = setup.options
-      server = await startChatServer({ ...mountOptions, databaseUrl, host: flags.host, port: flags.port }).catch((error: NodeJS.ErrnoException) => {
-        throw new WardenError(`cannot listen on ${flags.host}:${flags.port}: ${error.code ?? error.message}`, ExitCode.unavailable)
-      })
-      const line = { url: server.url, chatUrl: server.chatUrl, serverId: server.router.serverId, pattern: flags.pattern, llm: setup.llmLabel }
+      server = await startChatServer({ ...mountOptions, databaseUrl, host: flags.host, port: flags.port }).catch(
+        (error: NodeJS.ErrnoException) => {
+          throw new WardenError(`cannot listen on ${flags.host}:${flags.port}: ${error.code ?? error.message}`, ExitCode.unavailable)
+        },
+      )
+      const line = {
+        url: server.url,
+        chatUrl: server.chatUrl,
+        serverId: server.router.serverId,
+        pattern: flags.pattern,
+        llm: setup.llmLabel,
+      }
       if (this.jsonEnabled()) process.stdout.write(`${JSON.stringify(line)}\n`)
-      else this.say(`chat path listening on ${server.chatUrl} (pattern ${flags.pattern}, LLM ${line.llm}, server id ${line.serverId}); Ctrl-C to stop`)
+      else
+        this.say(
+          `chat path listening on ${server.chatUrl} (pattern ${flags.pattern}, LLM ${line.llm}, server id ${line.serverId}); Ctrl-C to stop`,
+        )
       const signal = await stop.signal
       logger.info({ signal }, 'shutting down')
       const { closedSessions } = await server.close({ graceMs, closeSessions: !keepSessions })

@@ -2,9 +2,13 @@ import { WardenCommand } from '../../cli/base-command.js'
 import { migrate, type MigrationResult } from '../../db/migrate.js'
 
 export default class DbMigrate extends WardenCommand {
-  static override description = "Create or upgrade Warden's own tables (audit log). Safe to run any number of times, from several hosts at once."
+  static override description =
+    "Create or upgrade Warden's own tables (audit log). Safe to run any number of times, from several hosts at once."
 
-  static override examples = ['<%= config.bin %> db migrate', '<%= config.bin %> db migrate --database-url postgres://warden@db:5432/app --json']
+  static override examples = [
+    '<%= config.bin %> db migrate',
+    '<%= config.bin %> db migrate --database-url postgres://warden@db:5432/app --json',
+  ]
 
   async run(): Promise<MigrationResult> {
     const { flags } = await this.parse(DbMigrate)

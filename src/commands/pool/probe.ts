@@ -9,11 +9,21 @@ import { renderPoolProbe } from '../../cli/render-probe.js'
 export const probeFlags = {
   'long-transaction': Flags.string({ description: 'report transactions open at least this long, e.g. 30s, 5m', default: '1m' }),
   'query-length': Flags.integer({ description: 'characters of each query text to show', default: 200, min: 1, max: 100_000 }),
-  'acquire-timeout': Flags.string({ description: 'deadline for the timed acquire (connect + SELECT 1) and the PgBouncer console', default: '5s' }),
-  pgbouncer: Flags.string({ description: 'PgBouncer admin console URL, e.g. postgres://pgbouncer@127.0.0.1:6432/pgbouncer (adds SHOW POOLS/STATS)' }),
+  'acquire-timeout': Flags.string({
+    description: 'deadline for the timed acquire (connect + SELECT 1) and the PgBouncer console',
+    default: '5s',
+  }),
+  pgbouncer: Flags.string({
+    description: 'PgBouncer admin console URL, e.g. postgres://pgbouncer@127.0.0.1:6432/pgbouncer (adds SHOW POOLS/STATS)',
+  }),
 }
 
-export function probeOptions(flags: { 'long-transaction': string; 'query-length': number; 'acquire-timeout': string; pgbouncer?: string }): PoolProbeOptions {
+export function probeOptions(flags: {
+  'long-transaction': string
+  'query-length': number
+  'acquire-timeout': string
+  pgbouncer?: string
+}): PoolProbeOptions {
   const duration = (flag: string, value: string) => {
     const seconds = parseDuration(value)
     if (seconds === undefined) throw usageError(`--${flag} ${JSON.stringify(value)}: expected ${DURATION_EXPECTED}`)

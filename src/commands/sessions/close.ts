@@ -49,10 +49,16 @@ A filter is required: --all, or any of --older-than, --group, --id (filters comb
         onProgress: progress.update,
       }
       if (!flags['dry-run'] && !flags.yes) {
-        const preview = await summarizeSessions(db, table, { open: true, startedBeforeSeconds: filter.olderThanSeconds, groups: filter.groups, ids: filter.ids })
+        const preview = await summarizeSessions(db, table, {
+          open: true,
+          startedBeforeSeconds: filter.olderThanSeconds,
+          groups: filter.groups,
+          ids: filter.ids,
+        })
         const count = preview.reduce((sum, g) => sum + g.count, 0)
         const byGroup = Object.fromEntries(preview.map((g) => [g.group, g.count]))
-        if (count > 0) await confirm(`close ${count} open session(s) of ${table.name.schema}.${table.name.name} (${byGroupLine(byGroup)})`, '--yes')
+        if (count > 0)
+          await confirm(`close ${count} open session(s) of ${table.name.schema}.${table.name.name} (${byGroupLine(byGroup)})`, '--yes')
       }
       return bulkClose(db, table, filter, options)
     })
@@ -60,7 +66,9 @@ A filter is required: --all, or any of --older-than, --group, --id (filters comb
         // --id values are the only user input bound to a typed column here (22P02 and friends).
         if (filter.ids?.length && error instanceof WardenError && error.exitCode === ExitCode.usage) {
           const reason = error.message.replace(/^invalid value for statement \S*: /, '')
-          throw usageError(`--id ${filter.ids.map((id) => JSON.stringify(id)).join(' --id ')}: not a valid id for sessions.columns.id = "${loaded.config.sessions.columns.id}" (${reason})`)
+          throw usageError(
+            `--id ${filter.ids.map((id) => JSON.stringify(id)).join(' --id ')}: not a valid id for sessions.columns.id = "${loaded.config.sessions.columns.id}" (${reason})`,
+          )
         }
         throw error
       })
@@ -73,11 +81,14 @@ A filter is required: --all, or any of --older-than, --group, --id (filters comb
     let olderThanSeconds: number | undefined
     if (flags['older-than'] !== undefined) {
       olderThanSeconds = parseDuration(flags['older-than'])
-      if (olderThanSeconds === undefined) throw usageError(`--older-than ${JSON.stringify(flags['older-than'])}: expected ${DURATION_EXPECTED}`)
+      if (olderThanSeconds === undefined)
+        throw usageError(`--older-than ${JSON.stringify(flags['older-than'])}: expected ${DURATION_EXPECTED}`)
     }
     const filter: BulkCloseFilter = { all: flags.all, olderThanSeconds, groups: flags.group, ids: flags.id }
-    if (flags.all && !isEmptyFilter(filter)) throw usageError('--all closes every open session and cannot be combined with --older-than, --group or --id')
-    if (!flags.all && isEmptyFilter(filter)) throw usageError('sessions close needs a filter: --all, --older-than <duration>, --group <name> or --id <id>')
+    if (flags.all && !isEmptyFilter(filter))
+      throw usageError('--all closes every open session and cannot be combined with --older-than, --group or --id')
+    if (!flags.all && isEmptyFilter(filter))
+      throw usageError('sessions close needs a filter: --all, --older-than <duration>, --group <name> or --id <id>')
     return filter
   }
 }

@@ -44,7 +44,9 @@ export default class SessionsList extends WardenCommand {
       all: {},
     }
     const order: SessionOrder = state === 'active' || state === 'orphaned' ? 'silent' : 'newest'
-    const sessions = await this.withSessionTable(loaded, (db, table) => listSessionRows(db, table, { ...filters[state], groups: flags.group }, flags.limit, order))
+    const sessions = await this.withSessionTable(loaded, (db, table) =>
+      listSessionRows(db, table, { ...filters[state], groups: flags.group }, flags.limit, order),
+    )
     this.say(
       sessions.length === 0
         ? `no ${state} sessions`

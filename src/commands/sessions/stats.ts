@@ -22,11 +22,7 @@ This is the daily health query from the websocket post-mortem: a day whose "stil
     const { flags } = await this.parse(SessionsStats)
     const loaded = this.loadConfig(flags, sessionFlagValues(flags))
     const rows = await this.withSessionTable(loaded, (db, table) => sessionDailyStats(db, table, flags.days, flags['by-group']))
-    this.say(
-      rows.length === 0
-        ? `no sessions started in the last ${flags.days} day(s)`
-        : renderDailyStats(rows, flags['by-group']),
-    )
+    this.say(rows.length === 0 ? `no sessions started in the last ${flags.days} day(s)` : renderDailyStats(rows, flags['by-group']))
     return { days: flags.days, byGroup: flags['by-group'], rows }
   }
 }

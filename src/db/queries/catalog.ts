@@ -63,4 +63,5 @@ export const indexFirstKeys = (relationOid: number | string) =>
     [relationOid],
   )
 
-export const serverVersion = () => sql('catalog.serverVersion', `SELECT current_setting('server_version_num')::int AS "versionNum", version() AS version`)
+export const serverVersion = () =>
+  sql('catalog.serverVersion', `SELECT current_setting('server_version_num')::int AS "versionNum", version() AS version`)

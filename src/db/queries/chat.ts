@@ -74,7 +74,17 @@ export interface CostRow {
   errorType: string | null
 }
 
-const costValues = (c: CostRow) => [c.requestId, c.operation, c.model, c.inputTokens, c.outputTokens, c.costUsd, Math.round(c.latencyMs), c.status, c.errorType]
+const costValues = (c: CostRow) => [
+  c.requestId,
+  c.operation,
+  c.model,
+  c.inputTokens,
+  c.outputTokens,
+  c.costUsd,
+  Math.round(c.latencyMs),
+  c.status,
+  c.errorType,
+]
 
 /** One cost row on its own: tool-round calls and failed calls, each in its own short transaction. */
 export const insertLlmRequest = (schema: string, sessionId: string, c: CostRow) =>
@@ -134,7 +144,10 @@ export const endChatSession = (schema: string, id: string, reason: string) =>
 
 /** Shutdown: every still-open session this server opened, in one statement. */
 export const closeServerSessions = (schema: string, serverId: string, reason: string) =>
-  sql('chat.closeServerSessions', `UPDATE ${t(schema, 'chat_sessions')} SET ${CLOSE_SET} WHERE server_id = $1 AND is_active`, [serverId, reason])
+  sql('chat.closeServerSessions', `UPDATE ${t(schema, 'chat_sessions')} SET ${CLOSE_SET} WHERE server_id = $1 AND is_active`, [
+    serverId,
+    reason,
+  ])
 
 /** A tool's read, with the backend that served it so tests can see each tool had its own connection. */
 export const sessionStatsForTool = (schema: string, id: string) =>

@@ -32,7 +32,11 @@ export const groupExpr = (t: SessionTable): string => (t.group ? `COALESCE(${t.g
 
 /** Seconds a closed session lasted, from the duration column if mapped, else from its timestamps. */
 const durationExpr = (t: SessionTable): string =>
-  t.durationSeconds ? `${t.durationSeconds}::float8` : t.endedAt[0] ? `EXTRACT(EPOCH FROM (${t.endedAt[0]} - ${t.startedAt}))::float8` : 'NULL::float8'
+  t.durationSeconds
+    ? `${t.durationSeconds}::float8`
+    : t.endedAt[0]
+      ? `EXTRACT(EPOCH FROM (${t.endedAt[0]} - ${t.startedAt}))::float8`
+      : 'NULL::float8'
 
 /** Appends the filter's conditions, binding every value; returns SQL that is safe to splice. */
 export function whereClause(t: SessionTable, filter: SessionFilter, values: unknown[]): string {
@@ -41,9 +45,12 @@ export function whereClause(t: SessionTable, filter: SessionFilter, values: unkn
   if (filter.open === true) conditions.push(openPredicate(t))
   if (filter.open === false) conditions.push(`(${openPredicate(t)}) IS NOT TRUE`)
   if (filter.silentBefore) conditions.push(`${lastSeenExpr(t)} < ${bind(filter.silentBefore.toISOString())}::timestamptz`)
-  if (filter.silentForSeconds !== undefined) conditions.push(`${lastSeenExpr(t)} < now() - make_interval(secs => ${bind(filter.silentForSeconds)})`)
-  if (filter.startedBeforeSeconds !== undefined) conditions.push(`${t.startedAt} < now() - make_interval(secs => ${bind(filter.startedBeforeSeconds)})`)
-  if (filter.startedWithinSeconds !== undefined) conditions.push(`${t.startedAt} >= now() - make_interval(secs => ${bind(filter.startedWithinSeconds)})`)
+  if (filter.silentForSeconds !== undefined)
+    conditions.push(`${lastSeenExpr(t)} < now() - make_interval(secs => ${bind(filter.silentForSeconds)})`)
+  if (filter.startedBeforeSeconds !== undefined)
+    conditions.push(`${t.startedAt} < now() - make_interval(secs => ${bind(filter.startedBeforeSeconds)})`)
+  if (filter.startedWithinSeconds !== undefined)
+    conditions.push(`${t.startedAt} >= now() - make_interval(secs => ${bind(filter.startedWithinSeconds)})`)
   if (filter.groups?.length) conditions.push(`${groupExpr(t)} = ANY(${bind(filter.groups)}::text[])`)
   // The id parameter takes the column's own type (uuid, bigint, text…), so the index is usable.
   if (filter.ids?.length) conditions.push(`${t.id} = ANY(${bind(filter.ids)})`)
@@ -94,8 +101,7 @@ export function listSessions(t: SessionTable, filter: SessionFilter, limit: numb
 }
 
 /** The server's clock decides ages: one cutoff for a whole sweep, so every batch judges alike. */
-export const cutoffFromNow = (seconds: number) =>
-  sql('sessions.cutoff', `SELECT now() - make_interval(secs => $1) AS cutoff`, [seconds])
+export const cutoffFromNow = (seconds: number) => sql('sessions.cutoff', `SELECT now() - make_interval(secs => $1) AS cutoff`, [seconds])
 
 export interface CloseBatchOptions {
   cursor?: string

@@ -21,7 +21,12 @@ export function llmDashboard(): Dashboard {
       'LLM client calls under the OpenTelemetry GenAI names (gen_ai_client_operation_duration_seconds, gen_ai_client_token_usage): rate, latency, errors and tokens, from the reference chat path or any OTel-instrumented app.',
     variables: [
       ...standardVariables(`${DURATION}_count`),
-      labelVariable('model', 'Model', `label_values(${DURATION}_count{job=~"$job", instance=~"$instance"}, gen_ai_request_model)`, 'Requested model (gen_ai_request_model).'),
+      labelVariable(
+        'model',
+        'Model',
+        `label_values(${DURATION}_count{job=~"$job", instance=~"$instance"}, gen_ai_request_model)`,
+        'Requested model (gen_ai_request_model).',
+      ),
     ],
     sections: [
       {
@@ -69,11 +74,14 @@ export function llmDashboard(): Dashboard {
           }),
           timeseries({
             title: 'LLM calls by outcome',
-            description: 'LLM calls per second by error_type: ok for successes, else the HTTP status (429, 529, 500, …), timeout, connection_error or cancelled (the client went away, or shutdown).',
+            description:
+              'LLM calls per second by error_type: ok for successes, else the HTTP status (429, 529, 500, …), timeout, connection_error or cancelled (the client went away, or shutdown).',
             unit: 'reqps',
             w: 8,
             stack: true,
-            queries: [{ expr: `label_replace(sum by (error_type) (${calls()}), "error_type", "ok", "error_type", "")`, legend: '{{error_type}}' }],
+            queries: [
+              { expr: `label_replace(sum by (error_type) (${calls()}), "error_type", "ok", "error_type", "")`, legend: '{{error_type}}' },
+            ],
           }),
           timeseries({
             title: 'Error ratio by type',
@@ -107,7 +115,8 @@ export function llmDashboard(): Dashboard {
           }),
           timeseries({
             title: 'Mean latency, successes and errors',
-            description: 'Mean duration of successful and of failed calls by model. Fast errors (429 at once) pull the overall mean down; timeouts push it up.',
+            description:
+              'Mean duration of successful and of failed calls by model. Fast errors (429 at once) pull the overall mean down; timeouts push it up.',
             unit: 's',
             queries: [
               {
@@ -131,7 +140,9 @@ export function llmDashboard(): Dashboard {
             unit: 'short',
             w: 8,
             stack: true,
-            queries: [{ expr: `sum by (gen_ai_token_type) (rate(${sel(`${TOKENS}_sum`, MODEL)}${RATE}))`, legend: '{{gen_ai_token_type}}' }],
+            queries: [
+              { expr: `sum by (gen_ai_token_type) (rate(${sel(`${TOKENS}_sum`, MODEL)}${RATE}))`, legend: '{{gen_ai_token_type}}' },
+            ],
           }),
           timeseries({
             title: 'Token usage by model and type',
@@ -139,11 +150,17 @@ export function llmDashboard(): Dashboard {
             unit: 'short',
             w: 8,
             stack: true,
-            queries: [{ expr: `sum by (gen_ai_request_model, gen_ai_token_type) (rate(${sel(`${TOKENS}_sum`, MODEL)}${RATE}))`, legend: '{{gen_ai_request_model}} {{gen_ai_token_type}}' }],
+            queries: [
+              {
+                expr: `sum by (gen_ai_request_model, gen_ai_token_type) (rate(${sel(`${TOKENS}_sum`, MODEL)}${RATE}))`,
+                legend: '{{gen_ai_request_model}} {{gen_ai_token_type}}',
+              },
+            ],
           }),
           timeseries({
             title: 'Tokens per call',
-            description: 'p50 and p95 of tokens per call by token type, from the gen_ai_client_token_usage histogram (buckets are powers of 4, so values are coarse).',
+            description:
+              'p50 and p95 of tokens per call by token type, from the gen_ai_client_token_usage histogram (buckets are powers of 4, so values are coarse).',
             unit: 'short',
             w: 8,
             queries: [0.5, 0.95].map((q) => ({
@@ -161,11 +178,17 @@ export function llmDashboard(): Dashboard {
             description:
               'LLM calls per minute that started while their request held a checked-out database connection, by pool and operation: each one holds a pool slot for the whole call above. No data means it never happened.',
             unit: 'cpm',
-            queries: [{ expr: `60 * sum by (pool_name, operation) (rate(${sel('warden_db_connection_held_during_llm_call_total')}${RATE}))`, legend: '{{pool_name}} {{operation}}' }],
+            queries: [
+              {
+                expr: `60 * sum by (pool_name, operation) (rate(${sel('warden_db_connection_held_during_llm_call_total')}${RATE}))`,
+                legend: '{{pool_name}} {{operation}}',
+              },
+            ],
           }),
           timeseries({
             title: 'Pool wait p95',
-            description: 'p95 wait for a database connection per pool. Rising together with LLM latency means connections are held across LLM calls (post-mortem 1); flat means the release-before-call pattern holds.',
+            description:
+              'p95 wait for a database connection per pool. Rising together with LLM latency means connections are held across LLM calls (post-mortem 1); flat means the release-before-call pattern holds.',
             unit: 's',
             queries: [
               {

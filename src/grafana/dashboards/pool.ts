@@ -30,7 +30,12 @@ export function poolDashboard(): Dashboard {
       'Client pools (OpenTelemetry db.client.connection.* metrics, from Warden and any app using its instrumented pool) and the PostgreSQL server as pg_stat_activity shows it: who holds connections, idle-in-transaction holders, headroom.',
     variables: [
       ...standardVariables('db_client_connection_count'),
-      labelVariable('pool', 'Pool', 'label_values(db_client_connection_count{job=~"$job", instance=~"$instance"}, pool_name)', 'Client pool (pool_name): warden and warden_collector are Warden\'s own; the others are apps using the instrumented pool.'),
+      labelVariable(
+        'pool',
+        'Pool',
+        'label_values(db_client_connection_count{job=~"$job", instance=~"$instance"}, pool_name)',
+        "Client pool (pool_name): warden and warden_collector are Warden's own; the others are apps using the instrumented pool.",
+      ),
     ],
     sections: [
       {
@@ -38,13 +43,19 @@ export function poolDashboard(): Dashboard {
         panels: [
           stat({
             title: 'PostgreSQL reachable',
-            description: 'Whether the last metrics collection of every selected Warden instance reached PostgreSQL. While it is down the other gauges keep their last values (WardenPostgresDown).',
+            description:
+              'Whether the last metrics collection of every selected Warden instance reached PostgreSQL. While it is down the other gauges keep their last values (WardenPostgresDown).',
             unit: 'none',
             w: 4,
             colorMode: 'background',
             sparkline: false,
-            mappings: [{ type: 'value', options: { '0': { text: 'down', color: 'red', index: 0 }, '1': { text: 'up', color: 'green', index: 1 } } }],
-            thresholds: [{ color: 'red', value: null }, { color: 'green', value: 1 }],
+            mappings: [
+              { type: 'value', options: { '0': { text: 'down', color: 'red', index: 0 }, '1': { text: 'up', color: 'green', index: 1 } } },
+            ],
+            thresholds: [
+              { color: 'red', value: null },
+              { color: 'green', value: 1 },
+            ],
             queries: [{ expr: `min(${sel('warden_pg_up')})`, legend: 'up' }],
           }),
           stat({
@@ -57,10 +68,15 @@ export function poolDashboard(): Dashboard {
           }),
           stat({
             title: 'Free connection slots',
-            description: 'max_connections minus the client connections open now (lowest among the selected instances): how many more connections a pool increase or a new replica can take before "too many clients".',
+            description:
+              'max_connections minus the client connections open now (lowest among the selected instances): how many more connections a pool increase or a new replica can take before "too many clients".',
             unit: 'short',
             w: 4,
-            thresholds: [{ color: 'red', value: null }, { color: 'yellow', value: 5 }, { color: 'green', value: 20 }],
+            thresholds: [
+              { color: 'red', value: null },
+              { color: 'yellow', value: 5 },
+              { color: 'green', value: 20 },
+            ],
             queries: [
               {
                 expr: `min(max by (job, instance) (${sel('warden_pg_connections_max')}) - on (job, instance) sum by (job, instance) (${sel('warden_pg_connections')}))`,
@@ -79,7 +95,8 @@ export function poolDashboard(): Dashboard {
           }),
           stat({
             title: 'Pool timeouts',
-            description: 'connect() calls per minute that gave up because no connection became free within connectionTimeoutMillis, all selected pools: users see errors (WardenPoolTimeouts).',
+            description:
+              'connect() calls per minute that gave up because no connection became free within connectionTimeoutMillis, all selected pools: users see errors (WardenPoolTimeouts).',
             unit: 'cpm',
             w: 4,
             colorMode: 'background',
@@ -88,12 +105,18 @@ export function poolDashboard(): Dashboard {
           }),
           stat({
             title: 'LLM calls holding a connection',
-            description: 'LLM calls per minute that started while the same request still held a checked-out connection (llmCall of the instrumented pool): the release-before-call rule broken. 0 when it never happened.',
+            description:
+              'LLM calls per minute that started while the same request still held a checked-out connection (llmCall of the instrumented pool): the release-before-call rule broken. 0 when it never happened.',
             unit: 'cpm',
             w: 4,
             colorMode: 'background',
             thresholds: [GREEN, { color: 'orange', value: 0.001 }],
-            queries: [{ expr: `60 * sum(rate(${sel('warden_db_connection_held_during_llm_call_total', POOL)}${RATE})) or on () vector(0)`, legend: 'held' }],
+            queries: [
+              {
+                expr: `60 * sum(rate(${sel('warden_db_connection_held_during_llm_call_total', POOL)}${RATE})) or on () vector(0)`,
+                legend: 'held',
+              },
+            ],
           }),
         ],
       },
@@ -102,14 +125,18 @@ export function poolDashboard(): Dashboard {
         panels: [
           timeseries({
             title: 'Pool connections by state',
-            description: 'Connections of each client pool: idle in the pool, or used (checked out, or being opened). used pinned at the pool max with pending requests beside it is an exhausted pool.',
+            description:
+              'Connections of each client pool: idle in the pool, or used (checked out, or being opened). used pinned at the pool max with pending requests beside it is an exhausted pool.',
             unit: 'short',
             stack: true,
-            queries: [{ expr: `sum by (pool_name, state) (${sel('db_client_connection_count', POOL)})`, legend: '{{pool_name}} {{state}}' }],
+            queries: [
+              { expr: `sum by (pool_name, state) (${sel('db_client_connection_count', POOL)})`, legend: '{{pool_name}} {{state}}' },
+            ],
           }),
           timeseries({
             title: 'Pending connection requests',
-            description: 'connect() calls of each pool still waiting for a connection (queued, or waiting for a new one to open). Anything above 0 for long means the pool is too small for how long connections are held.',
+            description:
+              'connect() calls of each pool still waiting for a connection (queued, or waiting for a new one to open). Anything above 0 for long means the pool is too small for how long connections are held.',
             unit: 'short',
             queries: [{ expr: `sum by (pool_name) (${sel('db_client_connection_pending_requests', POOL)})`, legend: '{{pool_name}}' }],
           }),
@@ -123,22 +150,34 @@ export function poolDashboard(): Dashboard {
           }),
           timeseries({
             title: 'Connection use time',
-            description: 'p50, p95 and p99 of how long a connection stays checked out, acquire to release, per pool. Seconds here, as long as an LLM call, are connections held across the call.',
+            description:
+              'p50, p95 and p99 of how long a connection stays checked out, acquire to release, per pool. Seconds here, as long as an LLM call, are connections held across the call.',
             unit: 's',
             queries: quantiles('db_client_connection_use_time_seconds', 'pool_name'),
           }),
           timeseries({
             title: 'Pool timeouts by pool',
-            description: 'connect() calls per minute that failed after connectionTimeoutMillis, per pool: the "QueuePool limit reached, connection timed out" failure of post-mortem 1.',
+            description:
+              'connect() calls per minute that failed after connectionTimeoutMillis, per pool: the "QueuePool limit reached, connection timed out" failure of post-mortem 1.',
             unit: 'cpm',
-            queries: [{ expr: `60 * sum by (pool_name) (rate(${sel('db_client_connection_timeouts_total', POOL)}${RATE}))`, legend: '{{pool_name}}' }],
+            queries: [
+              {
+                expr: `60 * sum by (pool_name) (rate(${sel('db_client_connection_timeouts_total', POOL)}${RATE}))`,
+                legend: '{{pool_name}}',
+              },
+            ],
           }),
           timeseries({
             title: 'LLM calls made while holding a connection',
             description:
               'LLM calls per minute that started while their request held a checked-out connection, by pool and operation (the llmCall label). The series appears with the first such call; no data means it never happened. The service log names the call site.',
             unit: 'cpm',
-            queries: [{ expr: `60 * sum by (pool_name, operation) (rate(${sel('warden_db_connection_held_during_llm_call_total', POOL)}${RATE}))`, legend: '{{pool_name}} {{operation}}' }],
+            queries: [
+              {
+                expr: `60 * sum by (pool_name, operation) (rate(${sel('warden_db_connection_held_during_llm_call_total', POOL)}${RATE}))`,
+                legend: '{{pool_name}} {{operation}}',
+              },
+            ],
           }),
         ],
       },
@@ -156,7 +195,8 @@ export function poolDashboard(): Dashboard {
           }),
           timeseries({
             title: 'Server connections by application',
-            description: 'Client backends by application_name: which app holds the server\'s connections. Beyond the 50 largest, applications are folded into "(other)". Pick one instance per server.',
+            description:
+              'Client backends by application_name: which app holds the server\'s connections. Beyond the 50 largest, applications are folded into "(other)". Pick one instance per server.',
             unit: 'short',
             w: 8,
             stack: true,
@@ -169,11 +209,14 @@ export function poolDashboard(): Dashboard {
             w: 8,
             thresholdLines: true,
             thresholds: [GREEN, { color: 'red', value: IDLE_IN_TRANSACTION_ALERT_SECONDS }],
-            queries: [{ expr: `max by (application_name) (${sel('warden_pg_idle_in_transaction_max_seconds')})`, legend: '{{application_name}}' }],
+            queries: [
+              { expr: `max by (application_name) (${sel('warden_pg_idle_in_transaction_max_seconds')})`, legend: '{{application_name}}' },
+            ],
           }),
           timeseries({
             title: 'Connections and max_connections',
-            description: 'Client connections open on the server against its max_connections setting, per Warden instance. The gap is the headroom; bigger pools only move the cliff closer.',
+            description:
+              'Client connections open on the server against its max_connections setting, per Warden instance. The gap is the headroom; bigger pools only move the cliff closer.',
             unit: 'short',
             queries: [
               { expr: `sum by (instance) (${sel('warden_pg_connections')})`, legend: 'connections {{instance}}' },
@@ -204,14 +247,18 @@ export function poolDashboard(): Dashboard {
           }),
           timeseries({
             title: 'Metrics age by collector',
-            description: 'Seconds since each collector (sessions, pg_connections, and checks unless the scheduler runs doctor) last succeeded: how stale the gauges on these dashboards are. Grows past server.collectInterval when a collector fails or times out.',
+            description:
+              'Seconds since each collector (sessions, pg_connections, and checks unless the scheduler runs doctor) last succeeded: how stale the gauges on these dashboards are. Grows past server.collectInterval when a collector fails or times out.',
             unit: 's',
             w: 8,
-            queries: [{ expr: `time() - max by (collector) (${sel('warden_collect_last_success_timestamp_seconds')})`, legend: '{{collector}}' }],
+            queries: [
+              { expr: `time() - max by (collector) (${sel('warden_collect_last_success_timestamp_seconds')})`, legend: '{{collector}}' },
+            ],
           }),
           timeseries({
             title: 'Collector run time',
-            description: 'Duration of the last run of each collector. One nearing server.collectTimeout (5 s by default) is about to start failing and leaving its gauges stale.',
+            description:
+              'Duration of the last run of each collector. One nearing server.collectTimeout (5 s by default) is about to start failing and leaving its gauges stale.',
             unit: 's',
             w: 8,
             queries: [{ expr: `max by (collector) (${sel('warden_collector_duration_seconds')})`, legend: '{{collector}}' }],
@@ -225,11 +272,13 @@ export function poolDashboard(): Dashboard {
             statusTitle: 'Connection and transaction checks',
             statusDescription: `Last verdict of the checks of warden doctor that look at connections and transactions (${POOL_CHECKS.join(', ')}): ok, warning or critical. Run \`warden doctor\` or \`warden pool probe\` for the holders.`,
             successTitle: 'Checks that could not run',
-            successDescription: 'Whether the last run of each of these checks could run (1) or failed, e.g. on a timeout (0). A failed check keeps its last verdict.',
+            successDescription:
+              'Whether the last run of each of these checks could run (1) or failed, e.g. on a timeout (0). A failed check keeps its last verdict.',
           }),
           timeseries({
             title: 'Check duration',
-            description: 'How long the last run of each doctor check took, all checks. A check creeping towards server.collectTimeout will soon fail and keep a stale verdict.',
+            description:
+              'How long the last run of each doctor check took, all checks. A check creeping towards server.collectTimeout will soon fail and keep a stale verdict.',
             unit: 's',
             w: 24,
             h: 6,

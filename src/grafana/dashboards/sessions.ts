@@ -15,7 +15,8 @@ export function sessionsDashboard(): Dashboard {
   return dashboard({
     uid: 'warden-sessions',
     title: 'Warden / Sessions',
-    description: 'Open and orphaned sessions of the mapped session table, closes by reason, orphan sweeps and the session checks of warden doctor.',
+    description:
+      'Open and orphaned sessions of the mapped session table, closes by reason, orphan sweeps and the session checks of warden doctor.',
     variables: standardVariables('warden_sessions_active'),
     sections: [
       {
@@ -23,7 +24,8 @@ export function sessionsDashboard(): Dashboard {
         panels: [
           stat({
             title: 'Open sessions',
-            description: 'Sessions of the mapped table that are still open (active, or endedAt NULL), all groups. Refreshed every server.collectInterval.',
+            description:
+              'Sessions of the mapped table that are still open (active, or endedAt NULL), all groups. Refreshed every server.collectInterval.',
             unit: 'short',
             queries: [{ expr: `sum(${sel('warden_sessions_active')})`, legend: 'open' }],
           }),
@@ -37,7 +39,8 @@ export function sessionsDashboard(): Dashboard {
           }),
           stat({
             title: 'Oldest open session',
-            description: 'Age (now - startedAt) of the oldest session that is still open, any group. Days here usually mean a disconnect path that never closes its row.',
+            description:
+              'Age (now - startedAt) of the oldest session that is still open, any group. Days here usually mean a disconnect path that never closes its row.',
             unit: 's',
             thresholds: [GREEN, { color: 'yellow', value: 86_400 }],
             queries: [{ expr: `max(${sel('warden_sessions_oldest_active_age_seconds')})`, legend: 'oldest' }],
@@ -58,7 +61,8 @@ export function sessionsDashboard(): Dashboard {
         panels: [
           timeseries({
             title: 'Open sessions by group',
-            description: 'Open sessions by the mapped group column (e.g. agent_role). Groups beyond the 50 largest are folded into "(other)"; no group column gives "(none)".',
+            description:
+              'Open sessions by the mapped group column (e.g. agent_role). Groups beyond the 50 largest are folded into "(other)"; no group column gives "(none)".',
             unit: 'short',
             w: 8,
             stack: true,
@@ -78,7 +82,8 @@ export function sessionsDashboard(): Dashboard {
           }),
           timeseries({
             title: 'Oldest open session by group',
-            description: 'Age (now - startedAt) of the oldest open session of each group when last collected. A line that only grows is a session nobody closes.',
+            description:
+              'Age (now - startedAt) of the oldest open session of each group when last collected. A line that only grows is a session nobody closes.',
             unit: 's',
             w: 8,
             queries: [{ expr: `max by (group) (${sel('warden_sessions_oldest_active_age_seconds')})`, legend: '{{group}}' }],
@@ -99,7 +104,7 @@ export function sessionsDashboard(): Dashboard {
           timeseries({
             title: 'Sessions closed per day',
             description:
-              'Closes per day by reason over the last 7 days. There is no per-day metric: this is the increase of warden_sessions_closed_total over one-day steps (the panel\'s minimum interval is 1d, so $__rate_interval is one day plus one scrape interval). It counts closes made by Warden only, and there is no average-duration metric: per-day totals and average session duration come from `warden sessions stats` or GET /api/sessions/stats, which read the table itself.',
+              "Closes per day by reason over the last 7 days. There is no per-day metric: this is the increase of warden_sessions_closed_total over one-day steps (the panel's minimum interval is 1d, so $__rate_interval is one day plus one scrape interval). It counts closes made by Warden only, and there is no average-duration metric: per-day totals and average session duration come from `warden sessions stats` or GET /api/sessions/stats, which read the table itself.",
             unit: 'short',
             bars: true,
             interval: '1d',
@@ -122,7 +127,8 @@ export function sessionsDashboard(): Dashboard {
           }),
           timeseries({
             title: 'Sweep duration',
-            description: 'p50, p95 and p99 duration of the sweeps that ran (ok or error) in each interval, from warden_sweep_duration_seconds. Empty between sweeps when the interval is shorter than the sweep schedule.',
+            description:
+              'p50, p95 and p99 duration of the sweeps that ran (ok or error) in each interval, from warden_sweep_duration_seconds. Empty between sweeps when the interval is shorter than the sweep schedule.',
             unit: 's',
             w: 8,
             queries: [0.5, 0.95, 0.99].map((q) => ({
@@ -148,7 +154,8 @@ export function sessionsDashboard(): Dashboard {
             statusTitle: 'Session checks',
             statusDescription: `Last verdict of the session checks of warden doctor (${SESSION_CHECKS.join(', ')}): ok, warning or critical. A check that does not apply (e.g. dangling-cost-rows without checks.costRows) has no tile. Run \`warden doctor\` for the details.`,
             successTitle: 'Session checks that could not run',
-            successDescription: 'Whether the last run of each session check could run (1) or failed, e.g. on a timeout (0). A failed check keeps its last verdict in the tiles beside this one.',
+            successDescription:
+              'Whether the last run of each session check could run (1) or failed, e.g. on a timeout (0). A failed check keeps its last verdict in the tiles beside this one.',
           }),
         ],
       },

@@ -67,7 +67,8 @@ export const pgConnectionsCollector: CollectorFactory = ({ registry }) => {
         const entry = counts.get(key) ?? { state: row.state, application_name, value: 0 }
         entry.value += row.count
         counts.set(key, entry)
-        if (row.maxIdleInTransactionSeconds !== null) idle.set(application_name, Math.max(idle.get(application_name) ?? 0, row.maxIdleInTransactionSeconds))
+        if (row.maxIdleInTransactionSeconds !== null)
+          idle.set(application_name, Math.max(idle.get(application_name) ?? 0, row.maxIdleInTransactionSeconds))
       }
       connections.reset()
       idleInTransaction.reset()

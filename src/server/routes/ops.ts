@@ -17,7 +17,9 @@ export function opsRouter(deps: AppDeps, auth: AdminAuth): Router {
     const admin = auth.isAdmin(req)
     res.json({
       ...report,
-      checks: admin ? report.checks : report.checks.map((check) => ({ ...hideQueryTexts(check), message: hideQuotedQueries(check.message) })),
+      checks: admin
+        ? report.checks
+        : report.checks.map((check) => ({ ...hideQueryTexts(check), message: hideQuotedQueries(check.message) })),
       queryTextsShown: admin,
     })
   })
