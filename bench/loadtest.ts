@@ -35,10 +35,10 @@ const { values: args } = parseArgs({
   },
 })
 const ms = (text: string) => Math.round((parseDuration(text) ?? Number.NaN) * 1000)
-const durationMs = ms(args.duration!)
-const llmLatencyMs = ms(args['llm-latency']!)
+const durationMs = ms(args.duration)
+const llmLatencyMs = ms(args['llm-latency'])
 const poolMax = Number(args['pool-max'])
-const levels = args.concurrency!.split(',').map(Number)
+const levels = args.concurrency.split(',').map(Number)
 const streamLevel = Number(args['stream-concurrency'])
 
 interface Row extends PatternResult {
@@ -150,7 +150,7 @@ try {
         llmLatencyMs,
         stream: step.stream,
         poolMax,
-        poolTimeoutMs: ms(args['pool-timeout']!),
+        poolTimeoutMs: ms(args['pool-timeout']),
         databaseUrl: url,
         schema: 'warden',
         model: 'claude-mock-1',

@@ -106,7 +106,10 @@ function unwrap(schema: AnyZod): {
   for (;;) {
     if (inner === durationSchema) duration = true
     if (inner instanceof z.ZodDefault) {
-      if (!hasDefault) ((hasDefault = true), (defaultValue = inner._def.defaultValue()))
+      if (!hasDefault) {
+        hasDefault = true
+        defaultValue = inner._def.defaultValue()
+      }
       inner = inner._def.innerType
     } else if (inner instanceof z.ZodOptional) {
       optional = true
@@ -162,7 +165,8 @@ function formatDefault(value: unknown): string {
   if (value === undefined) return ''
   if (value === null) return '`null`'
   if (Array.isArray(value)) return value.length ? `\`[${value.join(', ')}]\`` : '`[]`'
-  return `\`${String(value)}\``
+  const text = typeof value === 'string' ? value : JSON.stringify(value)
+  return `\`${text}\``
 }
 
 /** Every leaf key of the schema, depth first, with defaults inherited from an enclosing object default. */

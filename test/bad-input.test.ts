@@ -179,9 +179,9 @@ describe('bad input: a clear message, a documented exit code, and no row changed
       ]),
     )
     const [column, tableInFile, tableFlag] = results
-    expectRefused(column!, ExitCode.config, 'sessions.columns.group = "x; drop table y"', 'expected a plain identifier')
-    expectRefused(tableInFile!, ExitCode.config, 'sessions.table = "x; drop table y"', 'plain identifiers')
-    expectRefused(tableFlag!, ExitCode.usage, 'sessions.table = "x; drop table y"', '--table', 'plain identifiers')
+    expectRefused(column, ExitCode.config, 'sessions.columns.group = "x; drop table y"', 'expected a plain identifier')
+    expectRefused(tableInFile, ExitCode.config, 'sessions.table = "x; drop table y"', 'plain identifiers')
+    expectRefused(tableFlag, ExitCode.usage, 'sessions.table = "x; drop table y"', '--table', 'plain identifiers')
     expect((await snapshot(t)).yExists).toBe(true)
   })
 
@@ -196,11 +196,11 @@ describe('bad input: a clear message, a documented exit code, and no row changed
         runCli(['sessions', 'close', '--older-than', '2 parsecs', '--yes', '--database-url', t.url]),
       ]),
     )
-    expectRefused(negative!, ExitCode.usage, 'sessions.orphanAfter = "-5m"', '--orphan-after', 'expected a positive duration')
-    expectRefused(parsecs!, ExitCode.usage, 'sessions.orphanAfter = "2 parsecs"', '--orphan-after', 'expected a positive duration')
-    expectRefused(inFile!, ExitCode.config, 'sessions.orphanAfter = "-5m"', file, 'expected a positive duration')
-    expectRefused(inEnv!, ExitCode.config, 'sessions.orphanAfter = "0s"', 'WARDEN_ORPHAN_AFTER', 'expected a positive duration')
-    expectRefused(olderThan!, ExitCode.usage, '--older-than "2 parsecs"', 'expected a positive duration')
+    expectRefused(negative, ExitCode.usage, 'sessions.orphanAfter = "-5m"', '--orphan-after', 'expected a positive duration')
+    expectRefused(parsecs, ExitCode.usage, 'sessions.orphanAfter = "2 parsecs"', '--orphan-after', 'expected a positive duration')
+    expectRefused(inFile, ExitCode.config, 'sessions.orphanAfter = "-5m"', file, 'expected a positive duration')
+    expectRefused(inEnv, ExitCode.config, 'sessions.orphanAfter = "0s"', 'WARDEN_ORPHAN_AFTER', 'expected a positive duration')
+    expectRefused(olderThan, ExitCode.usage, '--older-than "2 parsecs"', 'expected a positive duration')
   })
 
   it('an unreachable database (closed port on 127.0.0.1) exits 3 naming host:port, never the password', async () => {
@@ -213,7 +213,7 @@ describe('bad input: a clear message, a documented exit code, and no row changed
         runCli(['sessions', 'sweep', '--apply'], { env: { DATABASE_URL: url } }),
       ]),
     )
-    for (const result of [viaFlag!, viaEnv!]) {
+    for (const result of [viaFlag, viaEnv]) {
       expectRefused(result, ExitCode.unavailable, `127.0.0.1:${port}`, 'cannot connect to PostgreSQL')
       expect(compact(result.stderr + result.stdout)).not.toContain(secret)
     }
@@ -285,8 +285,8 @@ describe('bad input: a clear message, a documented exit code, and no row changed
         runCli(['sessions', 'close', '--all', '--group', 'support-agent', '--yes', '--database-url', t.url]),
       ]),
     )
-    expectRefused(none!, ExitCode.usage, 'needs a filter', '--all', '--older-than', '--group', '--id')
-    expectRefused(allAndGroup!, ExitCode.usage, '--all', 'cannot be combined', '--group')
+    expectRefused(none, ExitCode.usage, 'needs a filter', '--all', '--older-than', '--group', '--id')
+    expectRefused(allAndGroup, ExitCode.usage, '--all', 'cannot be combined', '--group')
   })
 
   it('--batch-size 0 is a usage error (64) with the allowed range, for sweep and close', async () => {
@@ -296,7 +296,7 @@ describe('bad input: a clear message, a documented exit code, and no row changed
         runCli(['sessions', 'close', '--all', '--yes', '--batch-size', '0', '--database-url', t.url]),
       ]),
     )
-    for (const result of [sweep!, close!])
+    for (const result of [sweep, close])
       expectRefused(result, ExitCode.usage, 'sweep.batchSize = "0"', '--batch-size', 'expected an integer from 1 to 100000')
   })
 
@@ -307,8 +307,8 @@ describe('bad input: a clear message, a documented exit code, and no row changed
         runCli(['sessions', 'close', '--group', 'billing-agent', '--database-url', t.url]),
       ]),
     )
-    expectRefused(all!, ExitCode.aborted, '11 open session(s)', 'no terminal', '--yes')
-    expectRefused(group!, ExitCode.aborted, '4 open session(s)', 'billing-agent=4', '--yes')
+    expectRefused(all, ExitCode.aborted, '11 open session(s)', 'no terminal', '--yes')
+    expectRefused(group, ExitCode.aborted, '4 open session(s)', 'billing-agent=4', '--yes')
   })
 
   it('--id not-a-uuid on a uuid id column is a usage error (64) that names --id and the value', async () => {
@@ -322,16 +322,16 @@ describe('bad input: a clear message, a documented exit code, and no row changed
     const [unknown, state] = await expectNoChange(t, () =>
       Promise.all([sweepApply('--bogus'), runCli(['sessions', 'list', '--state', 'zombie', '--database-url', t.url])]),
     )
-    expectRefused(unknown!, ExitCode.usage, '--bogus')
-    expectRefused(state!, ExitCode.usage, '--state', 'zombie')
+    expectRefused(unknown, ExitCode.usage, '--bogus')
+    expectRefused(state, ExitCode.usage, '--state', 'zombie')
   })
 
   it('a flag value oclif cannot parse (--limit 0, --sample -1) exits 64 naming the flag, not 70 ("failed")', async () => {
     const [limit, sample] = await expectNoChange(t, () =>
       Promise.all([runCli(['sessions', 'list', '--limit', '0', '--database-url', t.url]), sweepApply('--sample', '-1')]),
     )
-    expectRefused(limit!, ExitCode.usage, '--limit', 'greater than or equal to 1')
-    expectRefused(sample!, ExitCode.usage, '--sample')
+    expectRefused(limit, ExitCode.usage, '--limit', 'greater than or equal to 1')
+    expectRefused(sample, ExitCode.usage, '--sample')
   })
 
   it('an unknown command exits 64, not oclif\'s 2 (Warden\'s "critical")', async () => {

@@ -125,7 +125,10 @@ describe('warden demo', () => {
         const timer = setTimeout(() => reject(new Error(`no database URL within 30 s:\n${stdout}\n${stderr}`)), 30_000)
         child.stdout!.on('data', () => {
           const match = /^database URL: (\S+)$/m.exec(stdout)
-          if (match) (clearTimeout(timer), resolve(match[1]!))
+          if (match) {
+            clearTimeout(timer)
+            resolve(match[1]!)
+          }
         })
         void exited.then(() => reject(new Error(`demo exited before printing a URL:\n${stdout}\n${stderr}`)))
       })

@@ -5,6 +5,9 @@ import { describe, expect, it } from 'vitest'
 import { GENERATED_DOCS, renderGeneratedDocs } from '../scripts/gen-docs.js'
 import { ROOT } from './helpers/cli.js'
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- Kubernetes manifests, read by path in assertions
+type Manifest = Record<string, any>
+
 const DOCS = join(ROOT, 'docs')
 const DEPLOY = join(ROOT, 'deploy')
 
@@ -64,7 +67,7 @@ describe('deploy examples', () => {
         doc.errors.map((e) => e.message),
         rel(file),
       ).toEqual([])
-    return docs.map((doc) => doc.toJS() as Record<string, any>)
+    return docs.map((doc) => doc.toJS() as Manifest)
   }
 
   it('every YAML file parses', () => {
@@ -90,7 +93,7 @@ describe('deploy examples', () => {
   it('the Deployment serves on a named port probed on /healthz and /readyz, with a Service and a ServiceMonitor on /metrics', () => {
     const docs = load(join(DEPLOY, 'kubernetes/deployment-serve.yaml'))
     expect(docs.map((d) => d.kind)).toEqual(['Deployment', 'Service', 'ServiceMonitor'])
-    const [deployment, service, monitor] = docs as [Record<string, any>, Record<string, any>, Record<string, any>]
+    const [deployment, service, monitor] = docs as [Manifest, Manifest, Manifest]
     const container = deployment.spec.template.spec.containers[0]
     expect(container.args[0]).toBe('serve')
     expect(container.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'http' })

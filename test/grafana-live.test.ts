@@ -63,7 +63,7 @@ describe('every panel of every dashboard has data from a real Warden, chat path 
       expect(targets.length).toBeGreaterThan(40)
       // Counters and histograms need a few scrapes of traffic before rate() has two points in the window.
       const deadline = Date.now() + DATA_DEADLINE_MS
-      let outcomes: Outcome[] = []
+      let outcomes: Outcome[]
       for (;;) {
         outcomes = await Promise.all(targets.map(evaluate))
         if (outcomes.every((outcome) => outcome.problem === undefined) || Date.now() > deadline) break
@@ -106,8 +106,8 @@ describe('every panel of every dashboard has data from a real Warden, chat path 
         const selector = expandVariables(query.selector, liveVariables(stack, RATE_INTERVAL))
         const values = await labelValues(stack.prometheus.url, query.label, selector)
         const expected = { job: stack.job, instance: stack.instance }[query.label]
-        if (expected) expect(values, `${json.uid} $${variable.name}`).toContain(expected)
-        else expect(values.length, `${json.uid} $${variable.name}: ${selector}`).toBeGreaterThan(0)
+        if (expected) expect(values, `${String(json.uid)} $${String(variable.name)}`).toContain(expected)
+        else expect(values.length, `${String(json.uid)} $${String(variable.name)}: ${selector}`).toBeGreaterThan(0)
       }
     }
   })

@@ -146,7 +146,7 @@ describe('instrumented pg.Pool (real PostgreSQL)', () => {
     await t.drop()
   })
   afterEach(async () => {
-    await Promise.all(pools.splice(0).map((pool) => (pool.ended || pool.ending ? undefined : pool.end())))
+    await Promise.all(pools.splice(0).map((pool) => (pool.ended || pool.ending ? Promise.resolve() : pool.end())))
   })
 
   function makePool(options: Partial<InstrumentPoolOptions> & { registry: Registry }, config: pg.PoolConfig = {}): pg.Pool {
@@ -317,7 +317,7 @@ describe('instrumented pg.Pool (real PostgreSQL)', () => {
       pool.on('release', () => events.push('release'))
       const viaCallback = await new Promise<number>((resolve, reject) => {
         pool.connect((err, client, done) => {
-          if (err || !client) return reject(err)
+          if (err || !client) return reject(err ?? new Error('connect gave no client'))
           client.query('SELECT 41 + 1 AS n', (queryErr, result) => {
             done()
             return queryErr ? reject(queryErr) : resolve(result.rows[0].n as number)

@@ -45,7 +45,7 @@ describe('Prometheus interop: promtool and a real Prometheus scraping warden ser
       )
       // The GC histogram has series only once a collection has been observed: provoke one.
       const gcSeen = scraped.text.includes('\nnodejs_gc_duration_seconds_bucket{')
-      if (!gcSeen) Array.from({ length: 200_000 }, (_, i) => ({ i })).length
+      if (!gcSeen) void Array.from({ length: 200_000 }, (_, i) => ({ i })).length
       return ready && gcSeen ? scraped : undefined
     }, 'every collector to succeed and a GC to be observed')
     for (const family of [

@@ -278,7 +278,7 @@ describe('service logger', () => {
     expect(lines.join('')).not.toContain(ADMIN_TOKEN)
     expect(lines.join('')).not.toContain('hunter2')
     expect(JSON.parse(lines[0]!).config.database.url).toBe('postgres://warden:*****@db:5432/chat')
-    expect(prettyLine(lines[0]!, false)).toMatch(/^\d\d:\d\d:\d\d\.\d{3} INFO  careless  config=/)
+    expect(prettyLine(lines[0]!, false)).toMatch(/^\d\d:\d\d:\d\d\.\d{3} INFO {2}careless {2}config=/)
   })
 })
 

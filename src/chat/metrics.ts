@@ -45,7 +45,7 @@ export function chatMetrics(registry: Registry): ChatMetrics {
           buckets: [...GEN_AI_DURATION_BUCKETS],
           registers,
         }),
-    ) as ChatMetrics['operationDuration'],
+    ),
     tokenUsage: getOrCreateMetric(
       registry,
       CHAT_METRIC_NAMES.tokenUsage,
@@ -59,7 +59,7 @@ export function chatMetrics(registry: Registry): ChatMetrics {
           buckets: [...GEN_AI_TOKEN_BUCKETS],
           registers,
         }),
-    ) as ChatMetrics['tokenUsage'],
+    ),
     sessionsClosed: getOrCreateMetric(
       registry,
       CHAT_METRIC_NAMES.sessionsClosed,
@@ -72,6 +72,6 @@ export function chatMetrics(registry: Registry): ChatMetrics {
           labelNames: ['reason'] as const,
           registers,
         }),
-    ) as ChatMetrics['sessionsClosed'],
+    ),
   }
 }

@@ -67,6 +67,7 @@ export interface ShutdownOptions {
 
 const MAX_ID_LENGTH = 200
 const MAX_LABEL_LENGTH = 200
+// eslint-disable-next-line no-control-regex -- ids must not carry control characters
 const ID_PATTERN = /^[^\u0000-\u001f\u007f]+$/
 
 function optionalText(body: Record<string, unknown>, key: string): string | null {

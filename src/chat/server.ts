@@ -34,7 +34,9 @@ export interface ChatServer {
 
 export async function startChatServer(options: ChatServerOptions): Promise<ChatServer> {
   const registry = options.registry ?? new Registry()
-  const { router, pool, close: closeMount } = createChatMount(options, registry)
+  const mount = createChatMount(options, registry)
+  const { router, pool } = mount
+  const closeMount = (closeOptions?: ShutdownOptions) => mount.close(closeOptions)
 
   const app = express()
   app.disable('x-powered-by')

@@ -57,12 +57,12 @@ export abstract class WardenCommand extends Command {
     return `${redactUrl(loaded.config.database.url)} ${loaded.config.sessions.table}`
   }
 
-  protected override async catch(error: Error & { exitCode?: number }): Promise<unknown> {
+  protected override catch(error: Error & { exitCode?: number }): Promise<unknown> {
     const { message, exit, hint, kind } = classify(error)
     process.exitCode = exit
     if (this.jsonEnabled()) {
       this.logJson({ error: { kind, exitCode: exit, message, ...(hint ? { hint } : {}) } })
-      return undefined
+      return Promise.resolve(undefined)
     }
     // Printed as is: oclif's renderer re-wraps and prefixes each line, which breaks grep in scripts.
     process.stderr.write(`Error: ${message}\n${hint ? `  hint: ${hint}\n` : ''}`)

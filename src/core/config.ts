@@ -102,8 +102,8 @@ function sourceOf(sources: Map<string, string>, path: string): string | undefine
 function knownKeys(path: ReadonlyArray<string | number>): string[] {
   const unwrap = (schema: ZodTypeAny): ZodTypeAny => {
     for (;;) {
-      if (schema instanceof ZodDefault || schema instanceof ZodOptional) schema = schema._def.innerType
-      else if (schema instanceof ZodEffects) schema = schema._def.schema
+      if (schema instanceof ZodDefault || schema instanceof ZodOptional) schema = (schema._def as { innerType: ZodTypeAny }).innerType
+      else if (schema instanceof ZodEffects) schema = (schema._def as { schema: ZodTypeAny }).schema
       else return schema
     }
   }
@@ -114,7 +114,7 @@ function knownKeys(path: ReadonlyArray<string | number>): string[] {
     if (!schema) return []
   }
   const node = unwrap(schema)
-  return node instanceof ZodObject ? Object.keys(node.shape) : []
+  return node instanceof ZodObject ? Object.keys(node.shape as Record<string, ZodTypeAny>) : []
 }
 
 function describeIssue(issue: ZodIssue, raw: Tree, sources: Map<string, string>): string {

@@ -137,7 +137,8 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
   } catch (error) {
     rmSync(dataDir, { recursive: true, force: true })
     // start() rejects with undefined when postgres dies; the reason is in its log.
-    throw new Error(`embedded PostgreSQL failed to start${error ? `: ${String(error)}` : ''}\n${logs.slice(-15).join('\n')}`)
+    const reason = error instanceof Error ? error.message : error ? JSON.stringify(error) : ''
+    throw new Error(`embedded PostgreSQL failed to start${reason ? `: ${reason}` : ''}\n${logs.slice(-15).join('\n')}`, { cause: error })
   }
   let stopping: Promise<string | null> | undefined
   return {

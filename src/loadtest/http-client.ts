@@ -42,6 +42,7 @@ export interface ChatReply {
   /** 2xx, and for a stream: it ended with `done` */
   ok: boolean
   /** JSON body; for a stream, the data of its final `done` or `error` event */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the chat path's JSON, read by field in the driver and the tests
   body: any
   /** a stream's events, deltas included */
   events?: SseEvent[]

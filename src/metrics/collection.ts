@@ -220,8 +220,8 @@ export class Collection {
       this.lastSuccess.set(labels, state.lastSuccessAt.getTime() / 1000)
     } else {
       // Once per failure streak at warn; a database outage would otherwise log every round.
-      const log = state.success === false ? this.options.logger.debug : this.options.logger.warn
-      log.call(this.options.logger, { collector: collector.name, error }, 'metrics collector failed; its gauges keep their last values')
+      const level = state.success === false ? 'debug' : 'warn'
+      this.options.logger[level]({ collector: collector.name, error }, 'metrics collector failed; its gauges keep their last values')
     }
     state.success = error === undefined
     state.lastError = error ?? null

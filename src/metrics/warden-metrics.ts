@@ -77,7 +77,7 @@ export class WardenMetrics {
           labelNames: ['reason'],
           registers,
         }),
-    ) as Counter<'reason'>
+    )
     this.sweepRuns = new Counter({
       name: 'warden_sweep_runs_total',
       help: 'Orphan sweeps run by this process, by result: ok (dry run or apply), locked (another sweep or close held the table), error.',

@@ -63,7 +63,7 @@ interface Frame {
   readonly held: readonly Checkout[]
 }
 
-const EMPTY: Frame = Object.freeze({ held: Object.freeze([]) as readonly Checkout[] })
+const EMPTY: Frame = Object.freeze({ held: Object.freeze([]) })
 
 /** One storage per process, even if this module is loaded twice (src and dist). */
 const STORAGE_KEY = Symbol.for('warden.pool.heldClientsStorage')

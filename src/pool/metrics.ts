@@ -139,7 +139,7 @@ export function poolMetrics(registry: Registry): PoolMetrics {
         labelNames: ['pool_name'] as const,
         registers,
       }),
-  ) as Counter<'pool_name'>
+  )
   const heldDuringLlmCall = getOrCreateMetric(
     registry,
     POOL_METRIC_NAMES.heldDuringLlmCall,
@@ -152,7 +152,7 @@ export function poolMetrics(registry: Registry): PoolMetrics {
         labelNames: ['pool_name', 'operation'] as const,
         registers,
       }),
-  ) as Counter<'pool_name' | 'operation'>
+  )
   // Both gauges read the same map: register a pool once, it shows in both.
   const sources = sourcesOf(connectionCount)
   ;(pendingRequests as unknown as WithSources)[SOURCES] = sources

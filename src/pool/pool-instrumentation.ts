@@ -1,3 +1,5 @@
+/* eslint-disable @typescript-eslint/unbound-method, @typescript-eslint/no-this-alias, prefer-rest-params, @typescript-eslint/no-explicit-any --
+   patching pg's methods in place must keep their `this`, their exact arguments (callback forms included) and @types/pg's signatures */
 import { AsyncResource } from 'node:async_hooks'
 import type pg from 'pg'
 import { Registry, type Counter } from 'prom-client'

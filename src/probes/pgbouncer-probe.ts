@@ -78,7 +78,7 @@ function toPool(row: Row): PgBouncerPool {
     svLogin: num(row.sv_login),
     // maxwait alone is whole seconds: a queue of 900 ms would read as no queue at all.
     maxwaitSeconds: num(row.maxwait) + num(row.maxwait_us) / 1e6,
-    poolMode: row.pool_mode === undefined || row.pool_mode === null ? null : String(row.pool_mode),
+    poolMode: row.pool_mode === undefined || row.pool_mode === null ? null : (row.pool_mode as string),
   }
 }
 
@@ -143,7 +143,7 @@ export async function probePgBouncer(url: string, options: PgBouncerProbeOptions
       url: shown,
       reachable: true,
       error: null,
-      version: result.version === undefined ? null : String(result.version),
+      version: result.version === undefined ? null : (result.version as string),
       pools: result.pools.filter((row) => row.database !== ADMIN_DATABASE).map(toPool),
       stats: result.stats.filter((row) => row.database !== ADMIN_DATABASE).map(toStats),
       durationMs: elapsedMs(started),

@@ -143,9 +143,9 @@ export function startScheduler(options: SchedulerOptions): Scheduler {
     idle,
     async stop() {
       abort.abort()
-      await Promise.all(tasks.map((task) => task.stop()))
+      await Promise.all(tasks.map((task) => Promise.resolve(task.stop())))
       await idle()
-      await Promise.all(tasks.map((task) => task.destroy()))
+      await Promise.all(tasks.map((task) => Promise.resolve(task.destroy())))
     },
   }
 }

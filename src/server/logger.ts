@@ -60,14 +60,14 @@ export function prettyLine(json: string, color: boolean): string {
   } catch {
     return json
   }
-  const level = String(entry.level ?? 'info')
+  const level = typeof entry.level === 'string' ? entry.level : 'info'
   const time = typeof entry.time === 'string' ? entry.time.slice(11, 23) : ''
   const label = level.toUpperCase().padEnd(5)
   const fields = Object.entries(entry)
     .filter(([key]) => !SKIPPED_KEYS.has(key))
     .map(([key, value]) => `${key}=${typeof value === 'string' && !/\s/.test(value) ? value : JSON.stringify(value)}`)
   const head = color ? `${LEVEL_COLORS[level] ?? ''}${label}\x1b[0m` : label
-  return `${time} ${head} ${String(entry.msg ?? '')}${fields.length ? `  ${fields.join(' ')}` : ''}\n`
+  return `${time} ${head} ${typeof entry.msg === 'string' ? entry.msg : ''}${fields.length ? `  ${fields.join(' ')}` : ''}\n`
 }
 
 /**

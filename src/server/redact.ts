@@ -4,7 +4,7 @@
  * the admin token only; everyone else gets the same objects with `query: null`.
  */
 export function hideQueryTexts<T>(value: T): T {
-  if (Array.isArray(value)) return value.map((item) => hideQueryTexts(item)) as T
+  if (Array.isArray(value)) return (value as unknown[]).map((item) => hideQueryTexts(item)) as T
   if (value === null || typeof value !== 'object' || value instanceof Date) return value
   const copy: Record<string, unknown> = {}
   for (const [key, item] of Object.entries(value)) {

@@ -90,7 +90,7 @@ export const closeBody = z
 export function parseQuery<S extends ZodTypeAny>(schema: S, req: Request): z.output<S> {
   const result = schema.safeParse(req.query)
   if (!result.success) throw validationError(result.error, 'query parameter')
-  return result.data
+  return result.data as z.output<S>
 }
 
 /**
@@ -106,5 +106,5 @@ export function parseBody<S extends ZodTypeAny>(schema: S, req: Request): z.outp
     throw new ApiError(400, 'invalid_request', 'body: expected a JSON object')
   const result = schema.safeParse(body)
   if (!result.success) throw validationError(result.error, 'field')
-  return result.data
+  return result.data as z.output<S>
 }

@@ -54,7 +54,8 @@ async function waitForConsole(adminUrl: string, child: ChildProcess, log: () => 
       await client.query('SHOW VERSION')
       return
     } catch (error) {
-      if (Date.now() > deadline) throw new Error(`pgbouncer did not answer on ${adminUrl}: ${(error as Error).message}\n${log()}`)
+      if (Date.now() > deadline)
+        throw new Error(`pgbouncer did not answer on ${adminUrl}: ${(error as Error).message}\n${log()}`, { cause: error })
       await new Promise((resolve) => setTimeout(resolve, 50))
     } finally {
       await client.end().catch(() => undefined)
@@ -105,8 +106,8 @@ pidfile = ${join(dir, 'pgbouncer.pid')}
   }
   const child = spawn(PGBOUNCER_BIN, [...(asRoot ? ['-u', RUN_AS] : []), join(dir, 'pgbouncer.ini')], { stdio: ['ignore', 'pipe', 'pipe'] })
   let output = ''
-  child.stdout!.on('data', (chunk) => (output += chunk))
-  child.stderr!.on('data', (chunk) => (output += chunk))
+  child.stdout.on('data', (chunk) => (output += chunk))
+  child.stderr.on('data', (chunk) => (output += chunk))
   const log = () => {
     const file = join(dir, 'pgbouncer.log')
     return `${output}${existsSync(file) ? readFileSync(file, 'utf8') : ''}`.split('\n').slice(-30).join('\n')
