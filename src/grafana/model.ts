@@ -1,12 +1,47 @@
 /**
- * A small typed subset of Grafana's dashboard JSON model (schemaVersion 39, Grafana 10.4/11), as
- * plain objects: the dashboards in grafana/dashboards are generated from the definitions beside
- * this file, so a panel's query, unit and description are written once, in reviewed TypeScript.
+ * Grafana's dashboard JSON model as @grafana/schema publishes it (the schema of the Grafana major
+ * in package.json), for the plain objects the definitions beside this file build: the dashboards
+ * in grafana/dashboards are generated from them, so a panel's query, unit and description are
+ * written once, in reviewed TypeScript, and a field Grafana does not know fails the type check.
+ * The files say schemaVersion 39 so that Grafana 10.4 and later load them; newer ones migrate it.
  */
+import type {
+  AnnotationQuery,
+  DashboardLink,
+  DataQuery,
+  DataSourceRef,
+  FieldColorModeId,
+  FieldConfig,
+  FieldConfigSource,
+  GridPos as SchemaGridPos,
+  Panel as SchemaPanel,
+  RowPanel as SchemaRowPanel,
+  Dashboard as SchemaDashboard,
+  Threshold as SchemaThreshold,
+  ValueMap,
+  VariableModel,
+} from '@grafana/schema'
+import type { Options as StatOptions } from '@grafana/schema/dist/esm/raw/composable/stat/panelcfg/x/StatPanelCfg_types.gen'
+import type {
+  FieldConfig as TimeSeriesFieldConfig,
+  Options as TimeSeriesOptions,
+} from '@grafana/schema/dist/esm/raw/composable/timeseries/panelcfg/x/TimeSeriesPanelCfg_types.gen'
+
+/**
+ * The schema declares its string unions as TypeScript enums; JSON holds their values, so the
+ * model takes each enum as the union of its values ('palette-classic', not FieldColorModeId.…).
+ */
+export type Json<T> = T extends string
+  ? `${T}`
+  : T extends ReadonlyArray<infer U>
+    ? Array<Json<U>>
+    : T extends object
+      ? { [K in keyof T]: Json<T[K]> }
+      : T
 
 /** Every panel and target points at the dashboard's datasource variable, never at a fixed uid or a `${DS_…}` import input. */
 export const DATASOURCE = Object.freeze({ type: 'prometheus', uid: '${datasource}' })
-export type DatasourceRef = { type: string; uid: string }
+export type DatasourceRef = Json<DataSourceRef>
 
 /**
  * The label matchers every selector carries, so one dashboard serves any number of Warden
@@ -19,105 +54,66 @@ export function sel(metric: string, ...extra: string[]): string {
   return `${metric}{${[SCOPE, ...extra].join(', ')}}`
 }
 
-export interface Target {
-  refId: string
+/**
+ * A Prometheus target: the fields of the Prometheus datasource's query (Grafana's
+ * PrometheusDataQuery kind, published in @grafana/prometheus, a UI package, not in @grafana/schema)
+ * that these dashboards set, on the schema's DataQuery.
+ */
+export interface Target extends Json<DataQuery> {
   datasource: DatasourceRef
   expr: string
   legendFormat: string
   range: boolean
   instant: boolean
-  editorMode: 'code'
+  editorMode: 'code' | 'builder'
 }
 
-export interface Threshold {
-  color: string
-  value: number | null
+export type Threshold = Json<SchemaThreshold>
+export type ValueMapping = Json<ValueMap>
+export type ColorMode = Json<FieldColorModeId>
+export type GridPos = Json<SchemaGridPos>
+
+/** fieldConfig with the panel plugin's own `custom` block (stat has none). */
+type PanelFieldConfig<Custom> = Omit<Json<FieldConfigSource>, 'defaults'> & {
+  defaults: Omit<Json<FieldConfig>, 'custom'> & { custom?: Custom }
 }
 
-export interface ValueMapping {
-  type: 'value'
-  options: Record<string, { text: string; color: string; index: number }>
-}
-
-export interface FieldDefaults {
-  unit: string
-  decimals?: number
-  min?: number
-  max?: number
-  color: { mode: string }
-  thresholds: { mode: 'absolute'; steps: Threshold[] }
-  mappings: ValueMapping[]
-  custom?: Record<string, unknown>
-}
-
-export interface GridPos {
-  h: number
-  w: number
-  x: number
-  y: number
-}
-
-export interface Panel {
+type PanelBase = Omit<Json<SchemaPanel>, 'type' | 'targets' | 'options' | 'fieldConfig' | 'id' | 'gridPos'> & {
   id: number
-  type: 'timeseries' | 'stat' | 'row'
-  title: string
-  description: string
   gridPos: GridPos
-  datasource?: DatasourceRef
-  targets?: Target[]
-  fieldConfig?: { defaults: FieldDefaults; overrides: unknown[] }
-  options?: Record<string, unknown>
-  /** the panel's "min interval" query option */
-  interval?: string
-  /** the panel's relative time override, e.g. "7d" */
-  timeFrom?: string
-  collapsed?: boolean
-  panels?: Panel[]
+  targets: Target[]
 }
 
-export interface Variable {
-  name: string
-  label: string
-  type: 'datasource' | 'query'
-  query: string
-  description?: string
-  datasource?: DatasourceRef
-  definition?: string
-  /** the selection a fresh dashboard opens with: {} takes Grafana's default */
-  current: { selected?: boolean; text?: string[]; value?: string[] }
-  hide: 0
-  includeAll: boolean
-  multi: boolean
-  allValue?: string
-  options: never[]
-  /** 1: on dashboard load; 2: on time range change */
-  refresh: 1 | 2
-  regex: string
-  sort?: number
+export interface TimeseriesPanel extends PanelBase {
+  type: 'timeseries'
+  fieldConfig: PanelFieldConfig<Json<TimeSeriesFieldConfig>>
+  options: Json<TimeSeriesOptions>
 }
 
-export interface Dashboard {
-  /** null: Grafana assigns its own on import or provisioning */
-  id: null
+export interface StatPanel extends PanelBase {
+  type: 'stat'
+  fieldConfig: PanelFieldConfig<never>
+  options: Json<StatOptions>
+}
+
+export type Panel = TimeseriesPanel | StatPanel
+
+export interface RowPanel extends Omit<Json<SchemaRowPanel>, 'panels' | 'gridPos'> {
+  gridPos: GridPos
+  panels: Panel[]
+}
+
+export type Variable = Json<VariableModel>
+
+export interface Dashboard extends Omit<Json<SchemaDashboard>, 'panels' | 'templating' | 'links' | 'annotations'> {
   uid: string
   title: string
   description: string
   tags: string[]
-  timezone: 'browser'
-  editable: boolean
-  graphTooltip: 1
-  schemaVersion: 39
-  version: 1
-  refresh: string
-  time: { from: string; to: string }
-  timepicker: Record<string, never>
-  fiscalYearStartMonth: 0
-  liveNow: false
-  weekStart: ''
-  links: unknown[]
-  annotations: { list: unknown[] }
+  links: Array<Json<DashboardLink>>
+  annotations: { list: Array<Json<AnnotationQuery>> }
   templating: { list: Variable[] }
-  panels: Panel[]
+  panels: Array<Panel | RowPanel>
 }
 
 // ---- variables ----
@@ -127,7 +123,6 @@ export const datasourceVariable = (): Variable => ({
   label: 'Data source',
   type: 'datasource',
   query: 'prometheus',
-  current: {},
   hide: 0,
   includeAll: false,
   multi: false,
@@ -148,7 +143,6 @@ export function labelVariable(name: string, label: string, query: string, descri
     type: 'query',
     datasource: { ...DATASOURCE },
     query,
-    definition: query,
     // "All" rather than Grafana's pick of the first value, so a fresh dashboard shows every replica
     current: { selected: true, text: ['All'], value: ['$__all'] },
     hide: 0,
@@ -216,7 +210,7 @@ export interface StatSpec extends PanelSpec {
 const REF_IDS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ'
 
 function targets(queries: PanelSpec['queries']): Target[] {
-  return queries.map((query, i) => ({
+  return queries.map((query, i): Target => ({
     refId: REF_IDS[i]!,
     datasource: { ...DATASOURCE },
     expr: query.expr,
@@ -227,12 +221,14 @@ function targets(queries: PanelSpec['queries']): Target[] {
   }))
 }
 
-function defaults(spec: PanelSpec, colorMode: string): FieldDefaults {
+// Optional fields are assigned, not spread in, so that the type check sees every field name
+// (an unset one is undefined, which JSON.stringify leaves out).
+function defaults(spec: PanelSpec, colorMode: ColorMode): Omit<Json<FieldConfig>, 'custom'> {
   return {
     unit: spec.unit,
-    ...(spec.decimals !== undefined ? { decimals: spec.decimals } : {}),
-    ...(spec.min !== undefined ? { min: spec.min } : {}),
-    ...(spec.max !== undefined ? { max: spec.max } : {}),
+    decimals: spec.decimals,
+    min: spec.min,
+    max: spec.max,
     color: { mode: colorMode },
     thresholds: { mode: 'absolute', steps: spec.thresholds ?? [GREEN] },
     mappings: spec.mappings ?? [],
@@ -240,9 +236,10 @@ function defaults(spec: PanelSpec, colorMode: string): FieldDefaults {
 }
 
 /** A panel before layout: the dashboard builder assigns ids and grid positions. */
-export type PanelDraft = Omit<Panel, 'id' | 'gridPos'> & { w: number; h: number }
+export type Draft<P extends Panel> = Omit<P, 'id' | 'gridPos'> & { w: number; h: number }
+export type PanelDraft = Draft<TimeseriesPanel> | Draft<StatPanel>
 
-export function timeseries(spec: TimeseriesSpec): PanelDraft {
+export function timeseries(spec: TimeseriesSpec): Draft<TimeseriesPanel> {
   return {
     type: 'timeseries',
     title: spec.title,
@@ -250,8 +247,8 @@ export function timeseries(spec: TimeseriesSpec): PanelDraft {
     w: spec.w ?? 12,
     h: spec.h ?? 8,
     datasource: { ...DATASOURCE },
-    ...(spec.interval ? { interval: spec.interval } : {}),
-    ...(spec.timeFrom ? { timeFrom: spec.timeFrom } : {}),
+    interval: spec.interval,
+    timeFrom: spec.timeFrom,
     targets: targets(spec.queries),
     fieldConfig: {
       defaults: {
@@ -277,7 +274,7 @@ export function timeseries(spec: TimeseriesSpec): PanelDraft {
   }
 }
 
-export function stat(spec: StatSpec): PanelDraft {
+export function stat(spec: StatSpec): Draft<StatPanel> {
   return {
     type: 'stat',
     title: spec.title,
@@ -296,6 +293,8 @@ export function stat(spec: StatSpec): PanelDraft {
       justifyMode: 'auto',
       wideLayout: true,
       showPercentChange: false,
+      // required by the schema; Grafana's default
+      percentChangeColorMode: 'standard',
     },
   }
 }
@@ -370,7 +369,7 @@ const GRID_COLUMNS = 24
  * numbers them; ids and positions are derived, so adding a panel never means renumbering by hand.
  */
 export function dashboard(spec: DashboardSpec): Dashboard {
-  const panels: Panel[] = []
+  const panels: Array<Panel | RowPanel> = []
   let id = 1
   let y = 0
   for (const section of spec.sections) {
@@ -378,7 +377,6 @@ export function dashboard(spec: DashboardSpec): Dashboard {
       id: id++,
       type: 'row',
       title: section.title,
-      description: '',
       collapsed: false,
       panels: [],
       gridPos: { h: 1, w: GRID_COLUMNS, x: 0, y },
