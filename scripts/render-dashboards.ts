@@ -22,14 +22,8 @@ import { Database } from '../src/db/database.js'
 import { startEmbeddedPostgres } from '../src/embedded/embedded-postgres.js'
 import { buildDashboards, dashboardFileName, DASHBOARDS_DIR, serializeDashboard } from '../src/grafana/index.js'
 import type { TestDatabase } from '../test/helpers/db.js'
-import {
-  expandVariables,
-  liveVariables,
-  loadDashboardFiles,
-  queryRange,
-  startLiveStack,
-  type RangeSeries,
-} from '../test/helpers/grafana.js'
+import { expandVariables, loadDashboardFiles } from '../test/helpers/grafana-files.js'
+import { liveVariables, queryRange, startLiveStack, type RangeSeries } from '../test/helpers/grafana-stack.js'
 
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)))
 

@@ -1,5 +1,6 @@
 import { readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
+import ts from 'typescript'
 import { parse as parseYaml } from 'yaml'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { chatMetrics } from '../src/chat/metrics.js'
@@ -11,17 +12,14 @@ import { startService, type Service } from '../src/server/service.js'
 import { ROOT } from './helpers/cli.js'
 import {
   DASHBOARDS_DIR,
-  LINT_RULES,
   alertExpressions,
-  lintDashboards,
   loadDashboardFiles,
-  metricNames,
   panelTargets,
-  parsePromQL,
   type DashboardFile,
   type GrafanaDashboard,
-  type LintRule,
-} from './helpers/grafana.js'
+} from './helpers/grafana-files.js'
+import { LINT_RULES, lintDashboards, type LintRule } from './helpers/grafana-lint.js'
+import { metricNames, parsePromQL } from './helpers/grafana-promql.js'
 import { serviceConfig } from './helpers/server.js'
 
 const files = loadDashboardFiles()
@@ -337,8 +335,72 @@ describe('the PromQL parser the lint stands on', () => {
     expect(metricNames('-x ^ 2 + max_over_time(y[1h:5m])')).toEqual(['x', 'y'])
   })
 
+  it('reads Grafana variables where Grafana substitutes them, and ranges as written', () => {
+    expect(parsePromQL('sum(rate(a_total{job=~"$job"}[$__rate_interval]))')).toEqual({
+      selectors: [{ name: 'a_total', matchers: [{ name: 'job', op: '=~', value: '$job' }], rangeOf: 'rate' }],
+      rangeCalls: [{ func: 'rate', range: '$__rate_interval' }],
+    })
+    expect(parsePromQL('increase(a[${__rate_interval}]) offset $shift').rangeCalls).toEqual([
+      { func: 'increase', range: '${__rate_interval}' },
+    ])
+    expect(parsePromQL('max_over_time(rate(a[5m])[1h:$step])').rangeCalls).toEqual([
+      { func: 'max_over_time', range: '1h' },
+      { func: 'rate', range: '5m' },
+    ])
+    expect(metricNames('{"a.b", job="x"} + c{"d.e"="f"}')).toEqual(['a.b', 'c'])
+  })
+
   it('rejects what Prometheus rejects', () => {
-    for (const bad of ['sum(', 'a{b=}', 'rate(a[5m)', 'a b', 'sum by (le (a)', '"unterminated'])
+    for (const bad of ['sum(', 'a{b=}', 'rate(a[5m)', 'a b', 'sum by (le (a)', '"unterminated', '(a + b)[5m]', 'rate(a[$__rate_interval)'])
       expect(() => parsePromQL(bad), bad).toThrow()
   })
+})
+
+describe("the generated dashboards are typed against Grafana's schema (@grafana/schema)", () => {
+  // The model as `npm run typecheck` sees it, with one probe file added in memory.
+  const configFile = ts.readConfigFile(join(ROOT, 'tsconfig.check.json'), (path) => ts.sys.readFile(path))
+  const { options } = ts.parseJsonConfigFileContent(configFile.config, ts.sys, ROOT)
+  const probe = join(ROOT, 'src', 'grafana', 'schema-probe.ts')
+
+  function typeErrors(source: string): string[] {
+    const host = ts.createCompilerHost(options)
+    const getSourceFile = host.getSourceFile.bind(host)
+    host.getSourceFile = (name, language, ...rest) =>
+      name === probe ? ts.createSourceFile(name, source, language) : getSourceFile(name, language, ...rest)
+    const fileExists = host.fileExists.bind(host)
+    host.fileExists = (name) => name === probe || fileExists(name)
+    const program = ts.createProgram([probe], options, host)
+    return ts.getPreEmitDiagnostics(program, program.getSourceFile(probe)).map((d) => ts.flattenDiagnosticMessageText(d.messageText, ' '))
+  }
+
+  const header = `import { stat, timeseries, type Dashboard, type TimeseriesPanel, type Variable } from './model.js'
+import { sessionsDashboard } from './dashboards/sessions.js'
+const spec = { title: 't', description: 'd', unit: 's', queries: [{ expr: 'up' }] }
+`
+
+  it('what the builders make, and the fields Grafana knows, type-check', () => {
+    const source = `${header}
+export const d: Dashboard = { ...sessionsDashboard(), refresh: '1m' }
+export const p = [timeseries({ ...spec, stack: true }), stat(spec)]
+export const custom: TimeseriesPanel['fieldConfig']['defaults']['custom'] = { drawStyle: 'bars', lineWidth: 2 }
+export const v: Variable = { name: 'x', type: 'query', query: 'label_values(up, x)', allValue: '.+' }
+`
+    expect(typeErrors(source)).toEqual([])
+  }, 60_000)
+
+  it('a field or a value Grafana does not know fails the type check, naming it', () => {
+    const cases = {
+      dashboard: "export const d: Dashboard = { ...sessionsDashboard(), refreshEvery: '1m' }",
+      'panel field config': "export const c: TimeseriesPanel['fieldConfig']['defaults']['custom'] = { drawStyle: 'line', lineWidht: 2 }",
+      'panel enum value': "export const c: TimeseriesPanel['fieldConfig']['defaults']['custom'] = { drawStyle: 'lines' }",
+      variable: "export const v: Variable = { name: 'x', type: 'query', query: 'q', allValues: '.+' }",
+      'variable type': "export const v: Variable = { name: 'x', type: 'labels', query: 'q' }",
+    }
+    const errors = Object.fromEntries(Object.entries(cases).map(([what, line]) => [what, typeErrors(`${header}${line}\n`).join('\n')]))
+    expect(errors.dashboard).toContain("'refreshEvery' does not exist")
+    expect(errors['panel field config']).toContain("'lineWidht' does not exist")
+    expect(errors['panel enum value']).toContain('"lines"')
+    expect(errors.variable).toContain("'allValues' does not exist")
+    expect(errors['variable type']).toContain('"labels"')
+  }, 60_000)
 })

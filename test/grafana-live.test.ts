@@ -1,18 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createTestDatabase, type TestDatabase } from './helpers/db.js'
-import {
-  LEAKY_APP,
-  expandVariables,
-  labelValues,
-  labelValuesQuery,
-  liveVariables,
-  loadDashboardFiles,
-  panelTargets,
-  startLiveStack,
-  type LiveStack,
-  type PanelTarget,
-} from './helpers/grafana.js'
+import { expandVariables, labelValuesQuery, loadDashboardFiles, panelTargets, type PanelTarget } from './helpers/grafana-files.js'
+import { LEAKY_APP, labelValues, liveVariables, startLiveStack, type LiveStack } from './helpers/grafana-stack.js'
 
 /**
  * What Grafana would substitute for $__rate_interval with Prometheus scraping every second and a
