@@ -186,6 +186,7 @@ function goodDashboard(): GrafanaDashboard {
     multi: true,
     includeAll: true,
     allValue: '.+',
+    refresh: 2,
   })
   const panel = (id: number, title: string, expr: string, unit: string, type = 'timeseries') => ({
     id,
@@ -205,6 +206,7 @@ function goodDashboard(): GrafanaDashboard {
         { name: 'datasource', label: 'Data source', type: 'datasource', query: 'prometheus' },
         labelVariable('job', 'Job', 'label_values(up, job)'),
         labelVariable('instance', 'Instance', 'label_values(up{job=~"$job"}, instance)'),
+        labelVariable('code', 'Code', `label_values(http_requests_total{${SCOPE}}, code)`),
       ],
     },
     panels: [
@@ -250,6 +252,13 @@ const VIOLATIONS: Array<[LintRule, string, Mutation]> = [
     (d) => (variableOf(d, 'instance').datasource = { type: 'prometheus', uid: 'P1809F7CD0C75ACF3' }),
   ],
   [
+    'template-label-promql-rule',
+    'a variable whose label_values() selector does not parse',
+    (d) => (variableOf(d, 'code').query = 'label_values(http_requests_total{job=~"$job", code)'),
+  ],
+  ['template-label-promql-rule', 'a query variable that is not label_values()', (d) => (variableOf(d, 'code').query = 'up')],
+  ['template-on-time-change-reload-rule', 'a variable refreshed only when the dashboard loads', (d) => (variableOf(d, 'job').refresh = 1)],
+  [
     'panel-datasource-rule',
     'a panel on a fixed datasource uid',
     (d) => (panelOf(d, 2).datasource = { type: 'prometheus', uid: 'P1809F7CD0C75ACF3' }),
@@ -259,7 +268,7 @@ const VIOLATIONS: Array<[LintRule, string, Mutation]> = [
   ['panel-units-rule', 'a unit Grafana does not know', (d) => (panelOf(d, 4).fieldConfig!.defaults!.unit = 'seconds')],
   ['panel-title-description-rule', 'no description', (d) => (panelOf(d, 2).description = '')],
   ['panel-title-description-rule', 'no title', (d) => (panelOf(d, 4).title = ' ')],
-  ['panel-targets-rule', 'a panel without targets', (d) => (panelOf(d, 4).targets = [])],
+  ['panel-no-targets-rule', 'a panel without targets', (d) => (panelOf(d, 4).targets = [])],
   ['target-promql-rule', 'a query that does not parse', setExpr(`sum(rate(http_requests_total{${SCOPE}}[$__rate_interval])`)],
   ['target-rate-interval-rule', 'rate() over a fixed window', setExpr(`sum(rate(http_requests_total{${SCOPE}}[5m]))`)],
   ['target-rate-interval-rule', 'increase() over a fixed window', setExpr(`sum(increase(http_requests_total{${SCOPE}}[1d]))`)],

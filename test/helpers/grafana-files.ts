@@ -34,6 +34,7 @@ export interface GrafanaVariable {
   multi?: boolean
   includeAll?: boolean
   allValue?: string | null
+  refresh?: number
 }
 
 export interface GrafanaTarget {

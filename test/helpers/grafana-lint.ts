@@ -1,4 +1,4 @@
-import { dataPanels, type DashboardFile, type GrafanaPanel } from './grafana-files.js'
+import { dataPanels, labelValuesQuery, type DashboardFile, type GrafanaPanel } from './grafana-files.js'
 import { parsePromQL, type PromQL } from './grafana-promql.js'
 
 export interface LintFinding {
@@ -99,10 +99,12 @@ export const LINT_RULES = [
   'template-datasource-rule',
   'template-job-rule',
   'template-instance-rule',
+  'template-label-promql-rule',
+  'template-on-time-change-reload-rule',
   'panel-datasource-rule',
   'panel-units-rule',
   'panel-title-description-rule',
-  'panel-targets-rule',
+  'panel-no-targets-rule',
   'target-promql-rule',
   'target-rate-interval-rule',
   'target-counter-agg-rule',
@@ -112,9 +114,9 @@ export const LINT_RULES = [
 export type LintRule = (typeof LINT_RULES)[number]
 
 /**
- * The rules of Grafana's dashboard-linter that matter for file-provisioned Prometheus
- * dashboards, plus uid, tags and no-import-inputs. Stricter than the linter where Warden wants
- * it: units, titles and descriptions on every panel type, job/instance variables must be
+ * The 14 rules of grafana/dashboard-linter's default rule set, under its rule names, plus
+ * Warden's uid, tags and no-import-inputs rules. Stricter than the linter where Warden wants it:
+ * units, titles and descriptions on every panel type, job/instance variables must be
  * multi-select with allValue ".+", and counters include histogram and summary series
  * (_bucket, _count, _sum) as well as _total.
  */
@@ -179,10 +181,32 @@ export function lintDashboards(files: DashboardFile[], options: LintOptions = {}
         add(rule, `the ${name} variable's query ${JSON.stringify(query)} is not label_values(<metric>, ${name})`)
     }
 
+    for (const v of variables.filter((candidate) => candidate.type === 'query')) {
+      const query = labelValuesQuery(v)
+      if (!query)
+        add(
+          'template-label-promql-rule',
+          `the ${v.name} variable's query ${JSON.stringify(v.query)} is not label_values(<selector>, <label>)`,
+        )
+      else {
+        try {
+          parsePromQL(query.selector)
+        } catch (error) {
+          add('template-label-promql-rule', `the ${v.name} variable's selector: ${(error as Error).message}`)
+        }
+      }
+      // 1 would keep the values of the moment the dashboard opened: new replicas never appear
+      if (v.refresh !== 2)
+        add(
+          'template-on-time-change-reload-rule',
+          `the ${v.name} variable's refresh is ${JSON.stringify(v.refresh)}, expected 2 (on time range change)`,
+        )
+    }
+
     for (const panel of d.panels ?? []) {
       if (panel.type === 'row') {
         if (!panel.title) add('panel-title-description-rule', 'a row has no title', panel)
-        if (panel.targets?.length) add('panel-targets-rule', 'a row has targets of its own', panel)
+        if (panel.targets?.length) add('panel-no-targets-rule', 'a row has targets of its own', panel)
       }
     }
 
@@ -198,7 +222,7 @@ export function lintDashboards(files: DashboardFile[], options: LintOptions = {}
         add('panel-units-rule', `fieldConfig.defaults.unit is ${JSON.stringify(unit)}, expected a Grafana unit id`, panel)
       if (!panel.title?.trim() || !panel.description?.trim()) add('panel-title-description-rule', 'needs a title and a description', panel)
       const targets = panel.targets ?? []
-      if (targets.length === 0) add('panel-targets-rule', 'has no targets', panel)
+      if (targets.length === 0) add('panel-no-targets-rule', 'has no targets', panel)
 
       for (const target of targets) {
         const refId = String(target.refId ?? '?')
@@ -206,7 +230,7 @@ export function lintDashboards(files: DashboardFile[], options: LintOptions = {}
         if (!TEMPLATED_DATASOURCE.has(datasourceUid(target.datasource) ?? ''))
           addT('panel-datasource-rule', `target datasource is ${JSON.stringify(datasourceUid(target.datasource))}, expected \${datasource}`)
         if (!target.expr?.trim()) {
-          addT('panel-targets-rule', 'target has no expr')
+          addT('panel-no-targets-rule', 'target has no expr')
           continue
         }
         let query: PromQL
