@@ -25,7 +25,7 @@ import type { Dashboard } from '../src/grafana/model.js'
 import type { TestDatabase } from '../test/helpers/db.js'
 import { expandVariables } from '../test/helpers/grafana-files.js'
 import { liveVariables, queryRange, startLiveStack, type LiveStack } from '../test/helpers/grafana-stack.js'
-import { ensureChromium } from './preview/chromium.js'
+import { ChromiumMissing, ensureChromium } from './preview/chromium.js'
 import type { PreviewDashboard, PreviewPanel, PreviewSeries } from './preview/page.js'
 import { renderPreviews } from './preview/render.js'
 
@@ -188,7 +188,7 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (error: unknown) => {
-    console.error(error)
+    console.error(error instanceof ChromiumMissing ? error.message : error)
     process.exit(1)
   },
 )

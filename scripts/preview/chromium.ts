@@ -9,6 +9,11 @@ import { join } from 'node:path'
 import { chromium } from 'playwright-core'
 
 export const CHROMIUM = '/usr/bin/chromium'
+
+/** What to run is all the user needs to see: no stack trace. */
+export class ChromiumMissing extends Error {
+  override name = 'ChromiumMissing'
+}
 const INSTALL = 'apt-get install -y chromium'
 
 /**
@@ -17,7 +22,7 @@ const INSTALL = 'apt-get install -y chromium'
  */
 export function ensureChromium(log: (line: string) => void = console.log): string {
   if (existsSync(CHROMIUM)) return CHROMIUM
-  if (process.getuid?.() !== 0) throw new Error(`${CHROMIUM} not found; install Debian's chromium package as root: ${INSTALL}`)
+  if (process.getuid?.() !== 0) throw new ChromiumMissing(`${CHROMIUM} not found; install Debian's chromium package as root: ${INSTALL}`)
   const apt = (...args: string[]) =>
     spawnSync('apt-get', args, { encoding: 'utf8', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }, maxBuffer: 64 << 20 })
   log(`${CHROMIUM} not found: ${INSTALL}`)
