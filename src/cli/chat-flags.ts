@@ -2,6 +2,7 @@ import { Flags } from '@oclif/core'
 import type { ChatMountOptions } from '../chat/mount.js'
 import type { ChatLogger } from '../chat/router.js'
 import { usageError } from '../core/errors.js'
+import { httpUrlProblem } from '../core/urls.js'
 import { startMockLlm, type MockLlmServer } from '../llm/mock-server.js'
 import { parseMs } from '../llm/options.js'
 
@@ -54,6 +55,8 @@ export async function chatSetup(
   base: { schema: string; applicationName: string; logger?: ChatLogger },
 ): Promise<ChatSetup> {
   const apiKey = flags['api-key'] ?? process.env.ANTHROPIC_API_KEY
+  const llmUrlProblem = flags['llm-url'] === undefined ? undefined : httpUrlProblem(flags['llm-url'])
+  if (llmUrlProblem) throw usageError(`--llm-url ${JSON.stringify(flags['llm-url'])}: ${llmUrlProblem}`)
   if (flags['llm-url'] && !apiKey) throw usageError('--llm-url needs an API key: --api-key or ANTHROPIC_API_KEY')
   const graceMs = parseMs('grace', flags.grace, true)
   const llmTimeoutMs = parseMs('llm-timeout', flags['llm-timeout'])

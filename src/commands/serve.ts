@@ -2,6 +2,7 @@ import { Flags } from '@oclif/core'
 import { WardenCommand } from '../cli/base-command.js'
 import { chatFlags, chatSetup } from '../cli/chat-flags.js'
 import { orphanAfterFlag, tableFlag } from '../cli/flags.js'
+import { passwordOf } from '../core/urls.js'
 import { createLogger, LOG_FORMATS, LOG_LEVELS, type LogFormat, type Logger } from '../server/logger.js'
 import { startService, type Service } from '../server/service.js'
 
@@ -60,7 +61,11 @@ Logs are JSON lines on stdout (readable lines on a terminal); secrets are redact
       { key: 'sessions.table', flag: '--table', value: flags.table },
       { key: 'sessions.orphanAfter', flag: '--orphan-after', value: flags['orphan-after'] },
     ])
-    const logger = createLogger({ level: flags['log-level'], format: flags['log-format'] as LogFormat })
+    const logger = createLogger({
+      level: flags['log-level'],
+      format: flags['log-format'] as LogFormat,
+      secrets: [loaded.config.server.adminToken, passwordOf(loaded.config.database.url)],
+    })
     const chat = flags.chat
       ? await chatSetup(flags, { schema: loaded.config.wardenSchema, applicationName: loaded.config.database.applicationName, logger })
       : undefined

@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { DURATION_EXPECTED, parseDuration } from './duration.js'
+import { databaseUrlProblem, hostProblem } from './urls.js'
 
 /**
  * PostgreSQL would accept almost anything between double quotes, but a mapping key that needs
@@ -70,6 +71,15 @@ export const sessionsSchema = z
      * durations honest when orphans are days old.
      */
     closeTimestamp: z.enum(['now', 'lastSeen']).default('now'),
+    /**
+     * The zone an application writes `timestamp without time zone` columns in, when it is not the
+     * server's TimeZone (an app server in New York, a database in UTC): without it, sessions
+     * active a minute ago look silent for five hours. Ignored for timestamptz columns.
+     */
+    columnsTimeZone: z
+      .string({ invalid_type_error: 'expected an IANA time zone name such as America/New_York' })
+      .regex(/^[A-Za-z][A-Za-z0-9_+\-/]{0,63}$/, 'expected an IANA time zone name such as America/New_York')
+      .optional(),
   })
   .strict()
   .superRefine((sessions, ctx) => {
@@ -141,7 +151,13 @@ const cronExpression = z
 
 const serverSchema = z
   .object({
-    host: z.string().min(1).default('127.0.0.1'),
+    host: z
+      .string()
+      .superRefine((value, ctx) => {
+        const problem = hostProblem(value)
+        if (problem) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem })
+      })
+      .default('127.0.0.1'),
     port: count(0, 65_535).default(9477),
     /**
      * Bearer token for the mutating admin routes. Without one they are off. A secret: give it
@@ -154,6 +170,8 @@ const serverSchema = z
     collectTimeout: duration.default('5s'),
     /** mutating API calls allowed per minute (all clients together) */
     mutationsPerMinute: count(1, 10_000).default(30),
+    /** failed admin-token attempts allowed per client address and minute; more get 429 until the minute passes */
+    authFailuresPerMinute: count(1, 10_000).default(10),
   })
   .strict()
   .default({})
@@ -190,7 +208,14 @@ export const configSchema = z
   .object({
     database: z
       .object({
-        url: z.string().min(1, 'expected a postgres:// connection URL').optional(),
+        url: z
+          .string()
+          .min(1, 'expected a postgres:// connection URL')
+          .superRefine((value, ctx) => {
+            const problem = databaseUrlProblem(value)
+            if (problem) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem })
+          })
+          .optional(),
         applicationName: z.string().min(1).max(63).default('warden'),
         connectTimeout: duration.default('5s'),
         statementTimeout: duration.default('30s'),
@@ -205,6 +230,12 @@ export const configSchema = z
       .object({
         batchSize: count(1, 100_000).default(10_000),
         maxRows: count(1, Number.MAX_SAFE_INTEGER).optional(),
+        /**
+         * lock_timeout of a sweep's or close's statements: when another session holds the table
+         * itself (DDL, VACUUM FULL, LOCK TABLE), the run stops and names it instead of queueing
+         * behind it (and making everyone queue behind the run).
+         */
+        lockTimeout: duration.default('3s'),
       })
       .strict()
       .default({}),

@@ -4,6 +4,7 @@ import { parse as parseYaml } from 'yaml'
 import { ZodDefault, ZodEffects, ZodObject, ZodOptional, type ZodIssue, type ZodTypeAny } from 'zod'
 import { configSchema, DEFAULT_SESSIONS, ENV_KEYS, type WardenConfig } from './config-schema.js'
 import { configError, usageError } from './errors.js'
+import { redactText, redactUrl } from './urls.js'
 
 export type { WardenConfig, SessionsConfig, DatabaseConfig } from './config-schema.js'
 
@@ -147,22 +148,9 @@ export function redactValue(key: string, value: unknown): unknown {
   return value
 }
 
-const redactSecrets = (json: string) =>
-  json.replace(/(\/\/[^\s:@/"]*:)[^\s@/"]*@/g, '$1*****@').replace(/([?&]password=)[^&\s"]*/gi, '$1*****')
+const redactSecrets = (json: string) => redactText(json)
 
-/** Redacts the password of a connection URL so it can be printed or logged. */
-export function redactUrl(url: string | undefined): string {
-  if (!url) return '(PG* environment defaults)'
-  try {
-    const parsed = new URL(url)
-    if (parsed.password) parsed.password = '*****'
-    // pg, like libpq, also takes the password as a query parameter
-    if (parsed.searchParams.has('password')) parsed.searchParams.set('password', '*****')
-    return parsed.toString()
-  } catch {
-    return url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:*****@')
-  }
-}
+export { redactUrl }
 
 /**
  * Builds the one typed config object: flag > environment > config file > defaults.

@@ -12,7 +12,7 @@ export const ExitCode = {
   unavailable: 3,
   /** a confirmation was declined, or was needed with no terminal to ask on */
   aborted: 4,
-  /** another sweep/close holds the table's advisory lock; try again later */
+  /** another sweep/close holds the table's advisory lock, or another session locks the table itself; try again later */
   locked: 5,
   /** bad flags or flag combination (EX_USAGE) */
   usage: 64,
@@ -30,10 +30,19 @@ export class WardenError extends Error {
     message: string,
     readonly exitCode: ExitCodeValue,
     readonly hint?: string,
+    /** the SQLSTATE of the database error this one explains, when there was one */
+    readonly sqlstate?: string,
   ) {
     super(message)
     this.name = 'WardenError'
   }
+}
+
+/** The SQLSTATE behind an error, whether the driver's own or one Warden already explained. */
+export function sqlstateOf(error: unknown): string | undefined {
+  if (error instanceof WardenError) return error.sqlstate
+  const code = (error as { code?: unknown } | null)?.code
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined
 }
 
 export const usageError = (message: string, hint?: string) => new WardenError(message, ExitCode.usage, hint)

@@ -53,17 +53,37 @@ export function describeDatabaseError(error: unknown, url: string | undefined, s
   if (typeof code === 'string' && UNAVAILABLE_SQLSTATES[code]) {
     return new WardenError(`cannot use PostgreSQL at ${where}: ${UNAVAILABLE_SQLSTATES[code]} (${err.message})`, ExitCode.unavailable)
   }
+  if (/does not support SSL/i.test(err.message ?? '')) {
+    return new WardenError(
+      `database.url asks for TLS (sslmode) but PostgreSQL at ${where} does not accept TLS connections`,
+      ExitCode.config,
+      'use sslmode=disable or sslmode=prefer in the URL, or enable ssl on the server',
+    )
+  }
+  if (
+    /self[- ]signed certificate|unable to verify the first certificate|certificate has expired|Hostname\/IP does not match/i.test(
+      err.message ?? '',
+    )
+  ) {
+    return new WardenError(
+      `the TLS certificate of PostgreSQL at ${where} was not accepted: ${err.message}`,
+      ExitCode.config,
+      'give the CA with sslrootcert in the URL, or use sslmode=no-verify if you accept an unverified certificate',
+    )
+  }
   if (/timeout expired|connection timeout|Connection terminated/i.test(err.message ?? '')) {
     return new WardenError(`cannot connect to PostgreSQL at ${where}: ${err.message}`, ExitCode.unavailable)
   }
   if (code === '22P02' || code === '22007' || code === '22008') {
     // A value the user gave (an --id of the wrong type, say) that the column's type rejects.
-    return new WardenError(`invalid value for statement ${statement ?? ''}: ${err.message}`, ExitCode.usage)
+    return new WardenError(`invalid value for statement ${statement ?? ''}: ${err.message}`, ExitCode.usage, undefined, code)
   }
   if (code === '57014') {
     return new WardenError(
       `statement ${statement ?? ''} was cancelled: ${err.message} (statement_timeout; raise database.statementTimeout if this is expected)`,
       ExitCode.failed,
+      undefined,
+      code,
     )
   }
   return error instanceof Error ? error : new Error(String(error))

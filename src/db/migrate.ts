@@ -101,6 +101,15 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX llm_requests_session_idx ON ${schema}.llm_requests (session_id);
       COMMENT ON TABLE ${schema}.llm_requests IS 'One cost row per LLM call of the reference chat path, written by its own short transaction.';`,
   },
+  {
+    version: 4,
+    name: 'audit_refused',
+    // Mutations refused before they start (the table's lock is held, a hazard) are audited too.
+    up: (schema) => `
+      ALTER TABLE ${schema}.audit_log DROP CONSTRAINT IF EXISTS audit_log_status_check;
+      ALTER TABLE ${schema}.audit_log ADD CONSTRAINT audit_log_status_check
+        CHECK (status IN ('running', 'ok', 'partial', 'failed', 'aborted', 'refused'));`,
+  },
 ]
 
 export interface MigrationResult {

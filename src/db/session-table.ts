@@ -1,8 +1,8 @@
 import type { SessionsConfig } from '../core/config.js'
 import { configError } from '../core/errors.js'
 import type { Database } from './database.js'
-import { findRelation, hasUniqueIndexOn, indexFirstKeys, listColumns, listTables, schemaExists } from './queries/catalog.js'
-import { parseQualifiedName, quoteIdent, quoteQualified, type QualifiedName } from './sql.js'
+import { findRelation, hasUniqueIndexOn, indexFirstKeys, listColumns, listTables, schemaExists, timeZoneExists } from './queries/catalog.js'
+import { parseQualifiedName, quoteIdent, quoteLiteral, quoteQualified, type QualifiedName } from './sql.js'
 
 interface CatalogColumn {
   name: string
@@ -30,10 +30,23 @@ export interface SessionTable {
   durationSeconds?: string
   group?: string
   owner?: string
-  /** keyset batching over id is exact only when id is unique */
+  /** the relation's oid, for lock diagnostics */
+  oid: string
+  /** range/list partitioned: a row's ctid is unique only together with its partition (tableoid) */
+  partitioned: boolean
+  /** a unique index on id alone, and id NOT NULL: the id alone names one row, and keyset walks over it are exact */
   idUnique: boolean
+  idNotNull: boolean
   /** an index leads with the silence column (lastSeenAt, else startedAt): sweeps can walk it */
   silenceIndexed: boolean
+  /**
+   * Quoted timestamp columns of type `timestamp without time zone`. Their values mean nothing
+   * without a zone: they are read in `zone` when the mapping declares one (columnsTimeZone),
+   * else in the server session's TimeZone, as PostgreSQL itself would cast them.
+   */
+  naiveColumns: Set<string>
+  /** columnsTimeZone as a quoted SQL literal, checked against pg_timezone_names */
+  zone?: string
 }
 
 /** Does an index key (column name or expression text) lead with this column? */
@@ -106,10 +119,13 @@ export async function resolveSessionTable(db: Database, config: SessionsConfig):
   }
 
   const { columns: mapped } = config
+  refuseDoubleAssignments(config)
   const table: SessionTable = {
     config,
     name,
     table: quoteQualified(name),
+    oid: String(relation.oid),
+    partitioned: relation.relkind === 'p',
     id: check('id', mapped.id, 'any')!,
     active: check('active', mapped.active, 'boolean'),
     startedAt: check('startedAt', mapped.startedAt, 'timestamp')!,
@@ -119,11 +135,51 @@ export async function resolveSessionTable(db: Database, config: SessionsConfig):
     group: check('group', mapped.group, 'any'),
     owner: check('owner', mapped.owner, 'any'),
     idUnique: false,
+    idNotNull: byName.get(mapped.id)?.notNull ?? false,
     silenceIndexed: false,
+    naiveColumns: new Set(
+      [mapped.startedAt, mapped.lastSeenAt, ...mapped.endedAt]
+        .filter((column): column is string => column !== undefined && byName.get(column)?.typeName === 'timestamp')
+        .map(quoteIdent),
+    ),
+  }
+  if (config.columnsTimeZone !== undefined) {
+    const [zone] = await db.rows<{ exists: boolean }>(timeZoneExists(config.columnsTimeZone))
+    if (!zone?.exists) {
+      throw configError(
+        `sessions.columnsTimeZone = "${config.columnsTimeZone}": not a time zone this server knows (see pg_timezone_names), e.g. America/New_York or UTC`,
+      )
+    }
+    table.zone = quoteLiteral(config.columnsTimeZone)
   }
   const [unique] = await db.rows<{ unique: boolean }>(hasUniqueIndexOn(relation.oid, mapped.id))
   table.idUnique = unique?.unique ?? false
   const keys = await db.rows<{ firstKey: string }>(indexFirstKeys(relation.oid))
   table.silenceIndexed = keys.some((index) => keyUsesColumn(index.firstKey, mapped.lastSeenAt ?? mapped.startedAt))
   return table
+}
+
+/**
+ * A close sets active, every endedAt column and the duration in one UPDATE: a column named twice
+ * there would pass every read (dry runs included) and fail only the apply, with PostgreSQL's
+ * "multiple assignments to same column".
+ */
+function refuseDoubleAssignments(config: SessionsConfig): void {
+  const { columns } = config
+  const assigned: Array<[string, string | undefined]> = [
+    ['active', columns.active],
+    ...columns.endedAt.map((column, index): [string, string] => [`endedAt[${index}]`, column]),
+    ['durationSeconds', columns.durationSeconds],
+  ]
+  const seen = new Map<string, string>()
+  for (const [key, column] of assigned) {
+    if (column === undefined) continue
+    const earlier = seen.get(column)
+    if (earlier !== undefined) {
+      throw configError(
+        `sessions.columns.${key} = "${column}": column ${column} is already mapped as ${earlier}; a close sets each of active, endedAt and durationSeconds once, so each needs its own column`,
+      )
+    }
+    seen.set(column, key)
+  }
 }

@@ -19,6 +19,12 @@ export function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`
 }
 
+/**
+ * A string literal for the few places a value must be part of an expression that builders share
+ * (a time zone checked against pg_timezone_names): everything else is a bind parameter.
+ */
+export const quoteLiteral = (value: string): string => `'${value.replace(/'/g, "''")}'`
+
 export interface QualifiedName {
   schema: string
   name: string

@@ -79,6 +79,7 @@ export async function startDemoStack(options: StackOptions): Promise<DemoStack> 
     format: 'pretty',
     destination: { write: (line: string) => void (options.logDestination ?? process.stderr).write(line) },
     isTTY: process.stderr.isTTY === true,
+    secrets: [adminToken],
   })
   const registry = createRegistry()
   const started: Array<() => Promise<unknown>> = []

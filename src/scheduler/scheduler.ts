@@ -4,7 +4,7 @@ import { configError, ExitCode, WardenError } from '../core/errors.js'
 import { runChecks, type DoctorReport } from '../checks/run.js'
 import type { Database } from '../db/database.js'
 import { resolveSessionTable } from '../db/session-table.js'
-import { sweepOrphans, type SweepResult } from '../sessions/sweep.js'
+import { runOptions, sweepOrphans, type SweepResult } from '../sessions/sweep.js'
 import { PostgresRunCoordinator } from './run-coordinator.js'
 
 export type SweepOutcome =
@@ -84,15 +84,16 @@ export function startScheduler(options: SchedulerOptions): Scheduler {
             const started = performance.now()
             try {
               const table = await resolveSessionTable(db, config.sessions)
-              const sweep = await sweepOrphans(db, table, {
-                dryRun: !config.scheduler.sweepApply,
-                batchSize: config.sweep.batchSize,
-                maxRows: config.sweep.maxRows,
-                wardenSchema: config.wardenSchema,
-                command: 'scheduled sweep',
-                actor: `scheduler:${owner}`,
-                signal: abort.signal,
-              })
+              const sweep = await sweepOrphans(
+                db,
+                table,
+                runOptions(config, {
+                  apply: config.scheduler.sweepApply,
+                  command: 'scheduled sweep',
+                  actor: `scheduler:${owner}`,
+                  signal: abort.signal,
+                }),
+              )
               hooks.onSweep?.({ result: 'ok', sweep, durationMs: performance.now() - started })
             } catch (error) {
               const durationMs = performance.now() - started

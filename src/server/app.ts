@@ -6,6 +6,7 @@ import type { Collection } from '../metrics/collection.js'
 import { withDeadline } from '../metrics/deadline.js'
 import type { WardenMetrics } from '../metrics/warden-metrics.js'
 import type { PoolSnapshot } from '../pool/instrumented-pool.js'
+import { redactRequestPath } from '../core/urls.js'
 import { adminAuth } from './auth.js'
 import { errorHandler, notFound, sendError, ApiError } from './errors.js'
 import type { Logger } from './logger.js'
@@ -49,7 +50,7 @@ function requestContext(logger: Logger): RequestHandler {
       const entry = {
         requestId: req.id,
         method: req.method,
-        path: req.originalUrl.slice(0, 300),
+        path: redactRequestPath(req.originalUrl).slice(0, 300),
         status: res.statusCode,
         durationMs: Math.round((performance.now() - started) * 10) / 10,
         client: clientAddress(req),
@@ -86,7 +87,7 @@ export function createApp(deps: AppDeps): Express {
   const app = express()
   app.disable('x-powered-by')
   app.set('etag', false)
-  const auth = adminAuth(deps.config.server.adminToken)
+  const auth = adminAuth(deps.config.server.adminToken, { failuresPerMinute: deps.config.server.authFailuresPerMinute, now: deps.now })
   const ready = readinessCheck(deps.db, deps.config.server.collectTimeout * 1000)
   const started = Date.now()
 

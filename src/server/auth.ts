@@ -1,6 +1,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { Request, RequestHandler } from 'express'
 import { ApiError } from './errors.js'
+import { SlidingWindow } from './rate-limit.js'
+import { clientAddress } from './request.js'
 
 /** Hashing first gives equal-length buffers, so the compare is constant-time whatever was sent. */
 const digest = (value: string) => createHash('sha256').update(value, 'utf8').digest()
@@ -14,13 +16,31 @@ export interface AdminAuth {
   isAdmin: (req: Request) => boolean
 }
 
-export function adminAuth(token: string | undefined): AdminAuth {
+export interface AdminAuthOptions {
+  /** failed attempts per client address and minute before it is refused with 429 (a guessing defence) */
+  failuresPerMinute?: number
+  now?: () => number
+}
+
+export function adminAuth(token: string | undefined, options: AdminAuthOptions = {}): AdminAuth {
   const expected = token === undefined ? undefined : digest(token)
+  const failures = new SlidingWindow(options.failuresPerMinute ?? 10, options.now)
+  const refuse = (req: Request, error: ApiError): never => {
+    failures.record(clientAddress(req))
+    throw error
+  }
   const presented = (req: Request): string | undefined => BEARER.exec(req.get('authorization') ?? '')?.[1]
   const matches = (candidate: string | undefined) =>
     expected !== undefined && candidate !== undefined && timingSafeEqual(digest(candidate), expected)
   return {
-    isAdmin: (req) => matches(presented(req)),
+    // Read routes show more to the admin: a wrong token there counts as a failed guess too.
+    isAdmin(req) {
+      const candidate = presented(req)
+      if (candidate === undefined || failures.retryAfter(clientAddress(req)) > 0) return false
+      if (matches(candidate)) return true
+      failures.record(clientAddress(req))
+      return false
+    },
     require(req, _res, next) {
       if (expected === undefined) {
         throw new ApiError(

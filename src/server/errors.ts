@@ -25,7 +25,8 @@ const BY_EXIT_CODE: Partial<Record<number, { status: number; code: string }>> = 
   [ExitCode.usage]: { status: 400, code: 'invalid_request' },
   [ExitCode.locked]: { status: 409, code: 'sweep_running' },
   [ExitCode.unavailable]: { status: 503, code: 'database_unavailable' },
-  [ExitCode.config]: { status: 500, code: 'misconfigured' },
+  // At run time a configuration error means the mapping no longer matches the table (a column renamed).
+  [ExitCode.config]: { status: 503, code: 'misconfigured' },
   [ExitCode.failed]: { status: 500, code: 'statement_failed' },
 }
 

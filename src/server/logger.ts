@@ -1,5 +1,5 @@
 import pino, { type DestinationStream, type Logger } from 'pino'
-import { redactUrl } from '../core/config.js'
+import { redactText, redactUrl } from '../core/urls.js'
 
 export type { Logger } from 'pino'
 
@@ -40,6 +40,23 @@ export interface LoggerOptions {
   /** default: stdout */
   destination?: DestinationStream
   isTTY?: boolean
+  /** values that must never appear in a log line (the admin token, the database password), wherever they turn up */
+  secrets?: Array<string | undefined>
+}
+
+/** Deep copy of a log entry with credentials masked in every string: URLs, key/value pairs, known secrets. */
+export function scrubber(secrets: Array<string | undefined> = []): (value: unknown) => unknown {
+  const known = secrets.filter((secret): secret is string => typeof secret === 'string' && secret.length >= 4)
+  const text = (value: string) => known.reduce((out, secret) => out.split(secret).join('[redacted]'), redactText(value))
+  const walk = (value: unknown, depth: number): unknown => {
+    if (typeof value === 'string') return text(value)
+    if (depth > 6 || value === null || typeof value !== 'object') return value
+    if (value instanceof Error)
+      return { type: value.name, message: text(value.message), stack: value.stack ? text(value.stack) : undefined }
+    if (Array.isArray(value)) return value.map((item) => walk(item, depth + 1))
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, walk(item, depth + 1)]))
+  }
+  return (value) => walk(value, 0)
 }
 
 const LEVEL_COLORS: Record<string, string> = {
@@ -79,11 +96,18 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const isTTY = options.isTTY ?? process.stdout.isTTY === true
   const pretty = options.format === 'pretty' || ((options.format ?? 'auto') === 'auto' && isTTY)
   const stream: DestinationStream = pretty ? { write: (line: string) => destination.write(prettyLine(line, isTTY)) } : destination
+  const scrub = scrubber(options.secrets)
   return pino(
     {
       level: options.level ?? 'info',
       timestamp: pino.stdTimeFunctions.isoTime,
-      formatters: { level: (label) => ({ level: label }) },
+      formatters: { level: (label) => ({ level: label }), log: (entry) => scrub(entry) as Record<string, unknown> },
+      hooks: {
+        // The message string too: an error text may quote a URL or a request path.
+        logMethod(args, method) {
+          method.apply(this, args.map((arg) => (typeof arg === 'string' ? scrub(arg) : arg)) as Parameters<typeof method>)
+        },
+      },
       redact: { paths: REDACT_PATHS, censor },
     },
     stream,

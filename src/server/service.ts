@@ -1,7 +1,9 @@
 import type { Express } from 'express'
 import type { Registry } from 'prom-client'
 import { redactUrl, type WardenConfig } from '../core/config.js'
-import { ExitCode, WardenError } from '../core/errors.js'
+import { configError, ExitCode, WardenError } from '../core/errors.js'
+import { formatDuration } from '../core/duration.js'
+import { ORPHAN_AFTER_FLOOR_SECONDS } from '../sessions/sweep.js'
 import { Database } from '../db/database.js'
 import { auditTableExists } from '../db/queries/audit.js'
 import { Collection } from '../metrics/collection.js'
@@ -100,6 +102,11 @@ export async function startService(options: ServiceOptions): Promise<Service> {
   const { config, logger } = options
   const registry = options.registry ?? createRegistry()
   const scheduling = options.scheduler === true
+  if (scheduling && config.scheduler.sweep && config.scheduler.sweepApply && config.sessions.orphanAfter < ORPHAN_AFTER_FLOOR_SECONDS) {
+    throw configError(
+      `sessions.orphanAfter = ${formatDuration(config.sessions.orphanAfter)} with scheduler.sweepApply: true would close sessions that paused for less than ${formatDuration(ORPHAN_AFTER_FLOOR_SECONDS)}; the scheduler does not take --force: use a longer orphanAfter`,
+    )
+  }
   // With a scheduled sweep the last-success gauge starts at 0, so "never succeeded" alerts.
   const metrics = new WardenMetrics(registry, { expectSweeps: scheduling && config.scheduler.sweep !== null })
   const db = openDatabase(config, logger, registry, 'warden', config.database.poolMax)

@@ -51,6 +51,8 @@ export const poolQuery = z.object({ longTransaction: duration.default('1m'), que
 const runOptions = {
   /** false or absent: a dry run (reports, audits, changes nothing) */
   apply: z.boolean({ invalid_type_error: 'expected true or false' }).default(false),
+  /** apply despite a refusable hazard (orphanAfter below the floor, naive timestamps that look like another zone) */
+  force: z.boolean({ invalid_type_error: 'expected true or false' }).default(false),
   batchSize: bodyInt(1, 100_000).optional(),
   maxRows: bodyInt(1, Number.MAX_SAFE_INTEGER).optional(),
   sample: bodyInt(0, 1000).default(5),
@@ -65,9 +67,22 @@ export const closeBody = z
     all: z.boolean({ invalid_type_error: 'expected true or false' }).default(false),
     olderThan: duration.optional(),
     groups: z.array(name).min(1, 'expected at least one group').max(100, 'expected at most 100 groups').optional(),
-    // bigint ids may arrive as JSON numbers; the database casts the text to the column's type
+    // bigint ids may arrive as JSON numbers; the database casts the text to the column's type. A
+    // number beyond 2^53 - 1 has already been rounded by JSON.parse: it may name another session.
     ids: z
-      .array(z.union([name, z.number().int()]).transform(String))
+      .array(
+        z
+          .union([
+            name,
+            z
+              .number()
+              .int()
+              .refine(Number.isSafeInteger, (value) => ({
+                message: `${value} is beyond 2^53 - 1, where JSON numbers lose precision (it may already name another session): send ids as strings, e.g. "9007199254740993"`,
+              })),
+          ])
+          .transform(String),
+      )
       .min(1, 'expected at least one id')
       .max(10_000, 'expected at most 10000 ids')
       .optional(),
@@ -87,7 +102,43 @@ export const closeBody = z
     return { ...body, filter }
   })
 
+/** NUL and unpaired UTF-16 surrogates: text PostgreSQL cannot store or compare, refused before any statement runs. */
+const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/
+
+/** The path of the first string (key or value) PostgreSQL could not take, if any. */
+export function unstorablePath(value: unknown, path: string): string | undefined {
+  if (typeof value === 'string') return UNSTORABLE.test(value) ? path : undefined
+  if (Array.isArray(value)) {
+    for (const [index, item] of value.entries()) {
+      const found = unstorablePath(item, `${path}[${index}]`)
+      if (found) return found
+    }
+    return undefined
+  }
+  if (value !== null && typeof value === 'object') {
+    for (const [key, item] of Object.entries(value)) {
+      const at = path ? `${path}.${key}` : key
+      if (UNSTORABLE.test(key)) return at
+      const found = unstorablePath(item, at)
+      if (found) return found
+    }
+  }
+  return undefined
+}
+
+function refuseUnstorable(value: unknown, where: string): void {
+  const path = unstorablePath(value, '')
+  if (path !== undefined) {
+    throw new ApiError(
+      400,
+      'invalid_request',
+      `${path || where}: contains a NUL character or an unpaired UTF-16 surrogate, which PostgreSQL text cannot hold`,
+    )
+  }
+}
+
 export function parseQuery<S extends ZodTypeAny>(schema: S, req: Request): z.output<S> {
+  refuseUnstorable(req.query, 'query')
   const result = schema.safeParse(req.query)
   if (!result.success) throw validationError(result.error, 'query parameter')
   return result.data as z.output<S>
@@ -104,6 +155,7 @@ export function parseBody<S extends ZodTypeAny>(schema: S, req: Request): z.outp
   const body: unknown = req.body ?? {}
   if (typeof body !== 'object' || body === null || Array.isArray(body))
     throw new ApiError(400, 'invalid_request', 'body: expected a JSON object')
+  refuseUnstorable(body, 'body')
   const result = schema.safeParse(body)
   if (!result.success) throw validationError(result.error, 'field')
   return result.data as z.output<S>

@@ -1,11 +1,29 @@
 import { hostname, userInfo } from 'node:os'
 import type pg from 'pg'
-import { ExitCode, WardenError } from '../core/errors.js'
+import { ExitCode, sqlstateOf, WardenError } from '../core/errors.js'
 import type { Database } from '../db/database.js'
-import { abortStaleRuns, auditTable, auditTableExists, finishAudit, insertAudit, type AuditStatus } from '../db/queries/audit.js'
-import { closeBatch, cutoffFromNow, summarize, type SessionFilter } from '../db/queries/sessions.js'
+import {
+  abortStaleRuns,
+  auditTable,
+  auditTableExists,
+  finishAudit,
+  insertAudit,
+  type AuditStart,
+  type AuditStatus,
+} from '../db/queries/audit.js'
+import {
+  closeBatch,
+  cutoffFromNow,
+  nextBatchRow,
+  summarize,
+  tableLockHolders,
+  walkOrder,
+  type CloseBatchOptions,
+  type SessionFilter,
+} from '../db/queries/sessions.js'
 import type { SessionTable } from '../db/session-table.js'
 import { sql } from '../db/sql.js'
+import { checkClockSkew } from './clock-skew.js'
 import { listSessionRows, type SessionRow } from './inspect.js'
 
 /** Values of the `reason` label of warden_sessions_closed_total. */
@@ -18,15 +36,26 @@ export interface CloseRequest {
   filterDescription: Record<string, unknown>
   reason: CloseReason
   command: string
+  /** explicit on purpose: a caller that forgets to say gets an error, never a silent guess */
   dryRun: boolean
   batchSize: number
   maxRows?: number
   sampleSize?: number
   wardenSchema: string
   actor?: string
+  /** lock_timeout of the run's statements, in seconds: a table someone else locks is reported, not waited on */
+  lockTimeoutSeconds?: number
+  /** go ahead despite a refusable hazard (an implausible clock skew of naive timestamps) */
+  force?: boolean
   onProgress?: (progress: { closed: number; total: number; batches: number }) => void
   /** checked between batches: a graceful shutdown finishes the batch in flight, then stops */
   signal?: AbortSignal
+}
+
+/** A row whose close the database refused (a value that overflows, a constraint, a trigger): set aside, reported. */
+export interface SkippedRow {
+  id: string | null
+  error: string
 }
 
 export interface CloseReport {
@@ -40,8 +69,10 @@ export interface CloseReport {
   byGroup: Record<string, number>
   /** how long the most silent matching session had been silent, in seconds */
   oldestSilentSeconds: number | null
-  /** matching sessions still open after an apply: held by a live writer (SKIP LOCKED) or beyond --max-rows */
+  /** matching sessions still open after an apply: held by a live writer (SKIP LOCKED), set aside, or beyond --max-rows */
   remaining: number | null
+  /** rows the database would not let Warden close, with why (at most SKIPPED_SHOWN ids are kept) */
+  skipped: { count: number; rows: SkippedRow[] }
   durationMs: number
   maxBatchMs: number
   sample: SessionRow[]
@@ -50,7 +81,11 @@ export interface CloseReport {
   warnings: string[]
 }
 
+const SKIPPED_SHOWN = 20
+const DEFAULT_LOCK_TIMEOUT_SECONDS = 3
+
 const lockKey = (t: SessionTable) => `warden:close:${t.name.schema}.${t.name.name}`
+const tableName = (t: SessionTable) => `${t.name.schema}.${t.name.name}`
 
 export function defaultActor(): string {
   const user = process.env.WARDEN_ACTOR ?? safeUsername()
@@ -66,33 +101,102 @@ function safeUsername(): string {
 }
 
 /**
+ * Errors that belong to one row rather than to the run: a value out of range (a 1900 start date
+ * overflowing an integer duration), a constraint or a trigger that refuses the close. Such a row
+ * is set aside and reported; the rest of the table is still swept.
+ */
+function isRowError(error: unknown): boolean {
+  const state = sqlstateOf(error)
+  return state !== undefined && (state.startsWith('22') || state.startsWith('23') || state === 'P0001')
+}
+
+/**
  * Closes sessions in batches, or only reports what it would close. One closer per table at a
  * time across processes and hosts: a session-level advisory lock held on the connection that
  * runs the batches, so a killed process releases it with its connection. Dry runs take no lock.
  */
 export async function closeSessions(db: Database, table: SessionTable, request: CloseRequest): Promise<CloseReport> {
+  if (typeof request.dryRun !== 'boolean') throw new TypeError('closeSessions: dryRun must be true or false')
   const started = performance.now()
   return db.withClient(async (client) => {
-    // A dry run changes nothing, so it neither waits for nor blocks a real run.
-    if (request.dryRun) return runLocked(db, client, table, request, started)
-    const [lock] = await db.rows<{ locked: boolean }>(
-      sql('close.tryLock', 'SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS locked', [lockKey(table)]),
-      client,
-    )
-    if (!lock?.locked) {
-      throw new WardenError(
-        `another sweep or close is running on ${table.name.schema}.${table.name.name} (advisory lock held); try again when it has finished`,
-        ExitCode.locked,
-      )
-    }
+    const lockTimeout = lockTimeoutOf(request)
+    await db.query(sql('close.lockTimeout', `SELECT set_config('lock_timeout', $1, false)`, [lockTimeout]), client)
     try {
-      return await runLocked(db, client, table, request, started)
+      // A dry run changes nothing, so it neither waits for nor blocks a real run.
+      if (request.dryRun) return await runLocked(db, client, table, request, started)
+      const [lock] = await db.rows<{ locked: boolean }>(
+        sql('close.tryLock', 'SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS locked', [lockKey(table)]),
+        client,
+      )
+      if (!lock?.locked) {
+        const refusal = new WardenError(
+          `another sweep or close is running on ${tableName(table)} (advisory lock held); try again when it has finished`,
+          ExitCode.locked,
+        )
+        await auditRefusal(db, client, table, request, 'refused', refusal.message)
+        throw refusal
+      }
+      try {
+        return await runLocked(db, client, table, request, started)
+      } finally {
+        await db
+          .query(sql('close.unlock', 'SELECT pg_advisory_unlock(hashtextextended($1, 0))', [lockKey(table)]), client)
+          .catch(() => undefined)
+      }
     } finally {
-      await db
-        .query(sql('close.unlock', 'SELECT pg_advisory_unlock(hashtextextended($1, 0))', [lockKey(table)]), client)
-        .catch(() => undefined)
+      await db.query(sql('close.lockTimeoutReset', 'RESET lock_timeout'), client).catch(() => undefined)
     }
   })
+}
+
+const lockTimeoutOf = (request: CloseRequest) => `${Math.round((request.lockTimeoutSeconds ?? DEFAULT_LOCK_TIMEOUT_SECONDS) * 1000)}ms`
+
+/** lock_timeout (55P03) means someone holds the table itself: say who, instead of PostgreSQL's bare message. */
+async function explainTableLock(db: Database, table: SessionTable, error: unknown, lockTimeout: string): Promise<unknown> {
+  if (sqlstateOf(error) !== '55P03') return error
+  const holders = await db
+    .rows<{ pid: number; applicationName: string; mode: string; state: string | null }>(tableLockHolders(table))
+    .catch(() => [])
+  const who = holders.length
+    ? holders
+        .map((h) => `pid ${h.pid} (${h.applicationName || 'no application_name'}, ${h.mode}${h.state ? `, ${h.state}` : ''})`)
+        .join(', ')
+    : 'another session (it let go before Warden could see who)'
+  return new WardenError(
+    `table ${tableName(table)} is locked by ${who}, and the lock was not free within lock_timeout ${lockTimeout}; nothing more was changed, try again when it is released`,
+    ExitCode.locked,
+    'a DDL statement, VACUUM FULL or an explicit LOCK TABLE holds it; pg_stat_activity shows what that session is doing',
+  )
+}
+
+function auditStart(table: SessionTable, request: CloseRequest, matched: number | null): AuditStart {
+  return {
+    actor: request.actor ?? defaultActor(),
+    command: request.command,
+    target: tableName(table),
+    reason: request.reason,
+    filter: request.filterDescription,
+    dryRun: request.dryRun,
+    rowsMatched: matched,
+  }
+}
+
+/** A mutation that never started (locked, refused, failed before its first batch) still leaves its trace. */
+async function auditRefusal(
+  db: Database,
+  client: pg.PoolClient,
+  table: SessionTable,
+  request: CloseRequest,
+  status: Extract<AuditStatus, 'refused' | 'failed'>,
+  message: string,
+): Promise<void> {
+  if (request.dryRun) return
+  const ready = (await db.rows<{ exists: boolean }>(auditTableExists(request.wardenSchema), client).catch(() => []))[0]?.exists
+  if (!ready) return
+  await db
+    .rows<{ id: string }>(insertAudit(request.wardenSchema, auditStart(table, request, null)), client)
+    .then(([row]) => row && db.query(finishAudit(request.wardenSchema, row.id, status, {}, message), client))
+    .catch(() => undefined)
 }
 
 async function runLocked(
@@ -103,18 +207,6 @@ async function runLocked(
   started: number,
 ): Promise<CloseReport> {
   const warnings: string[] = []
-  // One cutoff for the whole run: a session that goes silent during the sweep is next run's business.
-  let filter = request.filter
-  if (filter.silentForSeconds !== undefined) {
-    const [row] = await db.rows<{ cutoff: Date }>(cutoffFromNow(filter.silentForSeconds), client)
-    filter = { ...filter, silentForSeconds: undefined, silentBefore: row!.cutoff }
-  }
-  const openFilter = { ...filter, open: true }
-  const groups = await db.rows<{ group: string; count: string; oldestSilentSeconds: number }>(summarize(table, openFilter), client)
-  const matched = groups.reduce((sum, g) => sum + Number(g.count), 0)
-  const oldestSilentSeconds = groups.length ? Math.max(...groups.map((g) => g.oldestSilentSeconds)) : null
-  const sample = await listSessionRows(db, table, openFilter, request.sampleSize ?? 5, 'silent', client)
-
   const auditReady = (await db.rows<{ exists: boolean }>(auditTableExists(request.wardenSchema), client))[0]?.exists ?? false
   if (!auditReady && !request.dryRun) {
     throw new WardenError(
@@ -122,51 +214,96 @@ async function runLocked(
       ExitCode.config,
     )
   }
-  if (!table.idUnique) {
-    warnings.push(`${table.config.columns.id} has no unique index: batches may leave a few sessions for the next run`)
-  }
-  const audit = {
-    actor: request.actor ?? defaultActor(),
-    command: request.command,
-    target: `${table.name.schema}.${table.name.name}`,
-    reason: request.reason,
-    filter: request.filterDescription,
-    dryRun: request.dryRun,
-    rowsMatched: matched,
-  }
-
-  const report: CloseReport = {
-    dryRun: request.dryRun,
-    reason: request.reason,
-    matched,
-    closed: 0,
-    batches: 0,
-    byGroup: Object.fromEntries(groups.map((g) => [g.group, Number(g.count)])),
-    oldestSilentSeconds,
-    remaining: null,
-    durationMs: 0,
-    maxBatchMs: 0,
-    sample,
-    auditId: null,
-    stoppedEarly: null,
-    warnings,
-  }
-
-  if (request.dryRun) {
-    if (auditReady) {
-      report.auditId = (await db.rows<{ id: string }>(insertAudit(request.wardenSchema, audit), client))[0]!.id
-    } else {
-      warnings.push(`dry run not recorded: ${request.wardenSchema}.audit_log does not exist (run \`warden db migrate\`)`)
+  let filter = request.filter
+  let auditId: string | undefined
+  try {
+    if (filter.silentForSeconds !== undefined) {
+      const skew = await checkClockSkew(db, client, table, filter.silentForSeconds)
+      if (skew.refusal && !request.dryRun && !request.force) throw skew.refusal
+      warnings.push(...skew.warnings, ...(skew.refusal ? [skew.refusal.message] : []))
+      // One cutoff for the whole run: a session that goes silent during the sweep is next run's business.
+      const [row] = await db.rows<{ cutoff: string }>(cutoffFromNow(filter.silentForSeconds), client)
+      filter = { ...filter, silentForSeconds: undefined, silentBefore: row!.cutoff }
     }
-    report.durationMs = performance.now() - started
-    return report
-  }
+    const openFilter = { ...filter, open: true }
+    const groups = await db.rows<{ group: string; count: string; oldestSilentSeconds: number }>(summarize(table, openFilter), client)
+    const matched = groups.reduce((sum, g) => sum + Number(g.count), 0)
+    const oldestSilentSeconds = groups.length ? Math.max(...groups.map((g) => g.oldestSilentSeconds)) : null
+    const sample = await listSessionRows(db, table, openFilter, request.sampleSize ?? 5, 'silent', client)
+    if (walkOrder(table, filter) === 'none' && matched > request.batchSize) {
+      warnings.push(
+        `${table.config.columns.id} is not a unique NOT NULL key and no index serves this walk: every batch scans from the start (correct, but slower on big tables)`,
+      )
+    }
 
-  await db.query(abortStaleRuns(request.wardenSchema, audit.target), client)
-  const auditId = (await db.rows<{ id: string }>(insertAudit(request.wardenSchema, audit), client))[0]!.id
-  report.auditId = auditId
-  report.byGroup = {}
-  let cursor: string | undefined
+    const report: CloseReport = {
+      dryRun: request.dryRun,
+      reason: request.reason,
+      matched,
+      closed: 0,
+      batches: 0,
+      byGroup: Object.fromEntries(groups.map((g) => [g.group, Number(g.count)])),
+      oldestSilentSeconds,
+      remaining: null,
+      skipped: { count: 0, rows: [] },
+      durationMs: 0,
+      maxBatchMs: 0,
+      sample,
+      auditId: null,
+      stoppedEarly: null,
+      warnings,
+    }
+
+    if (request.dryRun) {
+      if (auditReady) {
+        report.auditId = (
+          await db.rows<{ id: string }>(insertAudit(request.wardenSchema, auditStart(table, request, matched)), client)
+        )[0]!.id
+      } else {
+        warnings.push(`dry run not recorded: ${request.wardenSchema}.audit_log does not exist (run \`warden db migrate\`)`)
+      }
+      report.durationMs = performance.now() - started
+      return report
+    }
+
+    await db.query(abortStaleRuns(request.wardenSchema, tableName(table)), client)
+    auditId = (await db.rows<{ id: string }>(insertAudit(request.wardenSchema, auditStart(table, request, matched)), client))[0]!.id
+    report.auditId = auditId
+    report.byGroup = {}
+    return await applyBatches(db, client, table, request, filter, report, auditId, started)
+  } catch (caught) {
+    const error = (await explainTableLock(db, table, caught, lockTimeoutOf(request))) as Error
+    // A run that failed before it had an audit row of its own gets one now.
+    if (auditId === undefined) await auditRefusal(db, client, table, request, isRefusal(caught) ? 'refused' : 'failed', error.message)
+    throw error
+  }
+}
+
+const isRefusal = (error: unknown) =>
+  sqlstateOf(error) === '55P03' ||
+  (error instanceof WardenError && error.exitCode !== ExitCode.failed && error.exitCode !== ExitCode.unavailable)
+
+async function applyBatches(
+  db: Database,
+  client: pg.PoolClient,
+  table: SessionTable,
+  request: CloseRequest,
+  filter: SessionFilter,
+  report: CloseReport,
+  auditId: string,
+  started: number,
+): Promise<CloseReport> {
+  const { warnings } = report
+  const options: CloseBatchOptions = {
+    order: walkOrder(table, filter),
+    batchSize: request.batchSize,
+    closeTimestamp: table.config.closeTimestamp,
+    auditTable: auditTable(request.wardenSchema),
+    auditId,
+    skip: [],
+  }
+  // Halved while a batch keeps failing on a row, grown back after each success.
+  let size = request.batchSize
   let status: AuditStatus = 'ok'
   let failure: Error | undefined
   try {
@@ -175,47 +312,76 @@ async function runLocked(
         report.stoppedEarly = 'signal'
         break
       }
-      const budget = request.maxRows === undefined ? request.batchSize : Math.min(request.batchSize, request.maxRows - report.closed)
+      const budget = request.maxRows === undefined ? size : Math.min(size, request.maxRows - report.closed)
       if (budget <= 0) {
         report.stoppedEarly = 'max-rows'
         break
       }
       const batchStarted = performance.now()
-      const [batch] = await db.rows<{ picked: string; cursor: string | null; byGroup: Record<string, number> }>(
-        closeBatch(table, filter, {
-          cursor,
-          batchSize: budget,
-          closeTimestamp: table.config.closeTimestamp,
-          auditTable: auditTable(request.wardenSchema),
-          auditId,
-        }),
-        client,
-      )
+      let batch: { picked: string; cursor: string | null; byGroup: Record<string, number> } | undefined
+      try {
+        ;[batch] = await db.rows<{ picked: string; cursor: string | null; byGroup: Record<string, number> }>(
+          closeBatch(table, filter, { ...options, batchSize: budget }),
+          client,
+        )
+      } catch (error) {
+        if (!isRowError(error)) throw error
+        // The whole statement rolled back. Narrow down to the row the database refuses, set it aside, go on.
+        if (budget > 1) {
+          size = Math.max(1, Math.floor(budget / 2))
+          continue
+        }
+        const [poison] = await db.rows<{ key: string; id: string | null }>(nextBatchRow(table, filter, options), client)
+        if (!poison) throw error
+        options.skip.push(poison.key)
+        report.skipped.count += 1
+        if (report.skipped.rows.length < SKIPPED_SHOWN) report.skipped.rows.push({ id: poison.id, error: (error as Error).message })
+        size = request.batchSize
+        continue
+      }
       report.maxBatchMs = Math.max(report.maxBatchMs, performance.now() - batchStarted)
       const picked = Number(batch!.picked)
       if (picked === 0) break
       report.batches += 1
+      let closedNow = 0
       for (const [group, n] of Object.entries(batch!.byGroup)) {
         report.byGroup[group] = (report.byGroup[group] ?? 0) + n
-        report.closed += n
+        closedNow += n
       }
-      cursor = batch!.cursor ?? cursor
-      request.onProgress?.({ closed: report.closed, total: Math.min(matched, request.maxRows ?? matched), batches: report.batches })
-      if (picked < budget) break
+      report.closed += closedNow
+      options.cursor = batch!.cursor ?? options.cursor
+      request.onProgress?.({
+        closed: report.closed,
+        total: Math.min(report.matched, request.maxRows ?? report.matched),
+        batches: report.batches,
+      })
+      // No progress means every row it picked changed under it: leave them to the next run rather than spin.
+      if (picked < budget || closedNow === 0) break
+      size = Math.min(request.batchSize, size * 2)
     }
     // Everything that matched was closed: nothing can be left (the cutoff is fixed), so skip the count.
     report.remaining =
-      report.closed >= matched
+      report.closed >= report.matched
         ? 0
-        : (await db.rows<{ count: string }>(summarize(table, openFilter), client)).reduce((sum, g) => sum + Number(g.count), 0)
-    if (report.remaining > 0 && report.stoppedEarly === null) {
-      warnings.push(`${report.remaining} matching session(s) were held by a live writer and skipped; the next run will take them`)
+        : (await db.rows<{ count: string }>(summarize(table, { ...filter, open: true }), client)).reduce(
+            (sum, g) => sum + Number(g.count),
+            0,
+          )
+    if (report.skipped.count > 0) {
+      const ids = report.skipped.rows.map((row) => row.id ?? 'NULL').join(', ')
+      warnings.push(
+        `${report.skipped.count} session(s) could not be closed and were set aside (ids: ${ids}${report.skipped.count > report.skipped.rows.length ? ', …' : ''}): ${report.skipped.rows[0]!.error}`,
+      )
+    }
+    const heldByWriters = report.remaining - report.skipped.count
+    if (heldByWriters > 0 && report.stoppedEarly === null) {
+      warnings.push(`${heldByWriters} matching session(s) were held by a live writer and skipped; the next run will take them`)
     }
     if (report.stoppedEarly || report.remaining > 0) status = 'partial'
   } catch (error) {
     status = 'failed'
-    failure = error as Error
-    throw error
+    failure = (await explainTableLock(db, table, error, lockTimeoutOf(request))) as Error
+    throw failure
   } finally {
     report.durationMs = performance.now() - started
     const details = {
@@ -223,6 +389,7 @@ async function runLocked(
       batches: report.batches,
       byGroup: report.byGroup,
       remaining: report.remaining,
+      skipped: report.skipped,
       stoppedEarly: report.stoppedEarly,
       maxBatchMs: Math.round(report.maxBatchMs),
     }

@@ -1,13 +1,61 @@
 import type { Database } from '../db/database.js'
+import type { WardenConfig } from '../core/config.js'
+import { formatDuration } from '../core/duration.js'
+import { usageError } from '../core/errors.js'
 import type { SessionFilter } from '../db/queries/sessions.js'
 import type { SessionTable } from '../db/session-table.js'
 import { closeSessions, type CloseReport, type CloseRequest } from './close-sessions.js'
 import type { SessionRow } from './inspect.js'
 
-type RunOptions = Pick<
+export type RunOptions = Pick<
   CloseRequest,
-  'dryRun' | 'batchSize' | 'maxRows' | 'sampleSize' | 'wardenSchema' | 'command' | 'onProgress' | 'signal' | 'actor'
+  | 'dryRun'
+  | 'batchSize'
+  | 'maxRows'
+  | 'sampleSize'
+  | 'wardenSchema'
+  | 'command'
+  | 'onProgress'
+  | 'signal'
+  | 'actor'
+  | 'lockTimeoutSeconds'
+  | 'force'
 >
+
+/** What an entry point (CLI, API, scheduler) says about one run; the rest comes from config. */
+export interface RunSettings {
+  /** required: a mutation never happens because a caller forgot to say dry run */
+  apply: boolean
+  command: string
+  actor?: string
+  batchSize?: number
+  maxRows?: number
+  sample?: number
+  force?: boolean
+  onProgress?: CloseRequest['onProgress']
+  signal?: AbortSignal
+}
+
+/** The one place a run's options are built from config and an entry point's settings. */
+export function runOptions(config: WardenConfig, settings: RunSettings): RunOptions {
+  if (typeof settings.apply !== 'boolean') throw new TypeError('runOptions: apply must be true or false')
+  return {
+    dryRun: !settings.apply,
+    batchSize: settings.batchSize ?? config.sweep.batchSize,
+    maxRows: settings.maxRows ?? config.sweep.maxRows,
+    sampleSize: settings.sample,
+    wardenSchema: config.wardenSchema,
+    lockTimeoutSeconds: config.sweep.lockTimeout,
+    command: settings.command,
+    actor: settings.actor,
+    force: settings.force ?? false,
+    onProgress: settings.onProgress,
+    signal: settings.signal,
+  }
+}
+
+/** Below this, a pause in a conversation is an "orphan": a sweep that applies it needs force. */
+export const ORPHAN_AFTER_FLOOR_SECONDS = 60
 
 /** The stable --json / API shape of a close run (documented in README). */
 interface CloseJson {
@@ -21,6 +69,7 @@ interface CloseJson {
   durationMs: number
   maxBatchMs: number
   stoppedEarly: CloseReport['stoppedEarly']
+  skipped: CloseReport['skipped']
   sample: SessionRow[]
   auditId: string | null
   warnings: string[]
@@ -48,6 +97,7 @@ function toJson(table: SessionTable, report: CloseReport): CloseJson {
     durationMs: Math.round(report.durationMs),
     maxBatchMs: Math.round(report.maxBatchMs),
     stoppedEarly: report.stoppedEarly,
+    skipped: report.skipped,
     sample: report.sample,
     auditId: report.auditId,
     warnings: report.warnings,
@@ -57,6 +107,11 @@ function toJson(table: SessionTable, report: CloseReport): CloseJson {
 /** Orphans: open sessions silent (lastSeenAt, else startedAt) for longer than orphanAfter. */
 export async function sweepOrphans(db: Database, table: SessionTable, options: RunOptions): Promise<SweepResult> {
   const orphanAfterSeconds = table.config.orphanAfter
+  if (!options.dryRun && orphanAfterSeconds < ORPHAN_AFTER_FLOOR_SECONDS && !options.force) {
+    throw usageError(
+      `sessions.orphanAfter (--orphan-after) = ${formatDuration(orphanAfterSeconds)} is below the ${formatDuration(ORPHAN_AFTER_FLOOR_SECONDS)} floor: a user who pauses for a minute would have their session closed; pass --force (API: "force": true) if that is what you mean`,
+    )
+  }
   const report = await closeSessions(db, table, {
     ...options,
     filter: { silentForSeconds: orphanAfterSeconds },

@@ -8,7 +8,7 @@ import { byGroupLine } from '../../cli/render.js'
 import { DURATION_EXPECTED, parseDuration } from '../../core/duration.js'
 import { ExitCode, usageError, WardenError } from '../../core/errors.js'
 import { summarizeSessions } from '../../sessions/inspect.js'
-import { bulkClose, isEmptyFilter, type BulkCloseFilter, type BulkCloseResult } from '../../sessions/sweep.js'
+import { bulkClose, isEmptyFilter, runOptions, type BulkCloseFilter, type BulkCloseResult } from '../../sessions/sweep.js'
 
 export default class SessionsClose extends WardenCommand {
   static override description = `Close open sessions in bulk, for shutdowns and incidents.
@@ -40,14 +40,11 @@ A filter is required: --all, or any of --older-than, --group, --id (filters comb
     const loaded = this.loadConfig(flags, sessionFlagValues(flags))
     const progress = progressBar(!flags['dry-run'] && !this.jsonEnabled())
     const result = await this.withSessionTable(loaded, async (db, table) => {
-      const options = {
-        dryRun: flags['dry-run'],
-        batchSize: loaded.config.sweep.batchSize,
-        maxRows: loaded.config.sweep.maxRows,
-        wardenSchema: loaded.config.wardenSchema,
+      const options = runOptions(loaded.config, {
+        apply: flags['dry-run'] !== true,
         command: 'sessions close',
         onProgress: progress.update,
-      }
+      })
       if (!flags['dry-run'] && !flags.yes) {
         const preview = await summarizeSessions(db, table, {
           open: true,

@@ -4,7 +4,7 @@ import { renderCloseReport } from '../../cli/close-report.js'
 import { batchSizeFlag, maxRowsFlag, orphanAfterFlag, sessionFlagValues, tableFlag } from '../../cli/flags.js'
 import { progressBar } from '../../cli/progress.js'
 import { usageError } from '../../core/errors.js'
-import { sweepOrphans, type SweepResult } from '../../sessions/sweep.js'
+import { runOptions, sweepOrphans, type SweepResult } from '../../sessions/sweep.js'
 
 export default class SessionsSweep extends WardenCommand {
   static override description = `Find orphaned sessions (open, and silent for longer than orphanAfter) and close them.
@@ -25,6 +25,9 @@ Dry run unless --apply. With --apply, sessions are closed in batches of --batch-
     'batch-size': batchSizeFlag,
     'max-rows': maxRowsFlag,
     sample: Flags.integer({ description: 'how many orphans to show', default: 5, min: 0, max: 1000 }),
+    force: Flags.boolean({
+      description: 'apply despite a refused hazard: --orphan-after below 1m, or naive timestamps that look written in another time zone',
+    }),
   }
 
   async run(): Promise<SweepResult['json']> {
@@ -33,15 +36,17 @@ Dry run unless --apply. With --apply, sessions are closed in batches of --batch-
     const loaded = this.loadConfig(flags, sessionFlagValues(flags))
     const progress = progressBar(flags.apply && !this.jsonEnabled())
     const result = await this.withSessionTable(loaded, (db, table) =>
-      sweepOrphans(db, table, {
-        dryRun: !flags.apply,
-        batchSize: loaded.config.sweep.batchSize,
-        maxRows: loaded.config.sweep.maxRows,
-        sampleSize: flags.sample,
-        wardenSchema: loaded.config.wardenSchema,
-        command: 'sessions sweep',
-        onProgress: progress.update,
-      }),
+      sweepOrphans(
+        db,
+        table,
+        runOptions(loaded.config, {
+          apply: flags.apply === true,
+          force: flags.force,
+          sample: flags.sample,
+          command: 'sessions sweep',
+          onProgress: progress.update,
+        }),
+      ),
     ).finally(progress.stop)
     this.say(renderCloseReport(result.report, 'orphaned sessions'))
     return result.json

@@ -9,7 +9,8 @@ export interface AuditStart {
   reason: string
   filter: Record<string, unknown>
   dryRun: boolean
-  rowsMatched: number
+  /** null when the run was refused before it counted anything */
+  rowsMatched: number | null
 }
 
 export const insertAudit = (schema: string, entry: AuditStart) =>
@@ -21,7 +22,8 @@ export const insertAudit = (schema: string, entry: AuditStart) =>
     [entry.actor, entry.command, entry.target, entry.reason, JSON.stringify(entry.filter), entry.dryRun, entry.rowsMatched],
   )
 
-export type AuditStatus = 'ok' | 'partial' | 'failed' | 'aborted'
+/** running → ok | partial | failed; aborted: found dead by a later run; refused: never started (lock held, a hazard) */
+export type AuditStatus = 'ok' | 'partial' | 'failed' | 'aborted' | 'refused'
 
 export const finishAudit = (schema: string, id: string, status: AuditStatus, details: Record<string, unknown>, error?: string) =>
   sql(

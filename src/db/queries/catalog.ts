@@ -40,6 +40,9 @@ export const listColumns = (relationOid: number | string) =>
     [relationOid],
   )
 
+export const timeZoneExists = (zone: string) =>
+  sql('catalog.timeZoneExists', `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_timezone_names WHERE name = $1) AS "exists"`, [zone])
+
 /** Is there a unique index (or primary key) on exactly this one column? Keyset batching relies on it. */
 export const hasUniqueIndexOn = (relationOid: number | string, column: string) =>
   sql(
