@@ -172,12 +172,26 @@ describe('admin API (real HTTP, real PostgreSQL)', () => {
     await expectError(await raw('apply=true', 'application/x-www-form-urlencoded'), 415, 'unsupported_media_type')
   })
 
-  it('returns 409 while another sweep or close holds the table lock, and counts it', async () => {
+  it('returns 409 while another sweep or close holds the table lock, counts it, and audits the refusal', async () => {
     const locker = new pg.Client({ connectionString: t.url })
     await locker.connect()
     try {
       await locker.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', [LOCK_KEY])
+      const before = (await t.exec(`SELECT COALESCE(max(id), 0)::int AS id FROM warden.audit_log`)).rows[0].id
       await expectError(await api.post('/api/sweeps', { apply: true }), 409, 'sweep_running', /another sweep or close is running/)
+      const { rows: audited } = await t.exec(
+        `SELECT command, dry_run, status, rows_affected::int, error FROM warden.audit_log WHERE id > $1`,
+        [before],
+      )
+      expect(audited).toEqual([
+        {
+          command: 'api sweep',
+          dry_run: false,
+          status: 'refused',
+          rows_affected: 0,
+          error: expect.stringMatching(/another sweep or close/),
+        },
+      ])
       const { samples } = await api.scrape()
       expect(valueOf(samples, 'warden_sweep_runs_total', { result: 'locked' })).toBe(1)
     } finally {
@@ -198,7 +212,7 @@ describe('admin API (real HTTP, real PostgreSQL)', () => {
     expect(closed).toMatchObject({ dryRun: false, matched: 4, closed: 4, filter: { groups: [GROUPS[1]] } })
 
     const { rows } = await t.exec(
-      `SELECT actor, command, reason, dry_run, rows_affected::int, status, filter FROM warden.audit_log WHERE NOT dry_run ORDER BY id`,
+      `SELECT actor, command, reason, dry_run, rows_affected::int, status, filter FROM warden.audit_log WHERE NOT dry_run AND status <> 'refused' ORDER BY id`,
     )
     expect(rows).toEqual([
       {
@@ -235,13 +249,15 @@ describe('admin API (real HTTP, real PostgreSQL)', () => {
     expect(valueOf(metrics.samples, 'warden_sweep_last_success_timestamp_seconds')).toBeGreaterThan(Date.now() / 1000 - 60)
   })
 
-  it('rate-limits mutations per minute with 429 and Retry-After, counting only authenticated calls', async () => {
+  it('rate-limits mutations per minute with 429 and Retry-After, counting only authenticated calls with a valid body', async () => {
     const limited = await startTestService(serviceConfig(t.url, { server: { mutationsPerMinute: 2 } }), { now: () => clock })
     try {
       for (let i = 0; i < 3; i += 1) expect((await limited.post('/api/sweeps', {}, 'wrong-token-wrong-token')).status).toBe(403)
       expect((await limited.post('/api/sweeps')).status).toBe(200)
       clock += 20_000
-      expect((await limited.post('/api/sweeps', { bogus: 1 })).status).toBe(400)
+      // invalid bodies do not spend the operators' budget
+      for (let i = 0; i < 3; i += 1) expect((await limited.post('/api/sweeps', { bogus: 1 })).status).toBe(400)
+      expect((await limited.post('/api/sweeps')).status).toBe(200)
       const refused = await limited.post('/api/sweeps')
       await expectError(refused, 429, 'rate_limited', /at most 2 mutating request\(s\) per minute/)
       expect(refused.headers.get('retry-after')).toBe('40')

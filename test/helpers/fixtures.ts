@@ -63,3 +63,13 @@ export async function orphanCount(t: TestDatabase): Promise<number> {
   )
   return rows[0].n
 }
+
+/** conversation_sessions as the invariants see it. */
+export const CONVERSATION_SHAPE = {
+  table: 'public.conversation_sessions',
+  active: 'is_active',
+  endedAt: ['session_end', 'ended_at'],
+  durationSeconds: 'duration_seconds',
+  startedAt: 'session_start',
+  lastSeenAt: 'last_activity_at',
+} as const
