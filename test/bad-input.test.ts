@@ -55,11 +55,11 @@ async function snapshot(t: TestDatabase): Promise<Snapshot> {
   let audit: Snapshot['audit'] = null
   if (flags.audit) {
     const [counts] = // Refusals are audited too (status refused/failed, nothing affected): they are not changes.
-    (
-      await t.exec(
-        `SELECT count(*)::int AS total, (count(*) FILTER (WHERE NOT dry_run))::int AS applied FROM warden.audit_log WHERE status NOT IN ('refused', 'failed') OR rows_affected <> 0`,
-      )
-    ).rows
+      (
+        await t.exec(
+          `SELECT count(*)::int AS total, (count(*) FILTER (WHERE NOT dry_run))::int AS applied FROM warden.audit_log WHERE status NOT IN ('refused', 'failed') OR rows_affected <> 0`,
+        )
+      ).rows
     audit = { total: counts.total, applied: counts.applied }
   }
   return { rows: rows.n, md5: rows.md5, audit, yExists: flags.y }

@@ -49,6 +49,9 @@ describe('warden serve (CLI subprocess)', () => {
       expect(valueOf(samples, 'warden_pg_up')).toBe(1)
       const sweep = await fetch(`${url}/api/sweeps`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
       expect(sweep.status).toBe(200)
+      // A client that puts the token in the query string: it must not reach the request log.
+      const leaky = await fetch(`${url}/api/sweeps?token=${ADMIN_TOKEN}&access_token=${password}&page=2`, { method: 'POST' })
+      expect(leaky.status).toBe(401)
 
       child.kill('SIGTERM')
       expect(await exited).toBe(0)
@@ -70,8 +73,10 @@ describe('warden serve (CLI subprocess)', () => {
     expect(entries.find((entry) => entry.msg === 'warden serve listening')).toMatchObject({ database: expect.stringContaining(':*****@') })
     for (const output of [stdout, stderr]) {
       expect(output).not.toContain(ADMIN_TOKEN)
-      expect(output).not.toContain(`:${password}@`)
+      expect(output).not.toContain(password)
     }
+    const logged = entries.find((entry) => entry.msg === 'request' && String(entry.path).startsWith('/api/sweeps?'))
+    expect(logged?.path).toBe('/api/sweeps?token=*****&access_token=*****&page=2')
   })
 
   it('refuses a bad port (64) and a mapping that does not match the table (78), naming the key', async () => {

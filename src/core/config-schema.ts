@@ -219,6 +219,12 @@ export const configSchema = z
         applicationName: z.string().min(1).max(63).default('warden'),
         connectTimeout: duration.default('5s'),
         statementTimeout: duration.default('30s'),
+        /**
+         * lock_timeout of every Warden statement: when another session holds a table itself (DDL,
+         * VACUUM FULL, LOCK TABLE), Warden stops and names it instead of queueing behind it (and
+         * making every later query of that table queue behind Warden).
+         */
+        lockTimeout: duration.default('3s'),
         poolMax: count(1, 100).default(4),
       })
       .strict()
@@ -230,12 +236,6 @@ export const configSchema = z
       .object({
         batchSize: count(1, 100_000).default(10_000),
         maxRows: count(1, Number.MAX_SAFE_INTEGER).optional(),
-        /**
-         * lock_timeout of a sweep's or close's statements: when another session holds the table
-         * itself (DDL, VACUUM FULL, LOCK TABLE), the run stops and names it instead of queueing
-         * behind it (and making everyone queue behind the run).
-         */
-        lockTimeout: duration.default('3s'),
       })
       .strict()
       .default({}),

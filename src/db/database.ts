@@ -12,10 +12,10 @@ export interface QueryEvent {
   error?: Error
 }
 
-export interface DatabaseOptions extends Pick<
-  DatabaseConfig,
-  'url' | 'applicationName' | 'connectTimeout' | 'statementTimeout' | 'poolMax'
-> {
+export interface DatabaseOptions
+  extends
+    Pick<DatabaseConfig, 'url' | 'applicationName' | 'connectTimeout' | 'statementTimeout' | 'poolMax'>,
+    Partial<Pick<DatabaseConfig, 'lockTimeout'>> {
   /** timing of every statement, for logs and metrics; receives builder names, never values */
   onQuery?: (event: QueryEvent) => void
   /** errors of idle pooled clients (server restart, network drop): reported, never thrown */
@@ -78,6 +78,14 @@ export function describeDatabaseError(error: unknown, url: string | undefined, s
     // A value the user gave (an --id of the wrong type, say) that the column's type rejects.
     return new WardenError(`invalid value for statement ${statement ?? ''}: ${err.message}`, ExitCode.usage, undefined, code)
   }
+  if (code === '55P03') {
+    return new WardenError(
+      `statement ${statement ?? ''} could not get a lock within lock_timeout: another session holds a table lock (DDL, VACUUM FULL, LOCK TABLE)`,
+      ExitCode.locked,
+      'pg_locks and pg_stat_activity show who; raise database.lockTimeout to wait longer',
+      code,
+    )
+  }
   if (code === '57014') {
     return new WardenError(
       `statement ${statement ?? ''} was cancelled: ${err.message} (statement_timeout; raise database.statementTimeout if this is expected)`,
@@ -97,14 +105,18 @@ export function describeDatabaseError(error: unknown, url: string | undefined, s
 export class Database {
   readonly pool: pg.Pool
   readonly url: string | undefined
+  /** lock_timeout of every statement, in ms */
+  readonly lockTimeoutMs: number
 
   constructor(private readonly options: DatabaseOptions) {
     this.url = options.url
+    this.lockTimeoutMs = Math.round((options.lockTimeout ?? 3) * 1000)
     this.pool = new pg.Pool({
       connectionString: options.url,
       application_name: options.applicationName,
       connectionTimeoutMillis: Math.round(options.connectTimeout * 1000),
       statement_timeout: Math.round(options.statementTimeout * 1000),
+      lock_timeout: this.lockTimeoutMs,
       max: options.poolMax,
       idleTimeoutMillis: 10_000,
     })

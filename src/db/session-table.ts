@@ -1,6 +1,7 @@
 import type { SessionsConfig } from '../core/config.js'
 import { configError } from '../core/errors.js'
 import type { Database } from './database.js'
+import { explainTableLock } from './table-locks.js'
 import { findRelation, hasUniqueIndexOn, indexFirstKeys, listColumns, listTables, schemaExists, timeZoneExists } from './queries/catalog.js'
 import { parseQualifiedName, quoteIdent, quoteLiteral, quoteQualified, type QualifiedName } from './sql.js'
 
@@ -82,6 +83,16 @@ const describeColumns = (columns: CatalogColumn[]) => columns.map((c) => `${c.na
  */
 export async function resolveSessionTable(db: Database, config: SessionsConfig): Promise<SessionTable> {
   const name = parseQualifiedName(config.table)
+  try {
+    return await resolve(db, config, name)
+  } catch (error) {
+    // the catalog functions take a lock on the table too: a table someone else locks is named here already
+    const [relation] = await db.rows<{ oid: string }>(findRelation(name.schema, name.name)).catch(() => [])
+    throw relation ? await explainTableLock(db, { oid: String(relation.oid), name: `${name.schema}.${name.name}` }, error) : error
+  }
+}
+
+async function resolve(db: Database, config: SessionsConfig, name: QualifiedName): Promise<SessionTable> {
   const [relation] = await db.rows<{ oid: string; relkind: string }>(findRelation(name.schema, name.name))
   if (!relation) {
     const tables = await db.rows<{ name: string }>(listTables(name.schema))

@@ -45,6 +45,7 @@ export function toApiError(error: unknown): ApiError | undefined {
   if (error instanceof ApiError) return error
   if (error instanceof ZodError) return validationError(error, 'field')
   if (error instanceof WardenError) {
+    if (error.exitCode === ExitCode.locked && error.sqlstate === '55P03') return new ApiError(409, 'table_locked', error.message)
     const mapped = BY_EXIT_CODE[error.exitCode]
     if (mapped) return new ApiError(mapped.status, mapped.code, error.hint ? `${error.message} (${error.hint})` : error.message)
   }

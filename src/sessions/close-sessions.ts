@@ -16,13 +16,13 @@ import {
   cutoffFromNow,
   nextBatchRow,
   summarize,
-  tableLockHolders,
   walkOrder,
   type CloseBatchOptions,
   type SessionFilter,
 } from '../db/queries/sessions.js'
 import type { SessionTable } from '../db/session-table.js'
 import { sql } from '../db/sql.js'
+import { explainTableLock } from '../db/table-locks.js'
 import { checkClockSkew } from './clock-skew.js'
 import { listSessionRows, type SessionRow } from './inspect.js'
 
@@ -43,8 +43,6 @@ export interface CloseRequest {
   sampleSize?: number
   wardenSchema: string
   actor?: string
-  /** lock_timeout of the run's statements, in seconds: a table someone else locks is reported, not waited on */
-  lockTimeoutSeconds?: number
   /** go ahead despite a refusable hazard (an implausible clock skew of naive timestamps) */
   force?: boolean
   onProgress?: (progress: { closed: number; total: number; batches: number }) => void
@@ -82,7 +80,6 @@ export interface CloseReport {
 }
 
 const SKIPPED_SHOWN = 20
-const DEFAULT_LOCK_TIMEOUT_SECONDS = 3
 
 const lockKey = (t: SessionTable) => `warden:close:${t.name.schema}.${t.name.name}`
 const tableName = (t: SessionTable) => `${t.name.schema}.${t.name.name}`
@@ -119,54 +116,28 @@ export async function closeSessions(db: Database, table: SessionTable, request: 
   if (typeof request.dryRun !== 'boolean') throw new TypeError('closeSessions: dryRun must be true or false')
   const started = performance.now()
   return db.withClient(async (client) => {
-    const lockTimeout = lockTimeoutOf(request)
-    await db.query(sql('close.lockTimeout', `SELECT set_config('lock_timeout', $1, false)`, [lockTimeout]), client)
-    try {
-      // A dry run changes nothing, so it neither waits for nor blocks a real run.
-      if (request.dryRun) return await runLocked(db, client, table, request, started)
-      const [lock] = await db.rows<{ locked: boolean }>(
-        sql('close.tryLock', 'SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS locked', [lockKey(table)]),
-        client,
+    // A dry run changes nothing, so it neither waits for nor blocks a real run.
+    if (request.dryRun) return await runLocked(db, client, table, request, started)
+    const [lock] = await db.rows<{ locked: boolean }>(
+      sql('close.tryLock', 'SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS locked', [lockKey(table)]),
+      client,
+    )
+    if (!lock?.locked) {
+      const refusal = new WardenError(
+        `another sweep or close is running on ${tableName(table)} (advisory lock held); try again when it has finished`,
+        ExitCode.locked,
       )
-      if (!lock?.locked) {
-        const refusal = new WardenError(
-          `another sweep or close is running on ${tableName(table)} (advisory lock held); try again when it has finished`,
-          ExitCode.locked,
-        )
-        await auditRefusal(db, client, table, request, 'refused', refusal.message)
-        throw refusal
-      }
-      try {
-        return await runLocked(db, client, table, request, started)
-      } finally {
-        await db
-          .query(sql('close.unlock', 'SELECT pg_advisory_unlock(hashtextextended($1, 0))', [lockKey(table)]), client)
-          .catch(() => undefined)
-      }
+      await auditRefusal(db, client, table, request, 'refused', refusal.message)
+      throw refusal
+    }
+    try {
+      return await runLocked(db, client, table, request, started)
     } finally {
-      await db.query(sql('close.lockTimeoutReset', 'RESET lock_timeout'), client).catch(() => undefined)
+      await db
+        .query(sql('close.unlock', 'SELECT pg_advisory_unlock(hashtextextended($1, 0))', [lockKey(table)]), client)
+        .catch(() => undefined)
     }
   })
-}
-
-const lockTimeoutOf = (request: CloseRequest) => `${Math.round((request.lockTimeoutSeconds ?? DEFAULT_LOCK_TIMEOUT_SECONDS) * 1000)}ms`
-
-/** lock_timeout (55P03) means someone holds the table itself: say who, instead of PostgreSQL's bare message. */
-async function explainTableLock(db: Database, table: SessionTable, error: unknown, lockTimeout: string): Promise<unknown> {
-  if (sqlstateOf(error) !== '55P03') return error
-  const holders = await db
-    .rows<{ pid: number; applicationName: string; mode: string; state: string | null }>(tableLockHolders(table))
-    .catch(() => [])
-  const who = holders.length
-    ? holders
-        .map((h) => `pid ${h.pid} (${h.applicationName || 'no application_name'}, ${h.mode}${h.state ? `, ${h.state}` : ''})`)
-        .join(', ')
-    : 'another session (it let go before Warden could see who)'
-  return new WardenError(
-    `table ${tableName(table)} is locked by ${who}, and the lock was not free within lock_timeout ${lockTimeout}; nothing more was changed, try again when it is released`,
-    ExitCode.locked,
-    'a DDL statement, VACUUM FULL or an explicit LOCK TABLE holds it; pg_stat_activity shows what that session is doing',
-  )
 }
 
 function auditStart(table: SessionTable, request: CloseRequest, matched: number | null): AuditStart {
@@ -272,7 +243,7 @@ async function runLocked(
     report.byGroup = {}
     return await applyBatches(db, client, table, request, filter, report, auditId, started)
   } catch (caught) {
-    const error = (await explainTableLock(db, table, caught, lockTimeoutOf(request))) as Error
+    const error = (await explainTableLock(db, { oid: table.oid, name: tableName(table) }, caught)) as Error
     // A run that failed before it had an audit row of its own gets one now.
     if (auditId === undefined) await auditRefusal(db, client, table, request, isRefusal(caught) ? 'refused' : 'failed', error.message)
     throw error
@@ -380,7 +351,7 @@ async function applyBatches(
     if (report.stoppedEarly || report.remaining > 0) status = 'partial'
   } catch (error) {
     status = 'failed'
-    failure = (await explainTableLock(db, table, error, lockTimeoutOf(request))) as Error
+    failure = (await explainTableLock(db, { oid: table.oid, name: tableName(table) }, error)) as Error
     throw failure
   } finally {
     report.durationMs = performance.now() - started

@@ -9,17 +9,7 @@ import type { SessionRow } from './inspect.js'
 
 export type RunOptions = Pick<
   CloseRequest,
-  | 'dryRun'
-  | 'batchSize'
-  | 'maxRows'
-  | 'sampleSize'
-  | 'wardenSchema'
-  | 'command'
-  | 'onProgress'
-  | 'signal'
-  | 'actor'
-  | 'lockTimeoutSeconds'
-  | 'force'
+  'dryRun' | 'batchSize' | 'maxRows' | 'sampleSize' | 'wardenSchema' | 'command' | 'onProgress' | 'signal' | 'actor' | 'force'
 >
 
 /** What an entry point (CLI, API, scheduler) says about one run; the rest comes from config. */
@@ -45,7 +35,6 @@ export function runOptions(config: WardenConfig, settings: RunSettings): RunOpti
     maxRows: settings.maxRows ?? config.sweep.maxRows,
     sampleSize: settings.sample,
     wardenSchema: config.wardenSchema,
-    lockTimeoutSeconds: config.sweep.lockTimeout,
     command: settings.command,
     actor: settings.actor,
     force: settings.force ?? false,

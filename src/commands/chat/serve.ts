@@ -1,6 +1,7 @@
 import { Flags } from '@oclif/core'
 import pino from 'pino'
 import { WardenCommand } from '../../cli/base-command.js'
+import { hostProblem } from '../../core/urls.js'
 import { ExitCode, usageError, WardenError } from '../../core/errors.js'
 import { startChatServer, type ChatServer } from '../../chat/server.js'
 import { migrate } from '../../db/migrate.js'
@@ -37,13 +38,16 @@ On SIGTERM or Ctrl-C it stops accepting, lets turns in flight finish (--grace), 
     let mock: MockLlmServer | undefined
     let server: ChatServer | undefined
     try {
-      await this.withDatabase(loaded, (db) => migrate(db, loaded.config.wardenSchema))
+      const badHost = hostProblem(flags.host)
+      if (badHost) throw usageError(`--host ${JSON.stringify(flags.host)}: ${badHost}`)
+      // Flags first (chatSetup refuses bad ones), then the database: bad input changes nothing.
       const setup = await chatSetup(flags, {
         schema: loaded.config.wardenSchema,
         applicationName: loaded.config.database.applicationName,
         logger,
       })
       mock = setup.mock
+      await this.withDatabase(loaded, (db) => migrate(db, loaded.config.wardenSchema))
       const { graceMs, keepSessions, ...mountOptions } = setup.options
       server = await startChatServer({ ...mountOptions, databaseUrl, host: flags.host, port: flags.port }).catch(
         (error: NodeJS.ErrnoException) => {

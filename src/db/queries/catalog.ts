@@ -68,3 +68,17 @@ export const indexFirstKeys = (relationOid: number | string) =>
 
 export const serverVersion = () =>
   sql('catalog.serverVersion', `SELECT current_setting('server_version_num')::int AS "versionNum", version() AS version`)
+
+/** Who holds a lock on a table (or one of its partitions) that a read or an UPDATE would wait for. */
+export const tableLockHolders = (relationOid: number | string) =>
+  sql(
+    'catalog.tableLockHolders',
+    `SELECT l.pid, COALESCE(a.application_name, '') AS "applicationName", l.mode, a.state
+       FROM pg_catalog.pg_locks l
+       LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+      WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid()
+        AND l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock')
+        AND l.relation IN (SELECT $1::oid UNION ALL SELECT inhrelid FROM pg_catalog.pg_inherits WHERE inhparent = $1::oid)
+      ORDER BY l.pid`,
+    [relationOid],
+  )

@@ -275,20 +275,6 @@ export function nextBatchRow(t: SessionTable, filter: SessionFilter, options: Cl
   return sql('sessions.nextBatchRow', `SELECT key, id::text AS id FROM (${rows}) r`, values)
 }
 
-/** Who holds a lock on the session table (or one of its partitions) that an UPDATE would wait for. */
-export const tableLockHolders = (t: SessionTable) =>
-  sql(
-    'sessions.tableLockHolders',
-    `SELECT l.pid, COALESCE(a.application_name, '') AS "applicationName", l.mode, a.state
-       FROM pg_catalog.pg_locks l
-       LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
-      WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid()
-        AND l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock')
-        AND l.relation IN (SELECT $1::oid UNION ALL SELECT inhrelid FROM pg_catalog.pg_inherits WHERE inhparent = $1::oid)
-      ORDER BY l.pid`,
-    [t.oid],
-  )
-
 export interface DailyStatsOptions {
   days: number
   byGroup: boolean
