@@ -37,6 +37,8 @@ export const KEY_DESCRIPTIONS: Record<string, string> = {
   'database.applicationName': 'how Warden shows up in `pg_stat_activity` (and in `warden pool probe`)',
   'database.connectTimeout': 'deadline for opening a connection',
   'database.statementTimeout': "`statement_timeout` of Warden's own sessions",
+  'database.lockTimeout':
+    "`lock_timeout` of Warden's own sessions: a table another session locks (DDL, VACUUM FULL, LOCK TABLE) stops the command with the holder's pid and application (exit 5) instead of queueing behind it",
   'database.poolMax': "connections of Warden's own pool",
   wardenSchema: "schema of Warden's own tables (`audit_log`, `scheduled_runs`, the reference chat tables)",
   'sessions.table': 'the session table, `[schema.]table`',
@@ -50,6 +52,8 @@ export const KEY_DESCRIPTIONS: Record<string, string> = {
   'sessions.columns.owner': 'who a session belongs to; lets `doctor` find duplicate open sessions per owner',
   'sessions.orphanAfter': 'silence after which an open session is an orphan',
   'sessions.closeTimestamp': '`now`: `endedAt` is when Warden closed it; `lastSeen`: the last sign of life',
+  'sessions.columnsTimeZone':
+    'the zone the application writes `timestamp without time zone` columns in, when it is not the server\'s `TimeZone` (e.g. `America/New_York`); checked against `pg_timezone_names`',
   'sweep.batchSize': 'sessions closed per transaction',
   'sweep.maxRows': 'stop a sweep or close after this many sessions',
   'checks.disabled': 'check names `doctor` skips',
@@ -72,7 +76,8 @@ export const KEY_DESCRIPTIONS: Record<string, string> = {
   'server.adminToken': 'Bearer token of the mutating admin routes; without one they are off. A secret: use `WARDEN_ADMIN_TOKEN`',
   'server.collectInterval': 'how often database-derived gauges are refreshed; scrapes read the cache',
   'server.collectTimeout': 'deadline of one collection; a slower database leaves the last values in place',
-  'server.mutationsPerMinute': 'mutating API calls allowed per minute, all clients together',
+  'server.mutationsPerMinute': 'mutating API calls allowed per minute, all clients together (invalid bodies do not count)',
+  'server.authFailuresPerMinute': 'failed admin-token attempts per client address and minute; beyond it that address gets 429 until the minute passes',
   'scheduler.sweep': 'cron schedule of the orphan sweep in `warden serve`; null turns it off',
   'scheduler.sweepApply': 'the scheduled sweep closes orphans only when true (a dry run otherwise)',
   'scheduler.doctor': 'cron schedule of doctor in `warden serve` (check metrics); null turns it off',

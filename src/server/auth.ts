@@ -49,13 +49,26 @@ export function adminAuth(token: string | undefined, options: AdminAuthOptions =
           'mutating routes are disabled: no admin token is configured (set WARDEN_ADMIN_TOKEN or server.adminToken, at least 16 characters)',
         )
       }
+      // Checked before the token, so a client that keeps guessing cannot learn when it guessed right.
+      const retryAfter = failures.retryAfter(clientAddress(req))
+      if (retryAfter > 0) {
+        throw new ApiError(
+          429,
+          'too_many_failures',
+          `too many failed authentication attempts from this address; retry in ${retryAfter} s`,
+          {
+            'Retry-After': String(retryAfter),
+          },
+        )
+      }
       const header = req.get('authorization')
       const challenge = { 'WWW-Authenticate': 'Bearer realm="warden"' }
-      if (!header) throw new ApiError(401, 'unauthorized', 'this route needs an Authorization: Bearer <admin token> header', challenge)
+      if (!header)
+        refuse(req, new ApiError(401, 'unauthorized', 'this route needs an Authorization: Bearer <admin token> header', challenge))
       const candidate = presented(req)
       if (candidate === undefined)
-        throw new ApiError(401, 'unauthorized', 'the Authorization header must be "Bearer <admin token>"', challenge)
-      if (!matches(candidate)) throw new ApiError(403, 'forbidden', 'the bearer token is not the admin token')
+        refuse(req, new ApiError(401, 'unauthorized', 'the Authorization header must be "Bearer <admin token>"', challenge))
+      if (!matches(candidate)) refuse(req, new ApiError(403, 'forbidden', 'the bearer token is not the admin token'))
       next()
     },
   }
