@@ -53,7 +53,7 @@ export const KEY_DESCRIPTIONS: Record<string, string> = {
   'sessions.orphanAfter': 'silence after which an open session is an orphan',
   'sessions.closeTimestamp': '`now`: `endedAt` is when Warden closed it; `lastSeen`: the last sign of life',
   'sessions.columnsTimeZone':
-    'the zone the application writes `timestamp without time zone` columns in, when it is not the server\'s `TimeZone` (e.g. `America/New_York`); checked against `pg_timezone_names`',
+    "the zone the application writes `timestamp without time zone` columns in, when it is not the server's `TimeZone` (e.g. `America/New_York`); checked against `pg_timezone_names`",
   'sweep.batchSize': 'sessions closed per transaction',
   'sweep.maxRows': 'stop a sweep or close after this many sessions',
   'checks.disabled': 'check names `doctor` skips',
@@ -77,7 +77,8 @@ export const KEY_DESCRIPTIONS: Record<string, string> = {
   'server.collectInterval': 'how often database-derived gauges are refreshed; scrapes read the cache',
   'server.collectTimeout': 'deadline of one collection; a slower database leaves the last values in place',
   'server.mutationsPerMinute': 'mutating API calls allowed per minute, all clients together (invalid bodies do not count)',
-  'server.authFailuresPerMinute': 'failed admin-token attempts per client address and minute; beyond it that address gets 429 until the minute passes',
+  'server.authFailuresPerMinute':
+    'failed admin-token attempts per client address and minute; beyond it that address gets 429 until the minute passes',
   'scheduler.sweep': 'cron schedule of the orphan sweep in `warden serve`; null turns it off',
   'scheduler.sweepApply': 'the scheduled sweep closes orphans only when true (a dry run otherwise)',
   'scheduler.doctor': 'cron schedule of doctor in `warden serve` (check metrics); null turns it off',

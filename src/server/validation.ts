@@ -103,6 +103,7 @@ export const closeBody = z
   })
 
 /** NUL and unpaired UTF-16 surrogates: text PostgreSQL cannot store or compare, refused before any statement runs. */
+// eslint-disable-next-line no-control-regex -- NUL is exactly what this looks for
 const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/
 
 /** The path of the first string (key or value) PostgreSQL could not take, if any. */
