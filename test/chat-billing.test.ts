@@ -156,4 +156,17 @@ describe('billing: the database goes away while the LLM answers (its own Postgre
     expect(await rows(h, 'SELECT count(*)::int AS n FROM warden.llm_requests WHERE request_id = $1', [call!.requestId])).toEqual([{ n: 0 }])
     await expectBilledCallsRecorded(h)
   })
+
+  it('a shutdown past its grace does not wait out the write retries: the row it cannot write is reported lost before the server stops', async () => {
+    const h = await start({ mock: { latencyMs: 1500, outputTokens: 4 }, server: { writeRetryMs: 60_000 } })
+    const id = await createSession(h)
+    const { reply } = await turnDuringOutage(h, id)
+    await h.close({ graceMs: 100 })
+    expect((await reply).status).toBe(503)
+    const [call] = await mockCalls(h)
+    expect(lostCostEvents(h)).toEqual([expect.objectContaining({ requestId: call!.requestId, sessionId: id })])
+    expect(await metricSum(h, 'warden_llm_cost_rows_lost_total')).toBe(1)
+    await pg.resume()
+    expect(await rows(h, 'SELECT count(*)::int AS n FROM warden.llm_requests WHERE request_id = $1', [call!.requestId])).toEqual([{ n: 0 }])
+  })
 })

@@ -17,6 +17,8 @@ export interface WriteRetry {
   /** how long writes are retried while the database is unreachable; 0: once */
   budgetMs: number
   logger: Logger
+  /** true once waiting is pointless (the server is past its shutdown grace): fail at once */
+  giveUp?: () => boolean
 }
 
 const FIRST_DELAY_MS = 100
@@ -35,13 +37,14 @@ export async function retryingWrite<T>(what: string, retry: WriteRetry, write: (
       return await write(attempt)
     } catch (error) {
       const left = retry.budgetMs - (performance.now() - started)
-      if (!isTransientDatabaseError(error) || left <= 0) throw error
+      if (!isTransientDatabaseError(error) || left <= 0 || retry.giveUp?.()) throw error
       const wait = Math.min(delay, left)
       retry.logger.warn(
         { event: 'chat_write_retry', write: what, attempt, retryInMs: Math.round(wait), err: error },
         `the ${what} write failed (database unreachable?); retrying`,
       )
       await sleep(wait)
+      if (retry.giveUp?.()) throw error
       delay = Math.min(delay * 2, MAX_DELAY_MS)
     }
   }

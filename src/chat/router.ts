@@ -91,6 +91,8 @@ export function createChatRouter(deps: ChatRouterDeps): ChatRouter {
   const logger = deps.logger ?? silentLogger
   const maxMessageBytes = deps.maxMessageBytes ?? 32 * 1024
   const metrics = chatMetrics(deps.registry)
+  let closing = false
+  let graceOver = false
   const ctx: TurnContext = {
     pool: deps.pool,
     schema,
@@ -108,10 +110,10 @@ export function createChatRouter(deps: ChatRouterDeps): ChatRouter {
     llmTimeoutMs: deps.llmTimeoutMs ?? 60_000,
     pricing: deps.pricing ?? DEFAULT_PRICING,
     maxToolRounds: deps.maxToolRounds ?? 3,
-    writeRetry: { budgetMs: deps.writeRetryMs ?? 10_000, logger },
+    // Past the shutdown grace nobody waits for the database any more: what cannot be written now is reported lost, before the process exits.
+    writeRetry: { budgetMs: deps.writeRetryMs ?? 10_000, logger, giveUp: () => graceOver },
   }
   const inFlight = new Set<{ abort: (reason: AbortReason) => void; done: Promise<unknown> }>()
-  let closing = false
 
   const router = express.Router() as ChatRouter
   // Each request its own held-connection scope, so one request's checkouts are never blamed on another's LLM call.
@@ -270,8 +272,9 @@ export function createChatRouter(deps: ChatRouterDeps): ChatRouter {
     closing = true
     const settled = Promise.all([...inFlight].map((entry) => entry.done))
     let timer: NodeJS.Timeout | undefined
-    const graceOver = new Promise<'grace'>((resolve) => (timer = setTimeout(resolve, options.graceMs ?? 5000, 'grace')))
-    if ((await Promise.race([settled, graceOver])) === 'grace') {
+    const grace = new Promise<'grace'>((resolve) => (timer = setTimeout(resolve, options.graceMs ?? 5000, 'grace')))
+    if ((await Promise.race([settled, grace])) === 'grace') {
+      graceOver = true
       for (const entry of inFlight) entry.abort('shutdown')
       await Promise.all([...inFlight].map((entry) => entry.done))
     }
