@@ -6,8 +6,6 @@ import { classifyLlmError, type AbortReason, type LlmFailure } from './errors.js
 import type { ChatMetrics } from './metrics.js'
 import { NO_USAGE, tokensAtLeast, totalInputTokens, usageOf, type CallUsage } from './usage.js'
 
-export { DEFAULT_PRICING, costUsd, type Pricing } from './usage.js'
-
 export interface LlmSettings {
   /** the mock (`warden mock-llm`) or a real Anthropic-compatible endpoint; the code path is the same */
   baseURL: string
