@@ -70,12 +70,17 @@ export function llmDashboard(): Dashboard {
           }),
           stat({
             title: 'Attempt error ratio',
-            description: `Share of HTTP attempts that failed, retries included (warden_llm_attempts_total): faults the retries hid from the call error ratio show here. Red above ${ATTEMPT_ERROR_RATIO_ALERT * 100} %: WardenLlmAttemptErrorRatioHigh.`,
+            description: `Share of HTTP attempts that failed, retries included (warden_llm_attempts_total), attempts cancelled by a client or a shutdown left out: faults the retries hid from the call error ratio show here. Red above ${ATTEMPT_ERROR_RATIO_ALERT * 100} %: WardenLlmAttemptErrorRatioHigh.`,
             unit: 'percentunit',
             colorMode: 'background',
             w: 4,
             thresholds: [GREEN, { color: 'yellow', value: 0.02 }, { color: 'red', value: ATTEMPT_ERROR_RATIO_ALERT }],
-            queries: [{ expr: `(sum(${attempts(ERRORS)}) or on () vector(0)) / sum(${attempts()})`, legend: 'failed attempts' }],
+            queries: [
+              {
+                expr: `(sum(${attempts('error_type!~"|cancelled"')}) or on () vector(0)) / sum(${attempts('error_type!="cancelled"')})`,
+                legend: 'failed attempts',
+              },
+            ],
           }),
           stat({
             title: 'Latency p95',
