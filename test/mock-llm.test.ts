@@ -322,6 +322,51 @@ describe('mock LLM: tool use', () => {
   })
 })
 
+describe('mock LLM: its own books (what a provider would bill), over HTTP', () => {
+  interface Books {
+    calls: Array<{ requestId: string; status: number; stream: boolean; billed: boolean; completed: boolean; outputTokens: number }>
+    dropped: number
+  }
+  const books = async (server: MockLlmServer) => (await (await fetch(`${server.url}/_mock/calls`)).json()) as Books
+
+  it('logs every call with the request id the client saw, its status, whether it was billed and the tokens it sent', async () => {
+    const server = await start({ faultSequence: ['ok', '529', 'midstream'], outputTokens: 10, tokensPerSecond: 1000 })
+    const c = client(server)
+    const { data, request_id } = await c.messages.create(hello).withResponse()
+    const overloaded = (await rejection(c.messages.create(hello))) as APIError
+    const stream = c.messages.stream(hello)
+    const deltas: string[] = []
+    stream.on('text', (t) => deltas.push(t))
+    await rejection(stream.finalMessage())
+    const { calls, dropped } = await books(server)
+    expect(dropped).toBe(0)
+    expect(calls).toEqual([
+      expect.objectContaining({ requestId: request_id, status: 200, stream: false, billed: true, completed: true, outputTokens: 10 }),
+      expect.objectContaining({ requestId: overloaded.requestID, status: 529, billed: false, completed: false, outputTokens: 0 }),
+      expect.objectContaining({ requestId: stream.request_id, status: 200, stream: true, billed: true, completed: false }),
+    ])
+    expect(data.usage.output_tokens).toBe(10)
+    // the cut stream: billed for what it sent before the error, which is what the client received
+    expect(calls[2]!.outputTokens).toBe(wordCount(deltas.join('')))
+    expect(calls[2]!.outputTokens).toBeLessThan(10)
+    const stats = (await (await fetch(`${server.url}/_mock/stats`)).json()) as { requests: number; byStatus: Record<string, number> }
+    expect(stats).toMatchObject({ requests: 3, byStatus: { '200': 2, '529': 1 } })
+  })
+
+  it('reports prompt-cache usage when asked: input_tokens is the uncached rest, the cache fields come on top', async () => {
+    const server = await start({ cache: { readTokens: 1200, creationTokens: 300 }, outputTokens: 5 })
+    const c = client(server)
+    const msg = await c.messages.create(hello)
+    expect(msg.usage).toMatchObject({ input_tokens: 4, cache_read_input_tokens: 1200, cache_creation_input_tokens: 300, output_tokens: 5 })
+    const streamed = await c.messages.stream(hello).finalMessage()
+    expect(streamed.usage).toMatchObject({ input_tokens: 4, cache_read_input_tokens: 1200, cache_creation_input_tokens: 300 })
+    const plain = await start()
+    const uncached = await client(plain).messages.create(hello)
+    expect(uncached.usage.cache_read_input_tokens ?? null).toBeNull()
+    await expect(start({ cache: { readTokens: -1 } })).rejects.toThrow(/cache.readTokens/)
+  })
+})
+
 describe('mock LLM: close()', () => {
   it('ends a pending hang promptly and frees the port', async () => {
     const server = await startMockLlm({ faultSequence: ['hang'] })

@@ -23,6 +23,7 @@ export type ChatErrorCode =
   | 'session_ended'
   | 'turn_conflict'
   | 'pool_timeout'
+  | 'database_unavailable'
   | 'database_error'
   | 'llm_auth_failed'
   | 'llm_rate_limited'
@@ -115,11 +116,39 @@ export function classifyLlmError(error: unknown, abortReason: AbortReason | unde
 
 const POOL_TIMEOUT_MESSAGES = ['timeout exceeded when trying to connect', 'Connection terminated due to connection timeout']
 
-/** Database failures: pool exhaustion is a 503 the client may retry; the rest are 500s whose detail stays in the log. */
+const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN'])
+/** Server going away or not there yet (57P01-03), too many clients, and conflicts a retry resolves. */
+const TRANSIENT_SQLSTATES = new Set(['57P01', '57P02', '57P03', '53300', '40001', '40P01'])
+const CONNECTION_LOST = /Connection terminated|connection error and is not queryable|Client was closed and is not queryable/i
+
+/**
+ * Whether a database failure may pass if the same statement runs again shortly: the connection
+ * or the server went away (a restart, a failover), or the pool had no connection free. Bad data
+ * and constraint violations are not: retrying them changes nothing.
+ */
+export function isTransientDatabaseError(error: unknown): boolean {
+  if (error instanceof ChatError) {
+    if (error.code === 'pool_timeout' || error.code === 'database_unavailable') return true
+    return error.cause !== undefined && isTransientDatabaseError(error.cause)
+  }
+  const err = error as (Error & { code?: unknown; errors?: unknown[] }) | null
+  if (!err) return false
+  const code = typeof err.code === 'string' ? err.code : undefined
+  if (code && (CONNECTION_CODES.has(code) || TRANSIENT_SQLSTATES.has(code) || code.startsWith('08'))) return true
+  // Connecting to "localhost" tries ::1 and 127.0.0.1 and fails with an AggregateError of both.
+  if (Array.isArray(err.errors) && err.errors.some(isTransientDatabaseError)) return true
+  return typeof err.message === 'string' && (CONNECTION_LOST.test(err.message) || POOL_TIMEOUT_MESSAGES.includes(err.message))
+}
+
+/** Database failures: pool exhaustion and an unreachable server are 503s the client may retry; the rest are 500s whose detail stays in the log. */
 export function databaseError(error: unknown): ChatError {
   if (error instanceof ChatError) return error
   const message = error instanceof Error ? error.message : String(error)
   if (POOL_TIMEOUT_MESSAGES.includes(message))
     return new ChatError(503, 'pool_timeout', 'no database connection became free in time (pool exhausted); try again')
+  if (isTransientDatabaseError(error))
+    return new ChatError(503, 'database_unavailable', 'the database is unreachable (restarting?); try again', {
+      cause: error,
+    })
   return new ChatError(500, 'database_error', 'the database failed; see the server log', { cause: error })
 }

@@ -5,9 +5,12 @@ import type pg from 'pg'
 import type { Registry } from 'prom-client'
 import { closeServerSessions, endChatSession, getChatSession, insertChatSession, listChatMessages } from '../db/queries/chat.js'
 import { poolScope } from '../pool/instrumented-pool.js'
+import { countingFetch } from './attempts.js'
 import { runOnce } from './db.js'
 import { ChatError, type AbortReason } from './errors.js'
-import { DEFAULT_PRICING, type AnthropicFactory, type Pricing } from './llm.js'
+import { bodyOf, messageText, optionalText, sessionId, undecodablePath } from './input.js'
+import { PROVIDER, type AnthropicFactory } from './llm.js'
+import { DEFAULT_PRICING, type Pricing } from './usage.js'
 import { chatMetrics } from './metrics.js'
 import { CHAT_TOOLS } from './tools.js'
 import { runTurn, sessionEnded, sessionNotFound, type ChatPattern, type ChatSession, type TurnContext, type TurnResult } from './turn.js'
@@ -44,6 +47,12 @@ export interface ChatRouterDeps {
   tools?: boolean
   maxToolRounds?: number
   pricing?: Pricing
+  /**
+   * How long a turn's write (and the cost rows of its LLM calls) is retried, with backoff, while
+   * the database is unreachable (a restart, a failover); the client waits that long at most.
+   * Past it the turn fails with 503 and a row that could not be written is reported lost. Default 10 s
+   */
+  writeRetryMs?: number
 }
 
 export interface ChatRouter extends express.Router {
@@ -65,34 +74,6 @@ export interface ShutdownOptions {
   closeSessions?: boolean
 }
 
-const MAX_ID_LENGTH = 200
-const MAX_LABEL_LENGTH = 200
-// eslint-disable-next-line no-control-regex -- ids must not carry control characters
-const ID_PATTERN = /^[^\u0000-\u001f\u007f]+$/
-
-function optionalText(body: Record<string, unknown>, key: string): string | null {
-  const value = body[key]
-  if (value === undefined || value === null) return null
-  if (typeof value !== 'string' || value.length === 0 || value.length > MAX_LABEL_LENGTH)
-    throw new ChatError(400, 'invalid_request', `${key}: expected a non-empty string of at most ${MAX_LABEL_LENGTH} characters`)
-  return value
-}
-
-function bodyOf(req: Request): Record<string, unknown> {
-  const body: unknown = req.body
-  if (body === undefined || body === null) return {}
-  if (typeof body !== 'object' || Array.isArray(body))
-    throw new ChatError(400, 'invalid_request', 'expected a JSON object as the request body')
-  return body as Record<string, unknown>
-}
-
-function sessionId(value: unknown, where: string): string {
-  if (typeof value !== 'string' || value.length === 0 || value.length > MAX_ID_LENGTH || !ID_PATTERN.test(value)) {
-    throw new ChatError(400, 'invalid_request', `${where}: expected a session id of 1 to ${MAX_ID_LENGTH} printable characters`)
-  }
-  return value
-}
-
 function sendError(res: Response, error: ChatError): void {
   res.status(error.status).json(error.toBody())
 }
@@ -111,11 +92,17 @@ export function createChatRouter(deps: ChatRouterDeps): ChatRouter {
   const logger = deps.logger ?? silentLogger
   const maxMessageBytes = deps.maxMessageBytes ?? 32 * 1024
   const metrics = chatMetrics(deps.registry)
+  let closing = false
+  let graceOver = false
   const ctx: TurnContext = {
     pool: deps.pool,
     schema,
     pattern: deps.pattern ?? 'release',
-    client: deps.anthropic(),
+    client: deps.anthropic({
+      fetch: countingFetch((errorType) =>
+        metrics.attempts.inc({ gen_ai_provider_name: PROVIDER, gen_ai_request_model: deps.model, error_type: errorType }),
+      ),
+    }),
     model: deps.model,
     maxTokens: deps.maxTokens ?? 1024,
     system: deps.system,
@@ -124,10 +111,10 @@ export function createChatRouter(deps: ChatRouterDeps): ChatRouter {
     llmTimeoutMs: deps.llmTimeoutMs ?? 60_000,
     pricing: deps.pricing ?? DEFAULT_PRICING,
     maxToolRounds: deps.maxToolRounds ?? 3,
-    onLostCost: (error, sessionId) => logger.error({ err: error, sessionId }, 'could not record the llm_requests row of a failed LLM call'),
+    // Past the shutdown grace nobody waits for the database any more: what cannot be written now is reported lost, before the process exits.
+    writeRetry: { budgetMs: deps.writeRetryMs ?? 10_000, logger, giveUp: () => graceOver },
   }
   const inFlight = new Set<{ abort: (reason: AbortReason) => void; done: Promise<unknown> }>()
-  let closing = false
 
   const router = express.Router() as ChatRouter
   // Each request its own held-connection scope, so one request's checkouts are never blamed on another's LLM call.
@@ -159,31 +146,22 @@ export function createChatRouter(deps: ChatRouterDeps): ChatRouter {
   }
 
   router.get('/sessions/:id', async (req, res) => {
-    res.json({ session: await loadSession(sessionId(req.params.id, 'path')) })
+    res.json({ session: await loadSession(sessionId(req.params.id, 'path id')) })
   })
 
   router.get('/sessions/:id/messages', async (req, res) => {
-    const session = await loadSession(sessionId(req.params.id, 'path'))
+    const session = await loadSession(sessionId(req.params.id, 'path id'))
     const limit = Math.min(Math.max(Number(req.query.limit ?? 1000) || 1000, 1), 10_000)
     const { rows } = await runOnce(deps.pool, listChatMessages(schema, session.id, limit))
     res.json({ session, messages: rows })
   })
 
   router.post('/sessions/:id/end', async (req, res) => {
-    const id = sessionId(req.params.id, 'path')
+    const id = sessionId(req.params.id, 'path id')
     const ended = (await runOnce<ChatSession>(deps.pool, endChatSession(schema, id, 'ended'))).rows[0]
     if (!ended) throw sessionEnded(await loadSession(id))
     res.json({ session: ended })
   })
-
-  function messageText(req: Request): string {
-    const message = bodyOf(req).message
-    if (typeof message !== 'string' || message.trim() === '')
-      throw new ChatError(400, 'invalid_request', 'message: expected a non-empty string')
-    const bytes = Buffer.byteLength(message, 'utf8')
-    if (bytes > maxMessageBytes) throw new ChatError(413, 'message_too_large', `message: ${bytes} bytes; the limit is ${maxMessageBytes}`)
-    return message
-  }
 
   /** Registers a turn so shutdown can wait for it or cancel it. */
   function track(req: Omit<Parameters<typeof runTurn>[1], 'signal' | 'abortReason'>): {
@@ -205,15 +183,15 @@ export function createChatRouter(deps: ChatRouterDeps): ChatRouter {
   }
 
   router.post('/sessions/:id/messages', async (req, res) => {
-    const id = sessionId(req.params.id, 'path')
+    const id = sessionId(req.params.id, 'path id')
     // A non-streaming client that goes away does not cancel the turn: the reply is stored and GET shows it.
-    const { turn } = track({ sessionId: id, text: messageText(req), stream: false })
+    const { turn } = track({ sessionId: id, text: messageText(bodyOf(req), maxMessageBytes), stream: false })
     res.json(await turn)
   })
 
   router.post('/sessions/:id/messages/stream', async (req, res) => {
-    const id = sessionId(req.params.id, 'path')
-    const text = messageText(req)
+    const id = sessionId(req.params.id, 'path id')
+    const text = messageText(bodyOf(req), maxMessageBytes)
     let disconnected = false
     const openStream = () => {
       if (res.headersSent) return
@@ -267,6 +245,9 @@ export function createChatRouter(deps: ChatRouterDeps): ChatRouter {
     if (type === 'entity.too.large')
       return sendError(res, new ChatError(413, 'payload_too_large', `the request body exceeds ${maxMessageBytes * 2 + 4096} bytes`))
     const status = (error as { status?: number } | null)?.status
+    const message = (error as Error | null)?.message ?? ''
+    if (!(error instanceof ChatError) && status === 400 && message.startsWith('Failed to decode param'))
+      return sendError(res, undecodablePath(message))
     if (!(error instanceof ChatError) && typeof status === 'number' && status >= 400 && status < 500)
       return sendError(res, new ChatError(status, 'invalid_request', (error as Error).message))
     sendError(res, logged(error))
@@ -292,8 +273,9 @@ export function createChatRouter(deps: ChatRouterDeps): ChatRouter {
     closing = true
     const settled = Promise.all([...inFlight].map((entry) => entry.done))
     let timer: NodeJS.Timeout | undefined
-    const graceOver = new Promise<'grace'>((resolve) => (timer = setTimeout(resolve, options.graceMs ?? 5000, 'grace')))
-    if ((await Promise.race([settled, graceOver])) === 'grace') {
+    const grace = new Promise<'grace'>((resolve) => (timer = setTimeout(resolve, options.graceMs ?? 5000, 'grace')))
+    if ((await Promise.race([settled, grace])) === 'grace') {
+      graceOver = true
       for (const entry of inFlight) entry.abort('shutdown')
       await Promise.all([...inFlight].map((entry) => entry.done))
     }

@@ -1,12 +1,14 @@
 import type pg from 'pg'
 import type Anthropic from '@anthropic-ai/sdk'
 import type { ContentBlock, MessageParam, Tool, ToolUseBlock } from '@anthropic-ai/sdk/resources/messages'
-import { getChatSession, insertLlmRequest, readChatTurn, writeChatTurn, type CostRow, type TurnWrite } from '../db/queries/chat.js'
+import { getChatSession, readChatTurn, recordedCalls, writeChatTurn, type CostRow, type TurnWrite } from '../db/queries/chat.js'
 import { inTransaction, run, runOnce } from './db.js'
 import { ChatError, databaseError, type AbortReason } from './errors.js'
-import { callModel, costUsd, LlmCallFailed, replyText, type ModelCallResult, type Pricing } from './llm.js'
+import { CostLedger, retryingWrite, type WriteRetry } from './ledger.js'
+import { callModel, LlmCallFailed, PROVIDER, replyText, type ModelCallResult } from './llm.js'
 import type { ChatMetrics } from './metrics.js'
 import { runTool } from './tools.js'
+import { addUsage, NO_USAGE, totalInputTokens, type CallUsage, type Pricing } from './usage.js'
 
 export type ChatPattern = 'release' | 'hold'
 
@@ -44,8 +46,8 @@ export interface TurnContext {
   pricing: Pricing
   /** tool rounds per turn before the model must answer in text */
   maxToolRounds: number
-  /** the error cost row of a failed call could not be written: never silent, billing must hear of it */
-  onLostCost: (error: unknown, sessionId: string) => void
+  /** how the turn's write and its cost rows are retried while the database is away, and where that is logged */
+  writeRetry: WriteRetry
 }
 
 export interface TurnRequest {
@@ -61,14 +63,14 @@ export interface TurnRequest {
 export interface TurnResult {
   session: ChatSession
   reply: { role: 'assistant'; text: string; stopReason: string | null; content: ContentBlock[] }
-  usage: { inputTokens: number; outputTokens: number; llmCalls: number }
+  /** inputTokens is the whole prompt over the turn's calls, cached tokens included (they are also given on their own) */
+  usage: { inputTokens: number; cacheReadInputTokens: number; cacheCreationInputTokens: number; outputTokens: number; llmCalls: number }
 }
 
 interface Conversation {
   final: ModelCallResult
   messages: StoredMessage[]
-  inputTokens: number
-  outputTokens: number
+  usage: CallUsage
   calls: number
 }
 
@@ -91,34 +93,16 @@ function assertOpen(id: string, snapshot: TurnSnapshot | undefined): TurnSnapsho
 const toParams = (history: StoredMessage[]): MessageParam[] =>
   history.map((m) => ({ role: m.role === 'assistant' ? 'assistant' : 'user', content: m.content as MessageParam['content'] }))
 
-function costRow(ctx: TurnContext, call: ModelCallResult): CostRow {
-  const { input_tokens: input, output_tokens: output } = call.message.usage
-  return {
-    requestId: call.requestId,
-    operation: 'chat',
-    model: ctx.model,
-    inputTokens: input,
-    outputTokens: output,
-    costUsd: costUsd(ctx.pricing, input, output),
-    latencyMs: call.latencyMs,
-    status: 'ok',
-    errorType: null,
-  }
-}
-
-const recordCost = (ctx: TurnContext, sessionId: string, row: CostRow) => runOnce(ctx.pool, insertLlmRequest(ctx.schema, sessionId, row))
-
 /**
  * The LLM part of a turn, with no connection of its own: calls the model, and while it asks for
  * tools runs them in parallel (each on its own connection) together with the cost row of the
  * call that asked (its own short transaction), then calls again with the results.
  */
-async function converse(ctx: TurnContext, req: TurnRequest, snapshot: TurnSnapshot): Promise<Conversation> {
+async function converse(ctx: TurnContext, req: TurnRequest, snapshot: TurnSnapshot, ledger: CostLedger): Promise<Conversation> {
   const user: StoredMessage = { role: 'user', content: req.text }
   const messages: StoredMessage[] = [user]
   const params = [...toParams(snapshot.history), ...toParams([user])]
-  let inputTokens = 0
-  let outputTokens = 0
+  let usage = NO_USAGE
   for (let round = 0; ; round += 1) {
     const call = await callModel(
       {
@@ -139,8 +123,8 @@ async function converse(ctx: TurnContext, req: TurnRequest, snapshot: TurnSnapsh
         onText: req.onText,
       },
     )
-    inputTokens += call.message.usage.input_tokens
-    outputTokens += call.message.usage.output_tokens
+    usage = addUsage(usage, call.usage)
+    const cost = ledger.add({ requestId: call.requestId, usage: call.usage, latencyMs: call.latencyMs, status: 'ok', errorType: null })
     const uses = call.message.content.filter((b): b is ToolUseBlock => b.type === 'tool_use')
     if (call.message.stop_reason !== 'tool_use' || uses.length === 0 || round >= ctx.maxToolRounds) {
       // A tool_use left without its result would make the API refuse every later turn of the session.
@@ -149,13 +133,13 @@ async function converse(ctx: TurnContext, req: TurnRequest, snapshot: TurnSnapsh
         role: 'assistant',
         content: answer.length > 0 ? answer : [{ type: 'text', text: '(no answer: tool rounds exhausted)' }],
       })
-      return { final: call, messages, inputTokens, outputTokens, calls: round + 1 }
+      return { final: call, messages, usage, calls: round + 1 }
     }
     const assistant: StoredMessage = { role: 'assistant', content: call.message.content }
     messages.push(assistant)
     const [results] = await Promise.all([
       Promise.all(uses.map((use) => runTool(ctx.pool, ctx.schema, req.sessionId, use))),
-      recordCost(ctx, req.sessionId, costRow(ctx, call)),
+      ledger.tryRecord(cost),
     ])
     const tool: StoredMessage = { role: 'tool', content: results }
     messages.push(tool)
@@ -163,25 +147,21 @@ async function converse(ctx: TurnContext, req: TurnRequest, snapshot: TurnSnapsh
   }
 }
 
-function turnWrite(ctx: TurnContext, snapshot: TurnSnapshot, convo: Conversation): TurnWrite {
+function turnWrite(snapshot: TurnSnapshot, convo: Conversation, costs: CostRow[]): TurnWrite {
   return {
     sessionId: snapshot.id,
     expectedTurnCount: snapshot.turnCount,
-    inputTokens: convo.inputTokens,
-    outputTokens: convo.outputTokens,
+    inputTokens: totalInputTokens(convo.usage),
+    outputTokens: convo.usage.outputTokens,
     messages: convo.messages,
-    cost: costRow(ctx, convo.final),
+    costs,
   }
 }
 
-/**
- * The write matched no session: it ended, or another turn of it landed since the read. The
- * call was made and billed, so its cost row is written on its own; the turn is not.
- */
-async function lostWrite(ctx: TurnContext, write: TurnWrite): Promise<never> {
-  await recordCost(ctx, write.sessionId, write.cost)
-  const now = (await runOnce<ChatSession>(ctx.pool, getChatSession(ctx.schema, write.sessionId))).rows[0]
-  if (!now) throw sessionNotFound(write.sessionId)
+/** The write matched no session: it ended, or another turn of it landed since the read. The turn is not written. */
+async function refusedWrite(ctx: TurnContext, sessionId: string): Promise<never> {
+  const now = (await runOnce<ChatSession>(ctx.pool, getChatSession(ctx.schema, sessionId))).rows[0]
+  if (!now) throw sessionNotFound(sessionId)
   if (!now.isActive) throw sessionEnded(now)
   throw new ChatError(
     409,
@@ -192,21 +172,41 @@ async function lostWrite(ctx: TurnContext, write: TurnWrite): Promise<never> {
 
 function result(session: ChatSession, convo: Conversation): TurnResult {
   const { message } = convo.final
+  const { cacheReadInputTokens, cacheCreationInputTokens, outputTokens } = convo.usage
   return {
     session,
     reply: { role: 'assistant', text: replyText(message), stopReason: message.stop_reason, content: message.content },
-    usage: { inputTokens: convo.inputTokens, outputTokens: convo.outputTokens, llmCalls: convo.calls },
+    usage: {
+      inputTokens: totalInputTokens(convo.usage),
+      cacheReadInputTokens,
+      cacheCreationInputTokens,
+      outputTokens,
+      llmCalls: convo.calls,
+    },
   }
 }
 
-/** Release before call: read (one statement), no connection during the LLM call, write (one statement). */
-async function releaseTurn(ctx: TurnContext, req: TurnRequest): Promise<TurnResult> {
+/**
+ * Release before call: read (one statement), no connection during the LLM call, write (one
+ * statement, the cost rows in it). The write is retried while the database is briefly away; a
+ * retry that matches nothing checks whether an earlier attempt committed (its final call's row
+ * is there) before calling the turn refused.
+ */
+async function releaseTurn(ctx: TurnContext, req: TurnRequest, ledger: CostLedger): Promise<TurnResult> {
   const read = await runOnce<TurnSnapshot>(ctx.pool, readChatTurn(ctx.schema, req.sessionId, false))
   const snapshot = assertOpen(req.sessionId, read.rows[0])
-  const convo = await converse(ctx, req, snapshot)
-  const write = turnWrite(ctx, snapshot, convo)
-  const written = (await runOnce<ChatSession>(ctx.pool, writeChatTurn(ctx.schema, write))).rows[0]
-  return written ? result(written, convo) : lostWrite(ctx, write)
+  const convo = await converse(ctx, req, snapshot, ledger)
+  const costs = ledger.pending()
+  const finalCall = costs.at(-1)!.callId
+  const written = await retryingWrite('turn', ctx.writeRetry, async (attempt) => {
+    const row = (await runOnce<ChatSession>(ctx.pool, writeChatTurn(ctx.schema, turnWrite(snapshot, convo, costs)))).rows[0]
+    if (row || attempt === 1) return row
+    const landed = (await runOnce(ctx.pool, recordedCalls(ctx.schema, [finalCall]))).rows.length > 0
+    return landed ? (await runOnce<ChatSession>(ctx.pool, getChatSession(ctx.schema, req.sessionId))).rows[0] : undefined
+  })
+  if (!written) return refusedWrite(ctx, req.sessionId)
+  ledger.markRecorded(costs)
+  return result(written, convo)
 }
 
 /**
@@ -215,43 +215,55 @@ async function releaseTurn(ctx: TurnContext, req: TurnRequest): Promise<TurnResu
  * then caps throughput at pool max / LLM latency, and pg_stat_activity shows the backends
  * "idle in transaction" while the model thinks.
  */
-async function holdTurn(ctx: TurnContext, req: TurnRequest): Promise<TurnResult> {
+async function holdTurn(ctx: TurnContext, req: TurnRequest, ledger: CostLedger): Promise<TurnResult> {
   try {
-    return await inTransaction(ctx.pool, async (client) => {
+    const { written, convo, costs } = await inTransaction(ctx.pool, async (client) => {
       const snapshot = assertOpen(req.sessionId, (await run<TurnSnapshot>(client, readChatTurn(ctx.schema, req.sessionId, true))).rows[0])
-      const convo = await converse(ctx, req, snapshot)
-      const written = (await run<ChatSession>(client, writeChatTurn(ctx.schema, turnWrite(ctx, snapshot, convo)))).rows[0]
+      const convo = await converse(ctx, req, snapshot, ledger)
+      const costs = ledger.pending()
+      const written = (await run<ChatSession>(client, writeChatTurn(ctx.schema, turnWrite(snapshot, convo, costs)))).rows[0]
       if (!written) throw new ChatError(409, 'turn_conflict', 'the locked session changed under its own lock')
-      return result(written, convo)
+      return { written, convo, costs }
     })
+    // Only a COMMIT makes them recorded: a connection lost with the LLM call's answer in hand rolls them back.
+    ledger.markRecorded(costs)
+    return result(written, convo)
   } catch (error) {
     throw error instanceof LlmCallFailed || error instanceof ChatError ? error : databaseError(error)
   }
 }
 
 /**
- * One turn of a session. A failed LLM call writes nothing of the turn (no user message without
- * its reply) but does get its llm_requests row (status error), in its own short transaction
- * after any connection of the turn is released, so failures show in billing and ops queries.
+ * One turn of a session. Whatever happens, every LLM call the turn made ends with exactly one
+ * llm_requests row (or a loud lost-cost report, see CostLedger): with the turn's write when it
+ * lands, else on its own after the turn failed. A failed LLM call writes nothing of the turn
+ * (no user message without its reply) but gets its row (status error; a stream cut short with
+ * the tokens it had streamed), after any connection of the turn is released.
  */
 export async function runTurn(ctx: TurnContext, req: TurnRequest): Promise<TurnResult> {
+  const ledger = new CostLedger({
+    pool: ctx.pool,
+    schema: ctx.schema,
+    sessionId: req.sessionId,
+    model: ctx.model,
+    provider: PROVIDER,
+    pricing: ctx.pricing,
+    metrics: ctx.metrics,
+    retry: ctx.writeRetry,
+  })
   try {
-    return ctx.pattern === 'hold' ? await holdTurn(ctx, req) : await releaseTurn(ctx, req)
+    return ctx.pattern === 'hold' ? await holdTurn(ctx, req, ledger) : await releaseTurn(ctx, req, ledger)
   } catch (error) {
-    if (!(error instanceof LlmCallFailed)) throw error
-    const { failure, latencyMs } = error
-    const row: CostRow = {
-      requestId: failure.requestId,
-      operation: 'chat',
-      model: ctx.model,
-      inputTokens: 0,
-      outputTokens: 0,
-      costUsd: 0,
-      latencyMs,
-      status: 'error',
-      errorType: failure.errorType,
+    if (error instanceof LlmCallFailed) {
+      ledger.add({
+        requestId: error.requestId,
+        usage: error.usage,
+        latencyMs: error.latencyMs,
+        status: 'error',
+        errorType: error.failure.errorType,
+      })
     }
-    await recordCost(ctx, req.sessionId, row).catch((lost: unknown) => ctx.onLostCost(lost, req.sessionId))
-    throw failure.chatError
+    await ledger.settle()
+    throw error instanceof LlmCallFailed ? error.failure.chatError : error
   }
 }

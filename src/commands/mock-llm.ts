@@ -8,7 +8,7 @@ import { describeMockOptions, mockLlmFlags, mockLlmOptions } from '../llm/option
 export default class MockLlm extends WardenCommand {
   static override description = `An Anthropic-compatible Messages API server (POST /v1/messages) with set latency, streaming and faults.
 
-The real @anthropic-ai/sdk (and \`warden chat serve\`) can point at it: new Anthropic({ baseURL: <url>, apiKey }). Replies are lorem ipsum with realistic usage; streams follow the SSE event sequence of the real API. "[tools:N]" in the last user message, with tools in the request, gets N parallel tool_use blocks. Runs until Ctrl-C or SIGTERM, then stops cleanly (exit 0).
+The real @anthropic-ai/sdk (and \`warden chat serve\`) can point at it: new Anthropic({ baseURL: <url>, apiKey }). Replies are lorem ipsum with realistic usage; streams follow the SSE event sequence of the real API. "[tools:N]" in the last user message, with tools in the request, gets N parallel tool_use blocks. GET /_mock/stats has its request counts and GET /_mock/calls every call it answered (request id, status, billed, tokens sent), so a test can compare what a client recorded with what the provider would bill. Runs until Ctrl-C or SIGTERM, then stops cleanly (exit 0).
 
 With --json, one line {url, port, host, options} goes to stdout once it listens; the request counts go to stderr when it stops.`
 
@@ -55,7 +55,8 @@ With --json, one line {url, port, host, options} goes to stdout once it listens;
     const signal = await stop.signal
     await server.close()
     const stats = server.stats()
-    const summary = `mock LLM stopped (${signal}): ${stats.requests} requests, ${stats.streams} streams, by status ${JSON.stringify(stats.byStatus)}, max in flight ${stats.maxInFlight}`
+    const billed = server.calls().filter((call) => call.billed).length
+    const summary = `mock LLM stopped (${signal}): ${stats.requests} requests (${billed} billed), ${stats.streams} streams, by status ${JSON.stringify(stats.byStatus)}, max in flight ${stats.maxInFlight}`
     if (this.jsonEnabled()) process.stderr.write(`${summary}\n`)
     else this.say(summary)
   }

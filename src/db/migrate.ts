@@ -110,6 +110,22 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE ${schema}.audit_log ADD CONSTRAINT audit_log_status_check
         CHECK (status IN ('running', 'ok', 'partial', 'failed', 'aborted', 'refused'));`,
   },
+  {
+    version: 5,
+    name: 'llm_requests_exactly_once_and_cache',
+    // call_id is minted by the chat path before the call: a write retried after an unanswered
+    // COMMIT finds its row instead of adding a second one. The cache columns mirror the
+    // provider's usage fields (input_tokens excludes cached tokens), so a row reconciles with the invoice.
+    up: (schema) => `
+      ALTER TABLE ${schema}.llm_requests
+        ADD COLUMN call_id uuid,
+        ADD COLUMN cache_read_input_tokens integer NOT NULL DEFAULT 0,
+        ADD COLUMN cache_creation_input_tokens integer NOT NULL DEFAULT 0;
+      CREATE UNIQUE INDEX llm_requests_call_id_key ON ${schema}.llm_requests (call_id);
+      CREATE INDEX llm_requests_request_id_idx ON ${schema}.llm_requests (request_id);
+      COMMENT ON TABLE ${schema}.llm_requests IS 'One cost row per LLM call of the reference chat path (call_id unique), written with the turn or on its own.';
+      COMMENT ON COLUMN ${schema}.llm_requests.input_tokens IS 'input tokens as the provider reports them: cached tokens are in cache_read_input_tokens and cache_creation_input_tokens';`,
+  },
 ]
 
 export interface MigrationResult {

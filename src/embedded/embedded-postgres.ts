@@ -13,6 +13,10 @@ export interface EmbeddedPostgres {
   dataDir: string
   /** stops the server; resolves to where the data dir was kept (keep: true), else null */
   stop: () => Promise<string | null>
+  /** stops the postmaster but keeps its data, so `resume()` brings the same database back: an outage to test against */
+  halt: () => Promise<void>
+  /** starts a halted server again, same port, same data */
+  resume: () => Promise<void>
 }
 
 /** Longer than a fast shutdown of a small cluster takes, short enough to feel prompt. */
@@ -149,6 +153,8 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
       stopping ??= stopServer(() => server.stop(), dataDir, options.keep ?? false)
       return stopping
     },
+    halt: () => server.stop(),
+    resume: () => server.start(),
   }
 }
 

@@ -31,6 +31,31 @@ export interface MockLlmOptions {
   seed?: number
   /** `[tools:N]` in the last user turn plus a `tools` array yields N tool_use blocks; false turns that off. */
   toolUse?: boolean | { input?: Record<string, unknown> }
+  /**
+   * Prompt caching as the real API reports it: every reply's usage carries these
+   * cache_read_input_tokens and cache_creation_input_tokens (a cached prefix in front of the
+   * prompt), and input_tokens stays the uncached rest. Unset: the usage has no cache fields.
+   */
+  cache?: { readTokens?: number; creationTokens?: number }
+}
+
+/**
+ * One POST /v1/messages as the mock answered it: what a provider's billing would see. A call is
+ * billed once its 200 went out (for a stream: headers and message_start), whether or not the
+ * client read it to the end; `outputTokens` is what was sent, cut streams included.
+ */
+export interface MockLlmCall {
+  requestId: string
+  status: number
+  stream: boolean
+  model: string | null
+  billed: boolean
+  /** the reply (or stream) was sent to its end */
+  completed: boolean
+  inputTokens: number
+  cacheReadInputTokens: number
+  cacheCreationInputTokens: number
+  outputTokens: number
 }
 
 export interface MockLlmStats {
@@ -47,8 +72,16 @@ export interface MockLlmServer {
   url: string
   port: number
   stats(): MockLlmStats
+  /** every call answered, oldest first (also `GET /_mock/calls`, for a mock in another process) */
+  calls(): MockLlmCall[]
   close(): Promise<void>
 }
+
+/** The mock's own bookkeeping over HTTP, outside the Messages API's path space. */
+export const MOCK_STATS_PATH = '/_mock/stats'
+export const MOCK_CALLS_PATH = '/_mock/calls'
+/** Enough for any load test here; older calls are dropped (and counted) beyond it. */
+const MAX_CALL_LOG = 200_000
 
 interface MessageParam {
   role: 'user' | 'assistant'
@@ -68,6 +101,7 @@ interface Exchange {
   res: ServerResponse
   sleeps: Map<NodeJS.Timeout, (ok: boolean) => void>
   done: boolean
+  call: MockLlmCall
 }
 
 const MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -85,6 +119,11 @@ const LOREM = (
 // Bad options throw at start-up, where the caller can see which one, not as 500s later.
 function checkRate(name: string, v = 0): number {
   if (!(v >= 0 && v <= 1)) throw new RangeError(`faults.${name} must be within 0..1, got ${v}`)
+  return v
+}
+
+function checkCount(name: string, v = 0): number {
+  if (!(Number.isInteger(v) && v >= 0)) throw new RangeError(`${name} must be an integer >= 0, got ${v}`)
   return v
 }
 
@@ -185,6 +224,15 @@ export async function startMockLlm(opts: MockLlmOptions & { port?: number; host?
   const sequence = [...(opts.faultSequence ?? [])]
   const toolUse = opts.toolUse ?? true
   const toolInput = typeof toolUse === 'object' ? (toolUse.input ?? {}) : {}
+  const cache =
+    opts.cache === undefined
+      ? undefined
+      : {
+          cache_read_input_tokens: checkCount('cache.readTokens', opts.cache.readTokens),
+          cache_creation_input_tokens: checkCount('cache.creationTokens', opts.cache.creationTokens),
+        }
+  const callLog: MockLlmCall[] = []
+  let callsDropped = 0
 
   const faults = { '429': 0, '529': 0, '500': 0, hang: 0, midstream: 0 }
   const stats: MockLlmStats = { requests: 0, byStatus: {}, streams: 0, inFlight: 0, maxInFlight: 0, faults }
@@ -217,19 +265,29 @@ export async function startMockLlm(opts: MockLlmOptions & { port?: number; host?
     })
   }
 
-  function writeHead(res: ServerResponse, status: number, headers: http.OutgoingHttpHeaders): void {
+  function writeHead(ex: Exchange, status: number, headers: http.OutgoingHttpHeaders): void {
     stats.byStatus[status] = (stats.byStatus[status] ?? 0) + 1
-    res.writeHead(status, headers)
+    ex.call.status = status
+    ex.call.billed = status === 200
+    ex.res.writeHead(status, headers)
   }
 
-  function sendJson(res: ServerResponse, status: number, body: unknown, headers: http.OutgoingHttpHeaders = {}): void {
+  function sendJson(ex: Exchange, status: number, body: unknown, headers: http.OutgoingHttpHeaders = {}): void {
     const payload = JSON.stringify(body)
-    writeHead(res, status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload), ...headers })
-    res.end(payload)
+    writeHead(ex, status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload), ...headers })
+    ex.res.end(payload)
   }
 
-  function sendError(res: ServerResponse, status: number, type: string, message: string, headers: http.OutgoingHttpHeaders = {}): void {
-    sendJson(res, status, { type: 'error', error: { type, message } }, headers)
+  function sendError(ex: Exchange, status: number, type: string, message: string, headers: http.OutgoingHttpHeaders = {}): void {
+    sendJson(ex, status, { type: 'error', error: { type, message } }, headers)
+  }
+
+  function logCall(call: MockLlmCall): void {
+    callLog.push(call)
+    if (callLog.length > MAX_CALL_LOG) {
+      callLog.shift()
+      callsDropped += 1
+    }
   }
 
   function pickFault(stream: boolean): MockFault {
@@ -267,7 +325,10 @@ export async function startMockLlm(opts: MockLlmOptions & { port?: number; host?
     }))
   }
 
-  function messageShell(body: MessagesBody, inputTokens: number) {
+  function messageShell(ex: Exchange, body: MessagesBody, inputTokens: number) {
+    ex.call.inputTokens = inputTokens
+    ex.call.cacheReadInputTokens = cache?.cache_read_input_tokens ?? 0
+    ex.call.cacheCreationInputTokens = cache?.cache_creation_input_tokens ?? 0
     return {
       id: randomId('msg_'),
       type: 'message',
@@ -276,15 +337,15 @@ export async function startMockLlm(opts: MockLlmOptions & { port?: number; host?
       content: [] as unknown[],
       stop_reason: null as string | null,
       stop_sequence: null,
-      usage: { input_tokens: inputTokens, output_tokens: 0 },
+      usage: { input_tokens: inputTokens, output_tokens: 0, ...cache },
     }
   }
 
   async function replyJson(ex: Exchange, body: MessagesBody, inputTokens: number, fault: MockFault): Promise<void> {
     if (fault !== 'hang' && !(await sleep(ex, latency()))) return
     // A non-streaming call has no stream to break, so a mid-stream fault shows as the overload it stands for.
-    if (fault === 'midstream') return sendError(ex.res, 529, 'overloaded_error', 'Overloaded')
-    const msg = messageShell(body, inputTokens)
+    if (fault === 'midstream') return sendError(ex, 529, 'overloaded_error', 'Overloaded')
+    const msg = messageShell(ex, body, inputTokens)
     const tools = toolCallCount(body)
     if (tools > 0) {
       msg.content = toolBlocks(body, tools)
@@ -296,16 +357,19 @@ export async function startMockLlm(opts: MockLlmOptions & { port?: number; host?
       msg.stop_reason = n < outputTokens ? 'max_tokens' : 'end_turn'
       msg.usage.output_tokens = n
     }
-    sendJson(ex.res, 200, msg)
+    ex.call.outputTokens = msg.usage.output_tokens
+    ex.call.completed = true
+    sendJson(ex, 200, msg)
   }
 
   async function replyStream(ex: Exchange, body: MessagesBody, inputTokens: number, fault: MockFault): Promise<void> {
     const { res } = ex
     // Headers and message_start go out at once, as the real API does; TTFT is the wait for content.
-    writeHead(res, 200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' })
+    writeHead(ex, 200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' })
     stats.streams++
-    const shell = messageShell(body, inputTokens)
+    const shell = messageShell(ex, body, inputTokens)
     shell.usage.output_tokens = 1
+    ex.call.outputTokens = 1
     res.write(sse('message_start', { type: 'message_start', message: shell }))
     const ttft = fault === 'hang' ? 0 : (opts.ttftMs ?? latency())
     if (!(await sleep(ex, ttft))) return
@@ -327,6 +391,7 @@ export async function startMockLlm(opts: MockLlmOptions & { port?: number; host?
       })
       res.write(chunk)
       outTokens = TOOL_USE_OUTPUT_TOKENS * tools
+      ex.call.outputTokens = outTokens
       stopReason = 'tool_use'
     } else {
       const n = Math.min(outputTokens, body.max_tokens)
@@ -349,6 +414,7 @@ export async function startMockLlm(opts: MockLlmOptions & { port?: number; host?
             }),
           )
           sent = due
+          ex.call.outputTokens = Math.max(1, sent)
         }
         if (sent >= failAfter) {
           res.end(sse('error', { type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } }))
@@ -369,39 +435,42 @@ export async function startMockLlm(opts: MockLlmOptions & { port?: number; host?
         usage: { output_tokens: outTokens },
       }) + sse('message_stop', { type: 'message_stop' }),
     )
+    ex.call.completed = true
   }
 
   async function handleMessages(req: IncomingMessage, ex: Exchange): Promise<void> {
     const { res } = ex
-    res.setHeader('request-id', randomId('req_'))
+    res.setHeader('request-id', ex.call.requestId)
     if (opts.apiKey !== undefined) {
       const auth = req.headers.authorization
       const key = req.headers['x-api-key'] ?? (auth?.startsWith('Bearer ') ? auth.slice(7) : undefined)
-      if (key !== opts.apiKey) return sendError(res, 401, 'authentication_error', 'invalid x-api-key')
+      if (key !== opts.apiKey) return sendError(ex, 401, 'authentication_error', 'invalid x-api-key')
     }
     const raw = await readBody(req)
     if (ex.done) return
-    if (raw === null) return sendError(res, 413, 'request_too_large', `Request exceeds the maximum size of ${MAX_BODY_BYTES} bytes`)
+    if (raw === null) return sendError(ex, 413, 'request_too_large', `Request exceeds the maximum size of ${MAX_BODY_BYTES} bytes`)
     let parsed: unknown
     try {
       parsed = JSON.parse(raw)
     } catch {
-      return sendError(res, 400, 'invalid_request_error', 'body: invalid JSON')
+      return sendError(ex, 400, 'invalid_request_error', 'body: invalid JSON')
     }
     const body = validate(parsed)
-    if (typeof body === 'string') return sendError(res, 400, 'invalid_request_error', body)
+    if (typeof body === 'string') return sendError(ex, 400, 'invalid_request_error', body)
+    ex.call.model = body.model
+    ex.call.stream = body.stream
 
     const fault = pickFault(body.stream)
     if (fault !== 'ok') stats.faults[fault]++
     const noRetry: http.OutgoingHttpHeaders = req.headers['x-mock-no-retry'] !== undefined ? { 'x-should-retry': 'false' } : {}
     const retryAfter = { 'retry-after-ms': String(retryAfterMs), 'retry-after': String(Math.ceil(retryAfterMs / 1000)) }
     if (fault === '429')
-      return sendError(res, 429, 'rate_limit_error', 'Number of request tokens has exceeded your per-minute rate limit', {
+      return sendError(ex, 429, 'rate_limit_error', 'Number of request tokens has exceeded your per-minute rate limit', {
         ...retryAfter,
         ...noRetry,
       })
-    if (fault === '529') return sendError(res, 529, 'overloaded_error', 'Overloaded', noRetry)
-    if (fault === '500') return sendError(res, 500, 'api_error', 'Internal server error', noRetry)
+    if (fault === '529') return sendError(ex, 529, 'overloaded_error', 'Overloaded', noRetry)
+    if (fault === '500') return sendError(ex, 500, 'api_error', 'Internal server error', noRetry)
     // A hang holds the request before any byte of the response, so only a client timeout ends it early.
     if (fault === 'hang' && !(await sleep(ex, hangMs))) return
 
@@ -413,23 +482,48 @@ export async function startMockLlm(opts: MockLlmOptions & { port?: number; host?
     else await replyJson(ex, body, inputTokens, fault)
   }
 
+  const snapshot = () => ({ ...stats, byStatus: { ...stats.byStatus }, faults: { ...faults } })
+  const plainJson = (res: ServerResponse, status: number, body: unknown) => {
+    const payload = JSON.stringify(body)
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) })
+    res.end(payload)
+  }
+  const notMessages = (res: ServerResponse, status: number, type: string, message: string) =>
+    plainJson(res, status, { type: 'error', error: { type, message } })
+
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]
-    if (path === '/healthz' && (req.method === 'GET' || req.method === 'HEAD')) return void sendJson(res, 200, { ok: true })
-    if (path !== '/v1/messages') return void sendError(res, 404, 'not_found_error', `No route for ${req.method} ${path}`)
-    if (req.method !== 'POST') return void sendError(res, 405, 'invalid_request_error', `Method ${req.method} not allowed`)
+    const read = req.method === 'GET' || req.method === 'HEAD'
+    if (path === '/healthz' && read) return void plainJson(res, 200, { ok: true })
+    if (path === MOCK_STATS_PATH && read) return void plainJson(res, 200, snapshot())
+    if (path === MOCK_CALLS_PATH && read) return void plainJson(res, 200, { calls: callLog, dropped: callsDropped })
+    if (path !== '/v1/messages') return void notMessages(res, 404, 'not_found_error', `No route for ${req.method} ${path}`)
+    if (req.method !== 'POST') return void notMessages(res, 405, 'invalid_request_error', `Method ${req.method} not allowed`)
 
     stats.requests++
     stats.inFlight++
     stats.maxInFlight = Math.max(stats.maxInFlight, stats.inFlight)
-    const ex: Exchange = { res, sleeps: new Map(), done: false }
+    const call: MockLlmCall = {
+      requestId: randomId('req_'),
+      status: 0,
+      stream: false,
+      model: null,
+      billed: false,
+      completed: false,
+      inputTokens: 0,
+      cacheReadInputTokens: 0,
+      cacheCreationInputTokens: 0,
+      outputTokens: 0,
+    }
+    logCall(call)
+    const ex: Exchange = { res, sleeps: new Map(), done: false, call }
     exchanges.add(ex)
     // 'close' fires both after a full response and when the client goes away mid-wait.
     res.once('close', () => release(ex))
     handleMessages(req, ex).catch((err: unknown) => {
       if (ex.done) return
       if (res.headersSent) res.destroy()
-      else sendError(res, 500, 'api_error', `mock server error: ${err instanceof Error ? err.message : String(err)}`)
+      else sendError(ex, 500, 'api_error', `mock server error: ${err instanceof Error ? err.message : String(err)}`)
     })
   })
 
@@ -449,7 +543,8 @@ export async function startMockLlm(opts: MockLlmOptions & { port?: number; host?
   return {
     url,
     port,
-    stats: () => ({ ...stats, byStatus: { ...stats.byStatus }, faults: { ...faults } }),
+    stats: snapshot,
+    calls: () => callLog.map((call) => ({ ...call })),
     close() {
       closing ??= new Promise<void>((resolve) => {
         for (const ex of [...exchanges]) {

@@ -59,6 +59,16 @@ export const mockLlmFlags = {
   hang: Flags.string({ description: 'how long a hung request hangs (default 120s)', helpGroup: 'FAULTS' }),
   'retry-after': Flags.string({ description: 'retry-after sent with 429s (default 1s)', helpGroup: 'FAULTS' }),
   'api-key': Flags.string({ description: 'require this API key (x-api-key or Bearer); a wrong one gets 401' }),
+  'cache-read-tokens': Flags.integer({
+    description: 'prompt caching: cache_read_input_tokens every reply reports (input_tokens stays the uncached rest)',
+    min: 0,
+    max: 10_000_000,
+  }),
+  'cache-creation-tokens': Flags.integer({
+    description: 'prompt caching: cache_creation_input_tokens every reply reports',
+    min: 0,
+    max: 10_000_000,
+  }),
   seed: Flags.integer({
     description: 'random seed for latencies and faults: the same seed replays the same run',
     min: 0,
@@ -81,6 +91,8 @@ export interface MockLlmFlagValues {
   hang?: string
   'retry-after'?: string
   'api-key'?: string
+  'cache-read-tokens'?: number
+  'cache-creation-tokens'?: number
   seed?: number
 }
 
@@ -112,6 +124,10 @@ export function mockLlmOptions(flags: MockLlmFlagValues): MockLlmOptions {
     hangMs: flags.hang === undefined ? undefined : parseMs('hang', flags.hang),
     retryAfterMs: flags['retry-after'] === undefined ? undefined : parseMs('retry-after', flags['retry-after']),
     apiKey: flags['api-key'],
+    cache:
+      flags['cache-read-tokens'] === undefined && flags['cache-creation-tokens'] === undefined
+        ? undefined
+        : { readTokens: flags['cache-read-tokens'] ?? 0, creationTokens: flags['cache-creation-tokens'] ?? 0 },
     seed: flags.seed,
   }
 }
@@ -132,6 +148,7 @@ export function describeMockOptions(o: MockLlmOptions): string {
     o.ttftMs !== undefined ? `ttft ${o.ttftMs} ms` : '',
     faults.length ? `faults: ${faults.join(', ')}` : 'no faults',
     o.apiKey ? 'API key required' : '',
+    o.cache ? `cache read ${o.cache.readTokens ?? 0} / creation ${o.cache.creationTokens ?? 0} tokens` : '',
   ]
     .filter(Boolean)
     .join('; ')

@@ -67,7 +67,15 @@ async function postJson(url: string, body: unknown): Promise<{ status: number; b
   return { status: response.status, body: (await response.json().catch(() => ({}))) as { session?: { id: string } } }
 }
 
-/** One chat client: sessions of a few turns, some with parallel tool calls, some streams dropped mid-way. */
+/** A streamed turn read to its end; a stream that ends with an error event counts as a 502 like the JSON route's. */
+async function streamTurn(url: string, message: string): Promise<{ status: number }> {
+  const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ message }) })
+  const text = await response.text()
+  if (response.status !== 200) return { status: response.status }
+  return { status: /^event: done$/m.test(text) ? 200 : 502 }
+}
+
+/** One chat client: sessions of a few turns, some streamed, some with parallel tool calls, some streams dropped mid-way. */
 async function chatClient(chatUrl: string, worker: number, running: () => boolean, traffic: TrafficStats): Promise<void> {
   let session: string | undefined
   let turnsInSession = 0
@@ -100,7 +108,8 @@ async function chatClient(chatUrl: string, worker: number, running: () => boolea
         continue
       }
       const message = turn % 5 === 0 ? '[tools:2] look up the order and the invoice' : 'hello, how is my order doing?'
-      const reply = await postJson(path, { message })
+      // Some turns stream to the end: the chunk timings (time to first chunk, per chunk) need whole streams.
+      const reply = turn % 3 === 1 ? await streamTurn(`${path}/stream`, message) : await postJson(path, { message })
       if (reply.status !== 200) {
         traffic.errors[reply.status] = (traffic.errors[reply.status] ?? 0) + 1
         if (reply.status === 404 || reply.status === 409) session = undefined

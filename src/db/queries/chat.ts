@@ -63,10 +63,15 @@ export const readChatTurn = (schema: string, id: string, forUpdate: boolean) =>
   )
 
 export interface CostRow {
+  /** minted by the chat path before the call: the row's identity across retried writes (unique) */
+  callId: string
   requestId: string | null
   operation: string
   model: string
+  /** as the provider reports it: cached tokens are in the two cache columns */
   inputTokens: number
+  cacheReadInputTokens: number
+  cacheCreationInputTokens: number
   outputTokens: number
   costUsd: number
   latencyMs: number
@@ -74,43 +79,67 @@ export interface CostRow {
   errorType: string | null
 }
 
-const costValues = (c: CostRow) => [
-  c.requestId,
-  c.operation,
-  c.model,
-  c.inputTokens,
-  c.outputTokens,
-  c.costUsd,
-  Math.round(c.latencyMs),
-  c.status,
-  c.errorType,
-]
+const COST_COLUMNS = `call_id, request_id, operation, model, input_tokens, cache_read_input_tokens, cache_creation_input_tokens,
+  output_tokens, cost_usd, latency_ms, status, error_type`
 
-/** One cost row on its own: tool-round calls and failed calls, each in its own short transaction. */
-export const insertLlmRequest = (schema: string, sessionId: string, c: CostRow) =>
-  sql(
-    'chat.insertLlmRequest',
-    `INSERT INTO ${t(schema, 'llm_requests')} (session_id, request_id, operation, model, input_tokens, output_tokens, cost_usd, latency_ms, status, error_type)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-    [sessionId, ...costValues(c)],
+/** The cost rows of a statement travel as one jsonb array, so one statement writes any number of them. */
+const COST_RECORDSET = `x(call_id uuid, request_id text, operation text, model text, input_tokens int, cache_read_input_tokens int,
+  cache_creation_input_tokens int, output_tokens int, cost_usd numeric, latency_ms int, status text, error_type text)`
+
+const costJson = (rows: CostRow[]) =>
+  JSON.stringify(
+    rows.map((c) => ({
+      call_id: c.callId,
+      request_id: c.requestId,
+      operation: c.operation,
+      model: c.model,
+      input_tokens: c.inputTokens,
+      cache_read_input_tokens: c.cacheReadInputTokens,
+      cache_creation_input_tokens: c.cacheCreationInputTokens,
+      output_tokens: c.outputTokens,
+      cost_usd: c.costUsd,
+      latency_ms: Math.round(c.latencyMs),
+      status: c.status,
+      error_type: c.errorType,
+    })),
   )
+
+/**
+ * Cost rows on their own (a tool round's call, a failed call, a turn that could not be written),
+ * in one short transaction. ON CONFLICT (call_id): a retry after a COMMIT whose answer was lost
+ * finds the row already there, so a call never gets two.
+ */
+export const insertLlmRequests = (schema: string, sessionId: string, rows: CostRow[]) =>
+  sql(
+    'chat.insertLlmRequests',
+    `INSERT INTO ${t(schema, 'llm_requests')} (session_id, ${COST_COLUMNS})
+     SELECT $1, ${COST_COLUMNS} FROM jsonb_to_recordset($2::jsonb) AS ${COST_RECORDSET}
+     ON CONFLICT (call_id) DO NOTHING`,
+    [sessionId, costJson(rows)],
+  )
+
+/** Which of these calls already have their row: tells a retried turn write whether its first attempt committed. */
+export const recordedCalls = (schema: string, callIds: string[]) =>
+  sql('chat.recordedCalls', `SELECT call_id AS "callId" FROM ${t(schema, 'llm_requests')} WHERE call_id = ANY($1::uuid[])`, [callIds])
 
 export interface TurnWrite {
   sessionId: string
   /** turn_count read before the LLM call: the write applies only if no other turn landed meanwhile */
   expectedTurnCount: number
+  /** the whole prompt, cached tokens included, over the turn's calls */
   inputTokens: number
   outputTokens: number
   /** the user message, tool exchanges and the reply, in order */
   messages: Array<{ role: 'user' | 'assistant' | 'tool'; content: unknown }>
-  cost: CostRow
+  /** the turn's cost rows not written yet (the final call's, and any a tool round could not write) */
+  costs: CostRow[]
 }
 
 /**
  * The whole turn in one statement (one transaction, one round trip): session counters, the
- * messages and the cost row of the final call. Data-modifying CTEs all run or none does; when
- * the session ended or another turn landed since the read, the UPDATE matches nothing, so
- * nothing at all is written and the statement returns no row.
+ * messages and the cost rows. Data-modifying CTEs all run or none does; when the session
+ * ended or another turn landed since the read, the UPDATE matches nothing, so nothing at all
+ * is written and the statement returns no row.
  */
 export const writeChatTurn = (schema: string, w: TurnWrite) =>
   sql(
@@ -127,12 +156,13 @@ export const writeChatTurn = (schema: string, w: TurnWrite) =>
         ORDER BY x.ord
        RETURNING 1
      ), r AS (
-       INSERT INTO ${t(schema, 'llm_requests')} (session_id, request_id, operation, model, input_tokens, output_tokens, cost_usd, latency_ms, status, error_type)
-       SELECT s.id, $6, $7, $8, $9, $10, $11, $12, $13, $14 FROM s
+       INSERT INTO ${t(schema, 'llm_requests')} (session_id, ${COST_COLUMNS})
+       SELECT s.id, ${COST_COLUMNS.replace(/(\w+)/g, 'x.$1')} FROM s, jsonb_to_recordset($6::jsonb) AS ${COST_RECORDSET}
+       ON CONFLICT (call_id) DO NOTHING
        RETURNING 1
      )
      SELECT ${SESSION_COLUMNS} FROM s`,
-    [w.sessionId, w.expectedTurnCount, w.inputTokens, w.outputTokens, JSON.stringify(w.messages), ...costValues(w.cost)],
+    [w.sessionId, w.expectedTurnCount, w.inputTokens, w.outputTokens, JSON.stringify(w.messages), costJson(w.costs)],
   )
 
 export const endChatSession = (schema: string, id: string, reason: string) =>
