@@ -70,6 +70,7 @@ Exit 0 when the run completed; 70 when release (or the target) had no successful
         const { startEmbeddedPostgres } = await import('../embedded/embedded-postgres.js')
         process.stderr.write('starting embedded PostgreSQL...\n')
         embedded = await startEmbeddedPostgres().catch((error: unknown) => {
+          if (error instanceof WardenError) throw error
           throw new WardenError(`could not start the embedded PostgreSQL: ${(error as Error).message.split('\n')[0]}`, ExitCode.unavailable)
         })
         databaseUrl = embedded.url
