@@ -141,7 +141,7 @@ function checkCache(target: string): void {
           : null
   if (problem !== null) {
     throw fail(
-      `the cached PostgreSQL binaries ${target} ${problem}, so they are not used`,
+      `the cache directory ${target} of PostgreSQL’s binaries ${problem}, so it is not used`,
       `remove it (rm -rf ${target}) and run again; it is re-created from node_modules`,
     )
   }
