@@ -169,7 +169,7 @@ function exitOrSpawnError(child: ChildProcess, run: PostgresRun): Promise<[numbe
           `${who} cannot run ${child.spawnfile} (${error.code ?? error.message})`,
           error.code === 'ENOENT'
             ? 'the binaries are missing: run `npm ci` again'
-            : `make it executable and its directories searchable by ${who}, or remove ${run.binaries.staged ? run.binaries.root : 'node_modules'} and run \`npm ci\` again`,
+            : `let ${who} enter every directory above it and execute it (chmod o+x on those directories), or put the checkout where ${who} can reach it`,
         ),
       )
     })
