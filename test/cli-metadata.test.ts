@@ -3,9 +3,10 @@ import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, wr
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import type { Command } from '@oclif/core'
+import { Config, Help, type Command } from '@oclif/core'
 import { describe, expect, it } from 'vitest'
 import { ROOT, runCli } from './helpers/cli.js'
+import WardenHelp from '../src/cli/help.js'
 
 interface ManifestCommand {
   summary?: string
@@ -63,6 +64,34 @@ describe('command metadata', () => {
       }
     }
     expect(listed).toBe(commands.length)
+  })
+})
+
+/** Help output as a Help class renders it, captured instead of printed (a fresh Config each time: showing help changes it). */
+async function helpText(HelpClass: typeof Help, argv: string[]): Promise<string> {
+  const lines: string[] = []
+  const help = new HelpClass(await Config.load(ROOT), { maxWidth: 80 })
+  ;(help as unknown as { log: (...args: string[]) => void }).log = (...args) => lines.push(args.join(' '))
+  await help.showHelp(argv)
+  return lines.join('\n')
+}
+
+describe('the help class (src/cli/help.ts, configured as oclif.helpClass)', () => {
+  it("prints exactly what oclif's own Help prints, for the root, every topic and every command", async () => {
+    const ids = Object.keys(readManifest().commands)
+    const subjects = [
+      [],
+      ...new Set(ids.filter((id) => id.includes(':')).map((id) => [id.split(':')[0]!])),
+      ...ids.map((id) => id.split(':')),
+    ]
+    for (const argv of subjects) {
+      const ours = await helpText(WardenHelp, argv)
+      expect(ours, argv.join(' ')).toBe(await helpText(Help, argv))
+      expect(ours.length).toBeGreaterThan(100)
+    }
+    // and it is the one the CLI uses
+    const cli = await runCli(['sessions', 'sweep', '--help'], { env: { OCLIF_COLUMNS: '80' } })
+    expect(cli.stdout.trimEnd()).toBe((await helpText(Help, ['sessions', 'sweep'])).trimEnd())
   })
 })
 
