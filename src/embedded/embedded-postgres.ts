@@ -121,6 +121,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
   const run: PostgresRun = { binaries: reachableBinaries(user), user, onLog: options.onLog ?? (() => undefined) }
   const password = 'postgres'
   const dataDir = mkdtempSync(join(root, `${DIR_PREFIX}${process.pid}-`))
+  const settings = { ...DEFAULT_SETTINGS, ...options.settings }
   let child: ChildProcess
   let port: number
   try {
@@ -129,7 +130,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
     for (let attempt = 1; ; attempt++) {
       port = options.port ?? (await freePort())
       try {
-        child = await startServer(run, dataDir, port, { ...DEFAULT_SETTINGS, ...options.settings })
+        child = await startServer(run, dataDir, port, settings)
         break
       } catch (error) {
         if (options.port !== undefined || !(error instanceof PortInUseError) || attempt === 3) throw error
@@ -148,8 +149,10 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
       stopping ??= stopAndClean(child, dataDir, root, options.keep ?? false)
       return stopping
     },
-    halt: () => server.stop(),
-    resume: () => server.start(),
+    halt: () => stopServer(child, STOP_TIMEOUT_MS),
+    async resume() {
+      child = await startServer(run, dataDir, port, settings)
+    },
   }
 }
 
