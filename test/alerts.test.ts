@@ -1,16 +1,14 @@
 import { execFileSync } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { parse } from 'yaml'
 import { ROOT } from './helpers/cli.js'
-
-const PROMTOOL = '/usr/bin/promtool'
+import { PROMTOOL, requireBinary } from './helpers/prometheus.js'
 const RULES = join(ROOT, 'prometheus', 'alerts.yml')
 
 function promtool(...args: string[]): string {
-  if (!existsSync(PROMTOOL)) throw new Error(`${PROMTOOL} not found: run scripts/install-ci-deps.sh (Debian package "prometheus") first`)
-  return execFileSync(PROMTOOL, args, { cwd: join(ROOT, 'prometheus'), encoding: 'utf8' })
+  return execFileSync(requireBinary(PROMTOOL), args, { cwd: join(ROOT, 'prometheus'), encoding: 'utf8' })
 }
 
 interface Rule {

@@ -145,7 +145,7 @@ describe('links and commands in the docs', () => {
     expect(broken).toEqual([])
   })
 
-  it('every `warden <command>` in README.md and docs/*.md is a command of the CLI (dist/commands)', () => {
+  it('every `warden <command>` in README.md and docs/*.md is a command of the CLI (dist/commands and its plugins)', () => {
     const commandsDir = join(ROOT, 'dist', 'commands')
     expect(existsSync(commandsDir), 'dist/commands is missing: run `npm run build`').toBe(true)
     const commands = new Set(
@@ -153,6 +153,14 @@ describe('links and commands in the docs', () => {
         .filter((f) => f.endsWith('.js'))
         .map((f) => relative(commandsDir, f).replace(/\.js$/, '').split(/[\\/]/).join(' ')),
     )
+    // and the commands of the oclif plugins the CLI loads (help, autocomplete)
+    const { oclif } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { oclif: { plugins: string[] } }
+    for (const plugin of oclif.plugins) {
+      const manifest = JSON.parse(readFileSync(join(ROOT, 'node_modules', plugin, 'oclif.manifest.json'), 'utf8')) as {
+        commands: Record<string, unknown>
+      }
+      for (const id of Object.keys(manifest.commands)) commands.add(id.split(':').join(' '))
+    }
     const topics = new Set([...commands].filter((c) => c.includes(' ')).map((c) => c.split(' ')[0]!))
     const unknown: string[] = []
     let seen = 0

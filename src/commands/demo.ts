@@ -4,15 +4,14 @@ import { WardenCommand } from '../cli/base-command.js'
 import { usageError } from '../core/errors.js'
 import { parseMs } from '../llm/options.js'
 import { renderDemo, renderKeepRunning, renderNextSteps, renderStarted, renderStopped } from '../demo/render.js'
-import { renderSeeded, renderStackReady, renderStackStopped } from '../demo/render-stack.js'
 import { demoConfig, demoJson, randomSeed, runDemo, seedDemo, type DemoJson, type DemoServerInfo } from '../demo/run-demo.js'
-import { stackConfig, startDemoStack, type StackSummary } from '../demo/stack.js'
+import type { StackSummary } from '../demo/stack.js'
 import { DemoInterrupted, withDemoServer } from '../demo/server.js'
 
 export default class Demo extends WardenCommand {
-  static override description = `Run the whole product on an embedded PostgreSQL 18: no setup, nothing left behind.
+  static override summary = 'Run the whole product on an embedded PostgreSQL 18: no setup, nothing left behind.'
 
-Starts a throwaway PostgreSQL, runs \`db migrate\`, creates conversation_sessions from examples/conversation_sessions/schema.sql and fills it with thousands of sessions of several agent roles over the last week, some of them orphaned (up to 444 h, as in the websocket post-mortem). Then it runs what \`warden serve --chat\` runs, with fast settings: /metrics, the admin API (with an admin token generated for the run and printed once), the scheduler (orphan sweep every 30 s, applied, with orphanAfter 2m; doctor every 15 s), and the reference chat path on a mock LLM. Virtual users chat through /chat over HTTP, and some of them vanish without closing their session row, so new orphans keep appearing; a small app (application_name demo-hold-app) holds a transaction across slow LLM calls, so \`warden pool probe\` and \`warden doctor\` have something to find. It prints the URLs, the token and commands to paste into another terminal, then a line starting with "ready:".
+  static override description = `Starts a throwaway PostgreSQL, runs \`db migrate\`, creates conversation_sessions from examples/conversation_sessions/schema.sql and fills it with thousands of sessions of several agent roles over the last week, some of them orphaned (up to 444 h, as in the websocket post-mortem). Then it runs what \`warden serve --chat\` runs, with fast settings: /metrics, the admin API (with an admin token generated for the run and printed once), the scheduler (orphan sweep every 30 s, applied, with orphanAfter 2m; doctor every 15 s), and the reference chat path on a mock LLM. Virtual users chat through /chat over HTTP, and some of them vanish without closing their session row, so new orphans keep appearing; a small app (application_name demo-hold-app) holds a transaction across slow LLM calls, so \`warden pool probe\` and \`warden doctor\` have something to find. It prints the URLs, the token and commands to paste into another terminal, then a line starting with "ready:".
 
 It runs until Ctrl-C or SIGTERM (or for --duration), then stops the traffic, the service, the mock LLMs and PostgreSQL and removes the data dir (unless --keep).
 
@@ -129,6 +128,11 @@ It runs until Ctrl-C or SIGTERM (or for --duration), then stops the traffic, the
     durationMs: number | null
     onStarting: () => void
   }): Promise<StackJson> {
+    // The stack (service, chat path, SDK, scheduler) is loaded only by the mode that runs it.
+    const [{ stackConfig, startDemoStack }, { renderSeeded, renderStackReady, renderStackStopped }] = await Promise.all([
+      import('../demo/stack.js'),
+      import('../demo/render-stack.js'),
+    ])
     const { value, keptDataDir } = await withDemoServer(
       { port: o.pgPort, keep: o.keep, onStarting: o.onStarting },
       async (server, control) => {

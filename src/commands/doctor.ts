@@ -8,9 +8,9 @@ import { runChecks, type DoctorReport } from '../checks/run.js'
 const BADGE = { ok: ' OK ', warn: 'WARN', crit: 'CRIT', skipped: 'SKIP', error: 'FAIL' } as const
 
 export default class Doctor extends WardenCommand {
-  static override description = `Run every health check and give one verdict.
+  static override summary = 'Run every health check and give one verdict.'
 
-Checks: ${CHECK_NAMES.join(', ')}. Each runs in its own read-only transaction with a deadline; one that fails reports itself and the rest still run. Thresholds live under "checks:" in the config file.
+  static override description = `Checks: ${CHECK_NAMES.join(', ')}. Each runs in its own read-only transaction with a deadline; one that fails reports itself and the rest still run. Thresholds live under "checks:" in the config file.
 
 Exit codes: 0 ok, 1 warning, 2 critical, 3 could not run (database unreachable, bad configuration, unknown --check, or a check that failed with nothing critical found).`
 

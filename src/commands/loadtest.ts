@@ -13,9 +13,10 @@ const LOOPBACK = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/i
 const PROGRESS_EVERY_MS = 5000
 
 export default class Loadtest extends WardenCommand {
-  static override description = `Drive the reference chat path with virtual users against the mock LLM: release before call vs hold, side by side.
+  static override summary =
+    'Drive the reference chat path with virtual users against the mock LLM: release before call vs hold, side by side.'
 
-Starts the mock LLM and, for each pattern, the chat path with its own instrumented pool (--pool-max) on an embedded PostgreSQL (or --database-url). Each of --concurrency users creates a session, sends --turns messages one after another and ends it, over and over. After a ramp-up of one LLM call, --duration is measured; turns in flight then finish.
+  static override description = `Starts the mock LLM and, for each pattern, the chat path with its own instrumented pool (--pool-max) on an embedded PostgreSQL (or --database-url). Each of --concurrency users creates a session, sends --turns messages one after another and ends it, over and over. After a ramp-up of one LLM call, --duration is measured; turns in flight then finish.
 
 Reports per pattern: throughput (turns/s) and its ratio to the Little's-law limit (concurrency / LLM latency), turn latency p50/p95/p99, errors by kind, pool wait p99 and timeouts, LLM calls made while holding a connection, the most connections seen in pg_stat_activity, and llm_requests rows against successful replies (they must match). With --target-url it drives a chat path that is already running (loopback only unless --allow-remote).
 
@@ -70,6 +71,7 @@ Exit 0 when the run completed; 70 when release (or the target) had no successful
         const { startEmbeddedPostgres } = await import('../embedded/embedded-postgres.js')
         process.stderr.write('starting embedded PostgreSQL...\n')
         embedded = await startEmbeddedPostgres().catch((error: unknown) => {
+          if (error instanceof WardenError) throw error
           throw new WardenError(`could not start the embedded PostgreSQL: ${(error as Error).message.split('\n')[0]}`, ExitCode.unavailable)
         })
         databaseUrl = embedded.url

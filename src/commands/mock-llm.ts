@@ -6,9 +6,9 @@ import { untilStopSignal } from '../core/signals.js'
 import { describeMockOptions, mockLlmFlags, mockLlmOptions } from '../llm/options.js'
 
 export default class MockLlm extends WardenCommand {
-  static override description = `An Anthropic-compatible Messages API server (POST /v1/messages) with set latency, streaming and faults.
+  static override summary = 'An Anthropic-compatible Messages API server (POST /v1/messages) with set latency, streaming and faults.'
 
-The real @anthropic-ai/sdk (and \`warden chat serve\`) can point at it: new Anthropic({ baseURL: <url>, apiKey }). Replies are lorem ipsum with realistic usage; streams follow the SSE event sequence of the real API. "[tools:N]" in the last user message, with tools in the request, gets N parallel tool_use blocks. GET /_mock/stats has its request counts and GET /_mock/calls every call it answered (request id, status, billed, tokens sent), so a test can compare what a client recorded with what the provider would bill. Runs until Ctrl-C or SIGTERM, then stops cleanly (exit 0).
+  static override description = `The real @anthropic-ai/sdk (and \`warden chat serve\`) can point at it: new Anthropic({ baseURL: <url>, apiKey }). Replies are lorem ipsum with realistic usage; streams follow the SSE event sequence of the real API. "[tools:N]" in the last user message, with tools in the request, gets N parallel tool_use blocks. GET /_mock/stats has its request counts and GET /_mock/calls every call it answered (request id, status, billed, tokens sent), so a test can compare what a client recorded with what the provider would bill. Runs until Ctrl-C or SIGTERM, then stops cleanly (exit 0).
 
 With --json, one line {url, port, host, options} goes to stdout once it listens; the request counts go to stderr when it stops.`
 

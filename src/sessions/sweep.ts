@@ -47,7 +47,7 @@ export function runOptions(config: WardenConfig, settings: RunSettings): RunOpti
 export const ORPHAN_AFTER_FLOOR_SECONDS = 60
 
 /** The stable --json / API shape of a close run (documented in README). */
-interface CloseJson {
+export interface CloseJson {
   dryRun: boolean
   table: string
   closed: number

@@ -21,6 +21,8 @@ export interface CliOptions {
   timeoutMs?: number
   /** its own process group, so a test can signal the whole group as a terminal's Ctrl-C does */
   detached?: boolean
+  /** the CLI entry point to run (default: this checkout's bin/run.js), e.g. a copy's */
+  bin?: string
 }
 
 /** Environment with nothing of the developer's Warden settings leaking into a test. */
@@ -37,7 +39,7 @@ function cleanEnv(extra: Record<string, string | undefined> = {}): NodeJS.Proces
 
 /** Starts the real CLI (built dist) as a subprocess. */
 export function spawnCli(args: string[], options: CliOptions = {}): ChildProcess {
-  return spawn(process.execPath, [RUN_JS, ...args], {
+  return spawn(process.execPath, [options.bin ?? RUN_JS, ...args], {
     cwd: options.cwd ?? mkdtempSync(join(tmpdir(), 'warden-cwd-')),
     env: cleanEnv(options.env),
     stdio: ['pipe', 'pipe', 'pipe'],

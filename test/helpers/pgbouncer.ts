@@ -5,8 +5,9 @@ import { tmpdir, userInfo } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
 import { freePort } from '../../src/embedded/embedded-postgres.js'
+import { installCommand, PGBOUNCER_BIN } from '../setup/peers.js'
 
-export const PGBOUNCER_BIN = '/usr/sbin/pgbouncer'
+export { PGBOUNCER_BIN }
 /** pgbouncer refuses to run as root; as root the tests hand it to this user. */
 const RUN_AS = 'postgres'
 
@@ -30,7 +31,7 @@ export interface PgBouncerOptions {
 export function requirePgBouncer(): void {
   if (!existsSync(PGBOUNCER_BIN)) {
     throw new Error(
-      `${PGBOUNCER_BIN} is missing: these tests run a real PgBouncer. Install it with scripts/install-ci-deps.sh (as root; it runs apt-get install pgbouncer).`,
+      `${PGBOUNCER_BIN} is missing: these tests run a real PgBouncer. npm test installs it when run as root; otherwise: ${installCommand(['pgbouncer'])}`,
     )
   }
 }

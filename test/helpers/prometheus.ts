@@ -3,16 +3,17 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { freePort } from '../../src/embedded/embedded-postgres.js'
+import { installCommand, PROMETHEUS_BIN, PROMTOOL_BIN } from '../setup/peers.js'
 
-/** Debian's `prometheus` package ships both; scripts/install-ci-deps.sh installs it. */
-export const PROMETHEUS = '/usr/bin/prometheus'
-export const PROMTOOL = '/usr/bin/promtool'
+/** Debian's `prometheus` package ships both; the global setup installs it (test/setup/peers.ts). */
+export const PROMETHEUS = PROMETHEUS_BIN
+export const PROMTOOL = PROMTOOL_BIN
 
 /** Fails (never skips) with what to do when a binary is missing. */
 export function requireBinary(path: string): string {
   if (!existsSync(path)) {
     throw new Error(
-      `${path} not found: run scripts/install-ci-deps.sh as root (it installs Debian's "prometheus" package, which ships prometheus and promtool)`,
+      `${path} not found: npm test installs Debian's "prometheus" package (prometheus and promtool) when run as root; otherwise: ${installCommand(['prometheus'])}`,
     )
   }
   return path

@@ -10,9 +10,9 @@ import type { MockLlmServer } from '../../llm/mock-server.js'
 import { untilStopSignal } from '../../core/signals.js'
 
 export default class ChatServe extends WardenCommand {
-  static override description = `Serve the reference chat path on its own (the same router \`warden serve --chat\` mounts).
+  static override summary = `Serve the reference chat path on its own (the same router \`warden serve --chat\` mounts).`
 
-Routes under /chat: POST /sessions, GET /sessions/{id}, GET /sessions/{id}/messages, POST /sessions/{id}/messages, POST /sessions/{id}/messages/stream (SSE), POST /sessions/{id}/end; plus GET /metrics and GET /healthz. Sessions, messages and one llm_requests cost row per LLM call live in Warden's schema (migrated at start). Without --llm-url an in-process mock LLM answers (see \`warden mock-llm\`).
+  static override description = `Routes under /chat: POST /sessions, GET /sessions/{id}, GET /sessions/{id}/messages, POST /sessions/{id}/messages, POST /sessions/{id}/messages/stream (SSE), POST /sessions/{id}/end; plus GET /metrics and GET /healthz. Sessions, messages and one llm_requests cost row per LLM call live in Warden's schema (migrated at start). Without --llm-url an in-process mock LLM answers (see \`warden mock-llm\`).
 
 On SIGTERM or Ctrl-C it stops accepting, lets turns in flight finish (--grace), closes the sessions it opened (end_reason 'shutdown', unless --keep-sessions) and exits 0. Logs are JSON lines (pino) on stderr; with --json, one line {url, chatUrl, serverId, pattern, llm} goes to stdout once it listens.`
 

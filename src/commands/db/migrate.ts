@@ -2,8 +2,9 @@ import { WardenCommand } from '../../cli/base-command.js'
 import { migrate, type MigrationResult } from '../../db/migrate.js'
 
 export default class DbMigrate extends WardenCommand {
-  static override description =
-    "Create or upgrade Warden's own tables (audit log). Safe to run any number of times, from several hosts at once."
+  static override summary = "Create or upgrade Warden's own tables (audit log)."
+
+  static override description = 'Safe to run any number of times, from several hosts at once.'
 
   static override examples = [
     '<%= config.bin %> db migrate',

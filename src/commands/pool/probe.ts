@@ -38,9 +38,9 @@ export function probeOptions(flags: {
 }
 
 export default class PoolProbeCommand extends WardenCommand {
-  static override description = `One-shot pool saturation report.
+  static override summary = 'One-shot pool saturation report.'
 
-Server side (pg_stat_activity): slots used and headroom under max_connections, connections by application and state, backends idle in a transaction (the signature of a connection held across an LLM call) with their transaction age and last query, lock waits and who blocks them, long transactions, and the timeouts in force. Then a timed acquire: one new connection and SELECT 1 under a deadline. With --pgbouncer, the PgBouncer pools (waiting clients, maxwait) and stats.
+  static override description = `Server side (pg_stat_activity): slots used and headroom under max_connections, connections by application and state, backends idle in a transaction (the signature of a connection held across an LLM call) with their transaction age and last query, lock waits and who blocks them, long transactions, and the timeouts in force. Then a timed acquire: one new connection and SELECT 1 under a deadline. With --pgbouncer, the PgBouncer pools (waiting clients, maxwait) and stats.
 
 Exit 0 whenever the probe ran: findings are reported, not judged (warden doctor judges them). Exit 3 when the database cannot be reached at all.`
 

@@ -43,9 +43,9 @@ function stopOnSignals() {
 }
 
 export default class PoolWatch extends WardenCommand {
-  static override description = `The pool probe, refreshed live.
+  static override summary = 'The pool probe, refreshed live.'
 
-On a terminal the screen is redrawn every --interval; piped, each refresh is appended as a snapshot (with --json: one JSON object per line). A database that drops out mid-watch is shown and retried, not fatal. Ctrl-C (SIGINT) or SIGTERM stops it cleanly with exit 0.`
+  static override description = `On a terminal the screen is redrawn every --interval; piped, each refresh is appended as a snapshot (with --json: one JSON object per line). A database that drops out mid-watch is shown and retried, not fatal. Ctrl-C (SIGINT) or SIGTERM stops it cleanly with exit 0.`
 
   static override examples = [
     '<%= config.bin %> pool watch',

@@ -11,9 +11,9 @@ import { summarizeSessions } from '../../sessions/inspect.js'
 import { bulkClose, isEmptyFilter, runOptions, type BulkCloseFilter, type BulkCloseResult } from '../../sessions/sweep.js'
 
 export default class SessionsClose extends WardenCommand {
-  static override description = `Close open sessions in bulk, for shutdowns and incidents.
+  static override summary = 'Close open sessions in bulk, for shutdowns and incidents.'
 
-A filter is required: --all, or any of --older-than, --group, --id (filters combine with AND; --group and --id repeat). Shows what it will close and asks before doing it, unless --yes; without a terminal and without --yes it changes nothing and exits 4. Batched and audited like a sweep.`
+  static override description = `A filter is required: --all, or any of --older-than, --group, --id (filters combine with AND; --group and --id repeat). Shows what it will close and asks before doing it, unless --yes; without a terminal and without --yes it changes nothing and exits 4. Batched and audited like a sweep.`
 
   static override examples = [
     '<%= config.bin %> sessions close --group billing-agent --dry-run',

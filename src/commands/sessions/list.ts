@@ -11,9 +11,9 @@ const STATES = ['active', 'orphaned', 'recent', 'closed', 'all'] as const
 type State = (typeof STATES)[number]
 
 export default class SessionsList extends WardenCommand {
-  static override description = `List sessions of the mapped table.
+  static override summary = 'List sessions of the mapped table.'
 
---state active: open sessions, most silent first; orphaned: open and silent past orphanAfter; recent: started within --since, newest first; closed; all.`
+  static override description = `--state active: open sessions, most silent first; orphaned: open and silent past orphanAfter; recent: started within --since, newest first; closed; all.`
 
   static override examples = [
     '<%= config.bin %> sessions list',

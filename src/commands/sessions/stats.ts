@@ -5,9 +5,9 @@ import { renderDailyStats } from '../../cli/render.js'
 import { sessionDailyStats, type DailyStatsRow } from '../../sessions/inspect.js'
 
 export default class SessionsStats extends WardenCommand {
-  static override description = `Per-day session totals: started, average duration of the closed ones, still active, orphaned.
+  static override summary = 'Per-day session totals: started, average duration of the closed ones, still active, orphaned.'
 
-This is the daily health query from the websocket post-mortem: a day whose "still active" never drains is a day of orphans.`
+  static override description = `This is the daily health query from the websocket post-mortem: a day whose "still active" never drains is a day of orphans.`
 
   static override examples = ['<%= config.bin %> sessions stats', '<%= config.bin %> sessions stats --days 30 --by-group --json']
 

@@ -7,9 +7,9 @@ import { usageError } from '../../core/errors.js'
 import { runOptions, sweepOrphans, type SweepResult } from '../../sessions/sweep.js'
 
 export default class SessionsSweep extends WardenCommand {
-  static override description = `Find orphaned sessions (open, and silent for longer than orphanAfter) and close them.
+  static override summary = 'Find orphaned sessions (open, and silent for longer than orphanAfter) and close them.'
 
-Dry run unless --apply. With --apply, sessions are closed in batches of --batch-size, each its own short transaction; rows a live writer holds are skipped (never waited on) and left for the next run. Only one sweep or close runs per table at a time, across hosts: a second one exits with code 5. Every run writes an audit row.`
+  static override description = `Dry run unless --apply. With --apply, sessions are closed in batches of --batch-size, each its own short transaction; rows a live writer holds are skipped (never waited on) and left for the next run. Only one sweep or close runs per table at a time, across hosts: a second one exits with code 5. Every run writes an audit row.`
 
   static override examples = [
     '<%= config.bin %> sessions sweep',
