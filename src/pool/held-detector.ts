@@ -13,10 +13,11 @@ import { captureStack, type CapturedStack } from './stack.js'
  *   piece of work descending from that operation shares the same scope object, so a client
  *   acquired inside a helper, a repository method or a transaction wrapper — after any number of
  *   awaits — is seen by the caller that the client is handed back to.
- * - An llmCall() counts the clients held by its operation and by the operations enclosing it
- *   (`poolScope` nested in another scope), never those of sibling or child scopes, nor of other
- *   requests. When a nested scope's fn settles, the clients it still holds pass to the scope
- *   that opened it (a helper that returns its client hands it to its caller).
+ * - An llmCall() counts the clients held by its operation and by the operations enclosing it (a
+ *   poolScope is nested in the operation that opened it; the root encloses scopes opened outside
+ *   any other; a request encloses nothing), never those of sibling or child scopes, nor of other
+ *   requests. When a scope's fn settles, the clients it still holds pass to the operation that
+ *   opened it (a helper that returns its client hands it to its caller).
  *
  * The alternative that only pushed immutable frames with `enterWith` at connect() could not see a
  * client acquired after an await in a callee: context flows from caller to callee, never back.
@@ -154,15 +155,15 @@ export function heldClients(): HeldClientInfo[] {
 }
 
 /**
- * Runs `fn` as an operation of its own. Opened inside another operation it is nested: its LLM
- * calls also count the clients the enclosing operation holds, but not those of its siblings (use
- * it around tools or sub-agents run in parallel). Opened outside any (a job, a queue message, a
- * websocket message) it is a top-level operation, apart from all others. Clients still held when
- * `fn` returns (or its promise settles) pass to the operation that called poolScope.
+ * Runs `fn` as an operation of its own, nested in the current one (the request, an enclosing
+ * poolScope, or the root when there is none): its LLM calls count the clients it holds and those
+ * its enclosing operations hold (they wait for it), never those of sibling scopes. Use it per job,
+ * queue message or websocket message, and around tools or sub-agents run in parallel. Clients
+ * still held when `fn` returns (or its promise settles) pass to the operation that called it.
  */
 export function poolScope<T>(fn: () => T): T {
-  const current = storage.getStore()
-  const scope = current === undefined ? new PoolOperation(undefined, root) : new PoolOperation(current, current)
+  const current = storage.getStore() ?? root
+  const scope = new PoolOperation(current, current)
   let result: T
   try {
     result = storage.run(scope, fn)
