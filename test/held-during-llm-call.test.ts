@@ -408,6 +408,20 @@ describe('what counts: acquisition patterns of real code, each with its count', 
     })
   })
 
+  it('poolScope passes through what fn returns or throws (sync and async), released clients stay released: 0', async () => {
+    await expectPattern(0, async ({ pool, llm }) => {
+      expect(poolScope(() => 42)).toBe(42)
+      await expect(
+        poolScope(async () => {
+          const client = await acquireLater(pool)
+          client.release()
+          throw new Error('tool failed')
+        }),
+      ).rejects.toThrow('tool failed')
+      await llm('chat', [])
+    })
+  })
+
   it('parallel tool calls, each on its own client, all released before the LLM call: 0', async () => {
     await expectPattern(
       0,

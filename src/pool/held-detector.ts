@@ -19,8 +19,9 @@ import { captureStack, type CapturedStack } from './stack.js'
  *   requests. When a scope's fn settles, the clients it still holds pass to the operation that
  *   opened it (a helper that returns its client hands it to its caller).
  *
- * The alternative that only pushed immutable frames with `enterWith` at connect() could not see a
- * client acquired after an await in a callee: context flows from caller to callee, never back.
+ * The first version pushed an immutable frame with `enterWith` inside connect(); it could not see a
+ * client acquired after an await in a callee, because async context flows from caller to callee,
+ * never back: only an object created before the fork, and shared, reaches both.
  */
 
 export const CHECKOUT_PENDING = 0
@@ -171,10 +172,9 @@ export function poolScope<T>(fn: () => T): T {
     scope.end()
     throw error
   }
-  if (result instanceof Promise) {
-    const end = () => scope.end()
-    result.then(end, end)
-  } else scope.end()
+  // finally(), not then(end, end): a rejection the caller never handles must stay unhandled
+  if (result instanceof Promise) return result.finally(() => scope.end()) as T
+  scope.end()
   return result
 }
 

@@ -7,7 +7,7 @@
  *   const reply = await llmCall('chat', () => anthropic.messages.create(…))
  */
 import pg from 'pg'
-import { INSTRUMENTATION, PoolInstrumentation, type InstrumentPoolOptions, type PatchedPool } from './pool-instrumentation.js'
+import { INSTRUMENTATION, PoolInstrumentation, poolMax, type InstrumentPoolOptions, type PatchedPool } from './pool-instrumentation.js'
 
 export { PoolInstrumentation, type InstrumentPoolOptions } from './pool-instrumentation.js'
 export { POOL_METRIC_NAMES, POOL_NAME_LABEL, POOL_STATE_LABEL, POOL_TIME_BUCKETS, poolMetrics, type PoolMetrics } from './metrics.js'
@@ -72,6 +72,6 @@ export function describePool(pool: pg.Pool): PoolSnapshot {
     idle,
     used: total - idle,
     waiting: instrumentation !== undefined ? instrumentation.pending : pool.waitingCount,
-    max: pool.options.max ?? 10,
+    max: poolMax(pool),
   }
 }

@@ -152,7 +152,7 @@ export class PoolInstrumentation implements CheckoutOwner, PoolGaugeSource {
   }
 
   get max(): number {
-    return this.pool.options.max ?? 10 // pg-pool's default
+    return poolMax(this.pool)
   }
 
   /** whether connect() records its stack right now */
@@ -344,6 +344,11 @@ export class PoolInstrumentation implements CheckoutOwner, PoolGaugeSource {
       `connection from pool "${this.poolName}" ${released ? 'was held' : 'has been held'} for ${info.heldMs} ms (longHoldMs ${this.longHoldMs})${released ? ' before release' : ' and is still checked out'}${info.callSite ? `; acquired ${info.callSite}` : ''}${this.stackHint(checkout)}`,
     )
   }
+}
+
+/** The most connections a pg.Pool may open: its max option, or pg-pool's default of 10. */
+export function poolMax(pool: pg.Pool): number {
+  return pool.options.max ?? 10
 }
 
 function restack(error: Error): never {
