@@ -84,7 +84,9 @@ describe('every panel of every dashboard has data from a real Warden, chat path 
     const timeouts = await stack.prometheus.query(`db_client_connection_timeouts_total{${scope}, db_client_connection_pool_name="leaky"}`)
     expect(timeouts[0]?.value).toBeGreaterThan(0)
     // the reference chat path releases before calling: its pools never count a held call
-    const chatHeld = await stack.prometheus.query(`sum(warden_db_connection_held_during_llm_call_total{${scope}, db_client_connection_pool_name=~"chat_.*"})`)
+    const chatHeld = await stack.prometheus.query(
+      `sum(warden_db_connection_held_during_llm_call_total{${scope}, db_client_connection_pool_name=~"chat_.*"})`,
+    )
     expect(chatHeld[0]?.value ?? 0).toBe(0)
   })
 

@@ -4,15 +4,9 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ROOT } from './helpers/cli.js'
 import { createTestDatabase, type TestDatabase } from './helpers/db.js'
-import {
-  expandVariables,
-  labelValues,
-  labelValuesQuery,
-  liveVariables,
-  loadDashboardFiles,
-  metricNames,
-  panelTargets,
-} from './helpers/grafana.js'
+import { expandVariables, labelValuesQuery, loadDashboardFiles, panelTargets } from './helpers/grafana-files.js'
+import { metricNames } from './helpers/grafana-promql.js'
+import { labelValues, liveVariables } from './helpers/grafana-stack.js'
 import { startPrometheus, type RunningPrometheus } from './helpers/prometheus.js'
 
 /** Grafana's $__rate_interval for a 1 s scrape over a short range, as in grafana-live.test.ts. */
