@@ -131,8 +131,10 @@ describe('instrumented pg.Pool (real PostgreSQL)', () => {
 
     it('counts connect() and pool.query() that time out on an exhausted pool, and nothing else', async () => {
       const registry = new Registry()
-      const pool = makePool({ registry }, { max: 1, connectionTimeoutMillis: 100 })
+      const pool = makePool({ registry }, { max: 1 })
       const holder = await pool.connect()
+      // only now: opening that first connection may itself take longer than 100 ms on a busy machine
+      pool.options.connectionTimeoutMillis = 100
       try {
         expect(await seriesValue(registry, 'db_client_connection_timeouts_total', of('app'))).toBe(0)
         const appConnects = async () => {
@@ -236,8 +238,9 @@ describe('instrumented pg.Pool (real PostgreSQL)', () => {
     it('registry.metrics() is valid Prometheus text', async () => {
       const registry = new Registry()
       const { logger } = collectingLogger()
-      const pool = makePool({ registry, logger, poolName: 'chat "main"\\pool' }, { max: 1, connectionTimeoutMillis: 50 })
+      const pool = makePool({ registry, logger, poolName: 'chat "main"\\pool' }, { max: 1 })
       const client = await pool.connect()
+      pool.options.connectionTimeoutMillis = 50 // after the first connection is open (see above)
       await client.query('SELECT 1')
       await llmCall('chat', () => sleep(1))
       await expect(pool.connect()).rejects.toThrow(/timeout/)
