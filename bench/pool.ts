@@ -4,7 +4,8 @@
  * every figure is a median over rounds, against the bare pool of the same round.
  *
  *   node --import tsx bench/pool.ts [--database-url URL] [--rounds 30] [--workers 8]
- *        [--queries 500] [--acquires 5000] [--workloads query,checkout,acquire] [--tax-pairs 8] [--json]
+ *        [--queries 500] [--acquires 5000] [--workloads query,checkout,acquire] [--tax-pairs 8]
+ *        [--scoped] [--json]
  *
  * Without --database-url (or WARDEN_BENCH_DATABASE_URL) it starts an embedded PostgreSQL.
  *
@@ -14,10 +15,13 @@
  *   acquire   connect() → release() of an idle client, no statement: the instrumentation's own
  *             cost with no round trip to hide it (the worst case; read it in µs, not in %)
  *
- * The held-connection detector uses AsyncLocalStorage; the first enterWith() turns on Node's
- * promise hooks for the whole process, so the bare pool of the same process pays that part too.
- * The "process-wide AsyncLocalStorage cost" section measures it apart: child processes running
- * the bare pool alone, alternately with and without an AsyncLocalStorage in use.
+ * The held-connection detector keeps its operations in an AsyncLocalStorage, which is only turned
+ * on once a scope exists (an incoming HTTP request, a poolScope). By default the loops run outside
+ * any scope, as a script would; --scoped runs every loop in its own poolScope, as a server's
+ * requests do: AsyncLocalStorage is then on for the whole process (Node 20's promise hooks), so
+ * the bare pool of the same process pays that part too and the ratios show Warden's own cost.
+ * The "process-wide AsyncLocalStorage cost" section measures that part apart: child processes
+ * running the bare pool alone, alternately with and without an AsyncLocalStorage in use.
  */
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { execFileSync } from 'node:child_process'
@@ -26,7 +30,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import pg from 'pg'
 import { Registry } from 'prom-client'
-import { instrumentPool, type PoolLogger } from '../src/pool/instrumented-pool.js'
+import { instrumentPool, poolScope, type PoolLogger } from '../src/pool/instrumented-pool.js'
 
 type Workload = 'query' | 'checkout' | 'acquire'
 const WORKLOADS_ALL: Workload[] = ['query', 'checkout', 'acquire']
@@ -42,6 +46,8 @@ const { values: args } = parseArgs({
     workloads: { type: 'string', default: WORKLOADS_ALL.join(',') },
     /** child processes per side for the process-wide AsyncLocalStorage cost; 0 skips it */
     'tax-pairs': { type: 'string', default: '8' },
+    /** every worker loop in its own poolScope (AsyncLocalStorage on), as in a server */
+    scoped: { type: 'boolean', default: false },
     /** internal: run the bare pool only, with (als) or without (plain) AsyncLocalStorage */
     child: { type: 'string' },
     json: { type: 'boolean', default: false },
@@ -75,7 +81,7 @@ async function runWorkload(pool: pg.Pool, workload: Workload, each: number): Pro
   }
   const cpu = process.cpuUsage()
   const started = performance.now()
-  await Promise.all(Array.from({ length: workers }, work))
+  await Promise.all(Array.from({ length: workers }, () => (args.scoped ? poolScope(work) : work())))
   const ms = performance.now() - started
   const used = process.cpuUsage(cpu)
   return { ops: workers * each, ms, cpuUs: used.user + used.system }
@@ -226,7 +232,9 @@ async function main(): Promise<void> {
     const tax = taxPairs > 0 ? alsTax(url) : []
 
     if (args.json) {
-      process.stdout.write(`${JSON.stringify({ machine, rounds, workers, report, asyncLocalStorageCost: tax }, null, 2)}\n`)
+      process.stdout.write(
+        `${JSON.stringify({ machine, rounds, workers, scoped: args.scoped, report, asyncLocalStorageCost: tax }, null, 2)}\n`,
+      )
       return
     }
     console.log(

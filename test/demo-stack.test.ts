@@ -134,7 +134,9 @@ describe('a newcomer runs `warden demo` and pastes the commands it prints', () =
     )
     expect(metrics.some((s) => s.name === 'gen_ai_client_token_usage_count' && s.value > 0)).toBe(true)
     expect(metrics.filter((s) => s.name === 'warden_sessions_orphaned').length).toBeGreaterThan(0)
-    expect(valueOf(metrics, 'warden_db_connection_held_during_llm_call_total', { pool_name: 'demo-hold-app' })).toBeGreaterThanOrEqual(1)
+    expect(
+      valueOf(metrics, 'warden_db_connection_held_during_llm_call_total', { db_client_connection_pool_name: 'demo-hold-app' }),
+    ).toBeGreaterThanOrEqual(1)
     expect(valueOf(metrics, 'warden_pg_up')).toBe(1)
 
     const signalled = Date.now()

@@ -126,6 +126,26 @@ describe('every metric a panel or an alert reads is one Warden publishes', () =>
     expect(unknown).toEqual([])
   })
 
+  it("pool histograms are read under both spellings, Warden's and OpenTelemetry's exporter's, wherever they are read", () => {
+    const reads = [
+      ...panelTargets(files).map((t) => ({ where: `${t.dashboard} / ${t.panel} / ${t.refId}`, expr: t.expr })),
+      ...alertExpressions().map(({ alert, expr }) => ({ where: alert, expr })),
+    ]
+    const oneSpellingOnly = reads.flatMap(({ where, expr }) => {
+      const names = new Set(metricNames(expr))
+      return [...names]
+        .filter((name) => name.startsWith('db_client_connection_'))
+        .flatMap((name) => {
+          const warden = otelSpellingOf(name)
+          if (warden !== undefined) return names.has(warden) ? [] : [`${where}: ${name} without ${warden}`]
+          const unitless = name.replace(/_seconds_(bucket|count|sum)$/, '_$1')
+          return unitless === name || names.has(unitless) ? [] : [`${where}: ${name} without ${unitless}`]
+        })
+    })
+    expect(reads.some(({ expr }) => expr.includes('db_client_connection_wait_time_bucket'))).toBe(true)
+    expect(oneSpellingOnly).toEqual([])
+  })
+
   it("the lint's gauge exemption is a gauge in the registry", () => {
     for (const name of OTEL_GAUGES) expect(published.get(name), name).toBe('gauge')
   })

@@ -78,13 +78,15 @@ describe('every panel of every dashboard has data from a real Warden, chat path 
     const idle = await stack.prometheus.query(`warden_pg_idle_in_transaction_max_seconds{${scope}, application_name="${LEAKY_APP}"}`)
     expect(idle[0]?.value).toBeGreaterThan(0)
     const held = await stack.prometheus.query(
-      `warden_db_connection_held_during_llm_call_total{${scope}, pool_name="leaky", operation="summarise"}`,
+      `warden_db_connection_held_during_llm_call_total{${scope}, db_client_connection_pool_name="leaky", operation="summarise"}`,
     )
     expect(held[0]?.value).toBeGreaterThan(0)
-    const timeouts = await stack.prometheus.query(`db_client_connection_timeouts_total{${scope}, pool_name="leaky"}`)
+    const timeouts = await stack.prometheus.query(`db_client_connection_timeouts_total{${scope}, db_client_connection_pool_name="leaky"}`)
     expect(timeouts[0]?.value).toBeGreaterThan(0)
     // the reference chat path releases before calling: its pools never count a held call
-    const chatHeld = await stack.prometheus.query(`sum(warden_db_connection_held_during_llm_call_total{${scope}, pool_name=~"chat_.*"})`)
+    const chatHeld = await stack.prometheus.query(
+      `sum(warden_db_connection_held_during_llm_call_total{${scope}, db_client_connection_pool_name=~"chat_.*"})`,
+    )
     expect(chatHeld[0]?.value ?? 0).toBe(0)
   })
 

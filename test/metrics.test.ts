@@ -10,7 +10,18 @@ import { exampleSchema, seedConversationSessions } from './helpers/fixtures.js'
 import { byLabel, serviceConfig, startTestService, valueOf, waitFor, type TestService } from './helpers/server.js'
 
 /** Every label a Warden metric may carry: low-cardinality by construction, never a session or user id. */
-const ALLOWED_LABELS = new Set(['group', 'reason', 'result', 'check', 'state', 'application_name', 'collector', 'pool_name', 'le'])
+const ALLOWED_LABELS = new Set([
+  'group',
+  'reason',
+  'result',
+  'check',
+  'state',
+  'application_name',
+  'collector',
+  'db_client_connection_pool_name',
+  'db_client_connection_state',
+  'le',
+])
 
 const SPEC_TYPES: Record<string, string> = {
   warden_sessions_active: 'gauge',
@@ -30,6 +41,7 @@ const SPEC_TYPES: Record<string, string> = {
   warden_collect_last_success_timestamp_seconds: 'gauge',
   warden_collector_success: 'gauge',
   db_client_connection_count: 'gauge',
+  db_client_connection_max: 'gauge',
   db_client_connection_wait_time_seconds: 'histogram',
 }
 
@@ -77,7 +89,7 @@ describe('GET /metrics (real PostgreSQL)', () => {
       expect(types.get(name), name).toBe(type)
       expect(help.get(name)?.length ?? 0, `HELP of ${name}`).toBeGreaterThan(10)
     }
-    for (const sample of samples.filter((s) => s.name.startsWith('warden_'))) {
+    for (const sample of samples.filter((s) => /^(warden|db_client)_/.test(s.name))) {
       for (const label of Object.keys(sample.labels)) expect(ALLOWED_LABELS.has(label), `${sample.name} label ${label}`).toBe(true)
     }
     expect(valueOf(samples, 'warden_pg_up')).toBe(1)

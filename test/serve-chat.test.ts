@@ -53,7 +53,12 @@ describe('warden serve --chat (CLI subprocess)', () => {
       expect(reply.status).toBe(200)
       const samples = parseMetrics(await (await fetch(`${url}/metrics`)).text()).samples
       expect(samples.some((s) => s.name === 'gen_ai_client_operation_duration_seconds_count' && s.value >= 1)).toBe(true)
-      expect(valueOf(samples, 'warden_db_connection_held_during_llm_call_total', { pool_name: 'chat', operation: 'chat' }) ?? 0).toBe(0)
+      expect(
+        valueOf(samples, 'warden_db_connection_held_during_llm_call_total', {
+          db_client_connection_pool_name: 'chat',
+          operation: 'chat',
+        }) ?? 0,
+      ).toBe(0)
       expect(samples.some((s) => s.name === 'warden_sessions_active')).toBe(true)
 
       child.kill('SIGTERM')

@@ -34,7 +34,7 @@ export async function runTool(pool: pg.Pool, schema: string, sessionId: string, 
   const statement = STATEMENTS[use.name]
   if (!statement) return { type: 'tool_result', tool_use_id: use.id, is_error: true, content: `unknown tool ${use.name}` }
   try {
-    // poolScope: tools started in the same tick must not share one held-connection frame.
+    // poolScope: each tool is its own operation, so a sibling tool's LLM call is never charged with this one's client.
     const { rows } = await poolScope(() => withClient(pool, (client) => run(client, statement(schema, sessionId))))
     return { type: 'tool_result', tool_use_id: use.id, content: JSON.stringify(rows[0] ?? null) }
   } catch (error) {

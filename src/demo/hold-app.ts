@@ -30,7 +30,7 @@ export interface HoldApp {
  * The anti-pattern of PROBLEMS.md §1 as a tiny app: open a transaction, read, then await a slow
  * LLM call through llmCall() with the connection still checked out. PostgreSQL sees the backend
  * `idle in transaction` under application_name demo-hold-app for the whole call, and the
- * instrumented pool counts warden_db_connection_held_during_llm_call_total{pool_name="demo-hold-app"}.
+ * instrumented pool counts warden_db_connection_held_during_llm_call_total{db_client_connection_pool_name="demo-hold-app"}.
  */
 export function startHoldApp(options: HoldAppOptions): HoldApp {
   const workers = options.workers ?? 2

@@ -6,7 +6,7 @@ import { startChatServer, type ChatServer } from '../chat/server.js'
 import type { ChatPattern } from '../chat/turn.js'
 import { backendPids, connectionsOfApplication, countLlmRequestsByPrefix } from '../db/queries/chat.js'
 import type { MockLlmOptions } from '../llm/mock-server.js'
-import { POOL_METRIC_NAMES } from '../pool/instrumented-pool.js'
+import { POOL_METRIC_NAMES, POOL_NAME_LABEL } from '../pool/instrumented-pool.js'
 import type { DriveSnapshot } from './drive.js'
 import { processesCpuMs, threadCpuMs } from './cpu.js'
 import { counterValue, histogramQuantile } from './stats.js'
@@ -197,7 +197,7 @@ async function runPattern(
       mockLlm: perTurn(cpuBefore.mock, (await mock?.cpuMs()) ?? null),
     }
     const maxServerConnections = poller ? await poller.stop() : null
-    const pool = { pool_name: poolName }
+    const pool = { [POOL_NAME_LABEL]: poolName }
     const waitP99 = server ? await histogramQuantile(registry, POOL_METRIC_NAMES.waitTime, pool, 0.99) : null
     const held = server ? await counterValue(registry, POOL_METRIC_NAMES.heldDuringLlmCall, pool) : null
     const timeouts = server ? await counterValue(registry, POOL_METRIC_NAMES.timeouts, pool) : null

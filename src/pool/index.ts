@@ -16,4 +16,4 @@ export {
 } from './held-detector.js'
 export type { InstrumentPoolOptions } from './pool-instrumentation.js'
 export { consoleLogger, type PoolLogger, type PoolWarning } from './logger.js'
-export { POOL_METRIC_NAMES, POOL_TIME_BUCKETS } from './metrics.js'
+export { POOL_METRIC_NAMES, POOL_NAME_LABEL, POOL_STATE_LABEL, POOL_TIME_BUCKETS } from './metrics.js'

@@ -7,10 +7,10 @@
  *   const reply = await llmCall('chat', () => anthropic.messages.create(…))
  */
 import pg from 'pg'
-import { INSTRUMENTATION, PoolInstrumentation, type InstrumentPoolOptions, type PatchedPool } from './pool-instrumentation.js'
+import { INSTRUMENTATION, PoolInstrumentation, poolMax, type InstrumentPoolOptions, type PatchedPool } from './pool-instrumentation.js'
 
 export { PoolInstrumentation, type InstrumentPoolOptions } from './pool-instrumentation.js'
-export { POOL_METRIC_NAMES, POOL_TIME_BUCKETS, poolMetrics, type PoolMetrics } from './metrics.js'
+export { POOL_METRIC_NAMES, POOL_NAME_LABEL, POOL_STATE_LABEL, POOL_TIME_BUCKETS, poolMetrics, type PoolMetrics } from './metrics.js'
 export {
   ConnectionHeldDuringLlmCallError,
   heldClients,
@@ -23,7 +23,7 @@ export { consoleLogger, type PoolLogger, type PoolWarning } from './logger.js'
 
 /** A point-in-time view of a pool, for the admin API and probes. */
 export interface PoolSnapshot {
-  /** pool_name of an instrumented pool; null for a bare pg.Pool */
+  /** pool name (db_client_connection_pool_name) of an instrumented pool; null for a bare pg.Pool */
   poolName: string | null
   /** connections open or opening */
   total: number
@@ -40,9 +40,9 @@ export interface PoolSnapshot {
 /**
  * Instruments a pg.Pool in place and returns it: same object, same API (query, connect /
  * release, events, totalCount / idleCount / waitingCount). Publishes the db_client_connection_*
- * metrics (OTel names) with `pool_name` into `options.registry`, measures wait and use time,
- * counts timeouts, and tracks holders for llmCall() and long-hold warnings. pool.end() stops
- * its gauges (and frees its pool_name in that registry).
+ * metrics (OpenTelemetry names and labels, `db_client_connection_pool_name`) into
+ * `options.registry`, measures wait and use time, counts timeouts, and tracks holders for
+ * llmCall() and long-hold warnings. pool.end() stops its gauges (and frees its name in that registry).
  */
 export function instrumentPool<P extends pg.Pool>(pool: P, options: InstrumentPoolOptions): P {
   const existing = (pool as PatchedPool)[INSTRUMENTATION]
@@ -72,6 +72,6 @@ export function describePool(pool: pg.Pool): PoolSnapshot {
     idle,
     used: total - idle,
     waiting: instrumentation !== undefined ? instrumentation.pending : pool.waitingCount,
-    max: pool.options.max ?? 10,
+    max: poolMax(pool),
   }
 }

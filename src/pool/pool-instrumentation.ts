@@ -8,16 +8,18 @@ import {
   CHECKOUT_HELD,
   CHECKOUT_RELEASED,
   Checkout,
-  enterCheckout,
+  attachCheckout,
+  detachCheckout,
+  scopeHttpRequests,
   type CheckoutOwner,
   type HeldClientInfo,
 } from './held-detector.js'
 import { consoleLogger, type PoolLogger, type PoolWarning } from './logger.js'
-import { poolMetrics, poolObserver, type PoolGaugeSource, type PoolMetrics } from './metrics.js'
+import { POOL_NAME_LABEL, poolMetrics, poolObserver, type PoolGaugeSource, type PoolMetrics } from './metrics.js'
 import { callSite, captureStack, DEFAULT_STACK_IGNORE, frameLocation, stackFrames, statementText, type CapturedStack } from './stack.js'
 
 export interface InstrumentPoolOptions {
-  /** the pool_name label; unique among the live pools of a registry */
+  /** the db_client_connection_pool_name label; unique among the live pools of a registry */
   poolName: string
   /** where the metrics go (never the global registry); a private one is made when omitted */
   registry?: Registry
@@ -33,7 +35,10 @@ export interface InstrumentPoolOptions {
    * call site. true: always capture; false: never.
    */
   captureStacks?: boolean | 'on-demand'
-  /** track which async context holds which client, for llmCall(). Default true */
+  /**
+   * track which operation (request, poolScope, the rest of the process) holds which client, for
+   * llmCall() and heldClients(); also gives every node:http request its own operation. Default true
+   */
   detectHeldDuringLlmCall?: boolean
   /** frames never taken as the acquiring call site, besides node_modules, Node internals and this module (e.g. your own DB wrapper) */
   stackIgnore?: readonly RegExp[]
@@ -112,6 +117,7 @@ export class PoolInstrumentation implements CheckoutOwner, PoolGaugeSource {
     const stacks = options.captureStacks ?? 'on-demand'
     this.stackMode = stacks === 'on-demand' ? STACKS_ON_DEMAND : stacks ? STACKS_ALWAYS : STACKS_NEVER
     this.detectHeldDuringLlmCall = options.detectHeldDuringLlmCall ?? true
+    if (this.detectHeldDuringLlmCall) scopeHttpRequests()
     this.stackIgnore = [...DEFAULT_STACK_IGNORE, ...(options.stackIgnore ?? [])]
     this.maxQueryTextLength = options.maxQueryTextLength ?? 200
     this.keepQueryLiterals = options.keepQueryLiterals ?? false
@@ -125,7 +131,7 @@ export class PoolInstrumentation implements CheckoutOwner, PoolGaugeSource {
     this.metrics.sources.set(this.poolName, this)
     // series exist from the start (0), so rate() and "increase > 0" alerts work before the first
     // event; a pool re-created under the same name keeps counting where the last one stopped
-    const labels = { pool_name: this.poolName }
+    const labels = { [POOL_NAME_LABEL]: this.poolName }
     if (!this.metrics.namesSeen.has(this.poolName)) {
       this.metrics.namesSeen.add(this.poolName)
       this.metrics.waitTime.zero(labels)
@@ -143,6 +149,10 @@ export class PoolInstrumentation implements CheckoutOwner, PoolGaugeSource {
 
   get used(): number {
     return this.pool.totalCount - this.pool.idleCount
+  }
+
+  get max(): number {
+    return poolMax(this.pool)
   }
 
   /** whether connect() records its stack right now */
@@ -174,7 +184,7 @@ export class PoolInstrumentation implements CheckoutOwner, PoolGaugeSource {
         stack = captureStack(connect)
       const checkout = new Checkout(self, now, convenience, stack)
       self.pending += 1
-      if (!convenience && self.detectHeldDuringLlmCall) enterCheckout(checkout)
+      if (!convenience && self.detectHeldDuringLlmCall) attachCheckout(checkout)
       if (typeof callback === 'function') {
         // a callback runs where pg calls it: bind it to the caller's context (with this checkout)
         const cb = convenience ? callback : AsyncResource.bind(callback)
@@ -218,6 +228,7 @@ export class PoolInstrumentation implements CheckoutOwner, PoolGaugeSource {
     this.pending -= 1
     if (err !== undefined || client === undefined) {
       checkout.state = CHECKOUT_FAILED
+      detachCheckout(checkout)
       if (err !== undefined && TIMEOUT_MESSAGES.has(err.message)) this.timeouts.inc()
       return undefined
     }
@@ -226,6 +237,7 @@ export class PoolInstrumentation implements CheckoutOwner, PoolGaugeSource {
     checkout.state = CHECKOUT_HELD
     this.observeWait((now - checkout.requestedAt) / 1000)
     const patched = client as PatchedClient
+    checkout.backendPid = (client as { processID?: number | null }).processID ?? undefined
     const originalRelease = patched.release
     // pg's own release is a closure that works detached (`const { release } = client`): so is ours
     patched.release = (releaseErr?: Error | boolean) => {
@@ -249,6 +261,7 @@ export class PoolInstrumentation implements CheckoutOwner, PoolGaugeSource {
     const heldMs = performance.now() - checkout.acquiredAt
     this.observeUse(heldMs / 1000)
     if (checkout.convenience) return
+    detachCheckout(checkout)
     if (client[CLIENT_CHECKOUT] === checkout) client[CLIENT_CHECKOUT] = undefined
     if (this.longHoldMs > 0) {
       this.held.delete(checkout)
@@ -284,6 +297,7 @@ export class PoolInstrumentation implements CheckoutOwner, PoolGaugeSource {
     return {
       poolName: this.poolName,
       heldMs: Math.round(now - checkout.acquiredAt),
+      backendPid: checkout.backendPid,
       lastQuery: statementText(checkout.lastQuery, this.maxQueryTextLength, this.keepQueryLiterals),
       callSite: callSite(frames, this.stackIgnore),
       stack: frames.length > 0 ? frames.join('\n') : undefined,
@@ -302,7 +316,7 @@ export class PoolInstrumentation implements CheckoutOwner, PoolGaugeSource {
   }
 
   heldDuringLlmCall(operation: string, checkouts: readonly Checkout[], now: number, llmCallStack: CapturedStack | undefined): void {
-    this.metrics.heldDuringLlmCall.inc({ pool_name: this.poolName, operation })
+    this.metrics.heldDuringLlmCall.inc({ [POOL_NAME_LABEL]: this.poolName, operation })
     for (const checkout of checkouts) {
       const info = this.describeCheckout(checkout, now)
       if (!this.heldSites.firstTime(this.siteKey(info, `llm:${operation}`))) continue
@@ -330,6 +344,11 @@ export class PoolInstrumentation implements CheckoutOwner, PoolGaugeSource {
       `connection from pool "${this.poolName}" ${released ? 'was held' : 'has been held'} for ${info.heldMs} ms (longHoldMs ${this.longHoldMs})${released ? ' before release' : ' and is still checked out'}${info.callSite ? `; acquired ${info.callSite}` : ''}${this.stackHint(checkout)}`,
     )
   }
+}
+
+/** The most connections a pg.Pool may open: its max option, or pg-pool's default of 10. */
+export function poolMax(pool: pg.Pool): number {
+  return pool.options.max ?? 10
 }
 
 function restack(error: Error): never {

@@ -1,4 +1,5 @@
 import { GREEN, dashboard, labelVariable, sel, standardVariables, stat, timeseries, type Dashboard } from '../model.js'
+import { poolBucketRate } from './pool.js'
 
 const RATE = '[$__rate_interval]'
 const MODEL = 'gen_ai_request_model=~"$model"'
@@ -294,8 +295,8 @@ export function llmDashboard(): Dashboard {
             unit: 'cpm',
             queries: [
               {
-                expr: `60 * sum by (pool_name, operation) (rate(${sel('warden_db_connection_held_during_llm_call_total')}${RATE}))`,
-                legend: '{{pool_name}} {{operation}}',
+                expr: `60 * sum by (db_client_connection_pool_name, operation) (rate(${sel('warden_db_connection_held_during_llm_call_total')}${RATE}))`,
+                legend: '{{db_client_connection_pool_name}} {{operation}}',
               },
             ],
           }),
@@ -306,8 +307,8 @@ export function llmDashboard(): Dashboard {
             unit: 's',
             queries: [
               {
-                expr: `histogram_quantile(0.95, sum by (le, pool_name) (rate(${sel('db_client_connection_wait_time_seconds_bucket')}${RATE})))`,
-                legend: '{{pool_name}}',
+                expr: `histogram_quantile(0.95, sum by (le, db_client_connection_pool_name) (${poolBucketRate('db_client_connection_wait_time')}))`,
+                legend: '{{db_client_connection_pool_name}}',
               },
             ],
           }),

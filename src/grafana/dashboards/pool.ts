@@ -1,7 +1,10 @@
 import { checkTiles, GREEN, dashboard, labelVariable, sel, standardVariables, stat, timeseries, type Dashboard } from '../model.js'
 
 const RATE = '[$__rate_interval]'
-const POOL = 'pool_name=~"$pool"'
+/** OpenTelemetry's attribute names as Prometheus spells them: Warden's pools and OpenTelemetry-instrumented apps alike */
+const POOL_NAME = 'db_client_connection_pool_name'
+const STATE = 'db_client_connection_state'
+const POOL = `${POOL_NAME}=~"$pool"`
 const QUANTILES = [0.5, 0.95, 0.99]
 
 /** The checks of `warden doctor` that look at connections and transactions. */
@@ -13,10 +16,17 @@ const POOL_WAIT_ALERT_SECONDS = 1
 const IDLE_IN_TRANSACTION_ALERT_SECONDS = 30
 const HEADROOM_ALERT_RATIO = 0.9
 
-const quantiles = (histogram: string, by: string) =>
+/**
+ * rate() of a pool histogram's buckets under both spellings: Warden's (`…_seconds_bucket`) and
+ * OpenTelemetry's JavaScript Prometheus exporter's, which leaves the unit out (`…_bucket`).
+ */
+export const poolBucketRate = (unitless: string, ...extra: string[]) =>
+  `rate(${sel(`${unitless}_seconds_bucket`, ...extra)}${RATE}) or rate(${sel(`${unitless}_bucket`, ...extra)}${RATE})`
+
+const quantiles = (unitless: string) =>
   QUANTILES.map((q) => ({
-    expr: `histogram_quantile(${q}, sum by (le, ${by}) (rate(${sel(`${histogram}_bucket`, POOL)}${RATE})))`,
-    legend: `{{${by}}} p${Math.round(q * 100)}`,
+    expr: `histogram_quantile(${q}, sum by (le, ${POOL_NAME}) (${poolBucketRate(unitless, POOL)}))`,
+    legend: `{{${POOL_NAME}}} p${Math.round(q * 100)}`,
   }))
 
 /** used / max_connections per Warden instance; each instance watches one server. */
@@ -33,8 +43,8 @@ export function poolDashboard(): Dashboard {
       labelVariable(
         'pool',
         'Pool',
-        'label_values(db_client_connection_count{job=~"$job", instance=~"$instance"}, pool_name)',
-        "Client pool (pool_name): warden and warden_collector are Warden's own; the others are apps using the instrumented pool.",
+        `label_values(db_client_connection_count{job=~"$job", instance=~"$instance"}, ${POOL_NAME})`,
+        "Client pool (db_client_connection_pool_name): warden and warden_collector are Warden's own; the others are apps using the instrumented pool or OpenTelemetry's pg instrumentation.",
       ),
     ],
     sections: [
@@ -130,7 +140,23 @@ export function poolDashboard(): Dashboard {
             unit: 'short',
             stack: true,
             queries: [
-              { expr: `sum by (pool_name, state) (${sel('db_client_connection_count', POOL)})`, legend: '{{pool_name}} {{state}}' },
+              {
+                expr: `sum by (${POOL_NAME}, ${STATE}) (${sel('db_client_connection_count', POOL)})`,
+                legend: `{{${POOL_NAME}}} {{${STATE}}}`,
+              },
+            ],
+          }),
+          timeseries({
+            title: 'Pool connections used of max',
+            description:
+              'Connections each client pool has checked out (or is opening) as a share of its max (db_client_connection_max). At 100 % every further connect() waits: see pending requests and wait time.',
+            unit: 'percentunit',
+            max: 1,
+            queries: [
+              {
+                expr: `sum by (${POOL_NAME}) (${sel('db_client_connection_count', POOL, `${STATE}="used"`)}) / sum by (${POOL_NAME}) (${sel('db_client_connection_max', POOL)})`,
+                legend: `{{${POOL_NAME}}}`,
+              },
             ],
           }),
           timeseries({
@@ -138,7 +164,9 @@ export function poolDashboard(): Dashboard {
             description:
               'connect() calls of each pool still waiting for a connection (queued, or waiting for a new one to open). Anything above 0 for long means the pool is too small for how long connections are held.',
             unit: 'short',
-            queries: [{ expr: `sum by (pool_name) (${sel('db_client_connection_pending_requests', POOL)})`, legend: '{{pool_name}}' }],
+            queries: [
+              { expr: `sum by (${POOL_NAME}) (${sel('db_client_connection_pending_requests', POOL)})`, legend: `{{${POOL_NAME}}}` },
+            ],
           }),
           timeseries({
             title: 'Connection wait time',
@@ -146,14 +174,14 @@ export function poolDashboard(): Dashboard {
             unit: 's',
             thresholdLines: true,
             thresholds: [GREEN, { color: 'red', value: POOL_WAIT_ALERT_SECONDS }],
-            queries: quantiles('db_client_connection_wait_time_seconds', 'pool_name'),
+            queries: quantiles('db_client_connection_wait_time'),
           }),
           timeseries({
             title: 'Connection use time',
             description:
               'p50, p95 and p99 of how long a connection stays checked out, acquire to release, per pool. Seconds here, as long as an LLM call, are connections held across the call.',
             unit: 's',
-            queries: quantiles('db_client_connection_use_time_seconds', 'pool_name'),
+            queries: quantiles('db_client_connection_use_time'),
           }),
           timeseries({
             title: 'Pool timeouts by pool',
@@ -162,8 +190,8 @@ export function poolDashboard(): Dashboard {
             unit: 'cpm',
             queries: [
               {
-                expr: `60 * sum by (pool_name) (rate(${sel('db_client_connection_timeouts_total', POOL)}${RATE}))`,
-                legend: '{{pool_name}}',
+                expr: `60 * sum by (${POOL_NAME}) (rate(${sel('db_client_connection_timeouts_total', POOL)}${RATE}))`,
+                legend: `{{${POOL_NAME}}}`,
               },
             ],
           }),
@@ -174,8 +202,8 @@ export function poolDashboard(): Dashboard {
             unit: 'cpm',
             queries: [
               {
-                expr: `60 * sum by (pool_name, operation) (rate(${sel('warden_db_connection_held_during_llm_call_total', POOL)}${RATE}))`,
-                legend: '{{pool_name}} {{operation}}',
+                expr: `60 * sum by (${POOL_NAME}, operation) (rate(${sel('warden_db_connection_held_during_llm_call_total', POOL)}${RATE}))`,
+                legend: `{{${POOL_NAME}}} {{operation}}`,
               },
             ],
           }),
