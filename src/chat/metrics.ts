@@ -14,7 +14,6 @@ export const CHAT_METRIC_NAMES = Object.freeze({
   timePerOutputChunk: 'gen_ai_client_operation_time_per_output_chunk_seconds',
   attempts: 'warden_llm_attempts_total',
   costRowsLost: 'warden_llm_cost_rows_lost_total',
-  sessionsClosed: 'warden_sessions_closed_total',
 })
 
 /** The OTel GenAI advisory boundaries (0.01 … 81.92 s) and three above: held-connection failures live at minutes. */
@@ -45,7 +44,6 @@ export interface ChatMetrics {
   timePerOutputChunk: Histogram<OperationLabel>
   attempts: Counter<'gen_ai_provider_name' | 'gen_ai_request_model' | 'error_type'>
   costRowsLost: Counter<'gen_ai_provider_name' | 'gen_ai_request_model'>
-  sessionsClosed: Counter<'reason'>
 }
 
 export function chatMetrics(registry: Registry): ChatMetrics {
@@ -95,6 +93,5 @@ export function chatMetrics(registry: Registry): ChatMetrics {
       'llm_requests rows of LLM calls that could not be written, after retrying for the write budget (the database stayed unreachable): billed calls missing from the cost table. Each one is also logged (event llm_cost_lost) with its provider request id and usage, to reconcile by hand.',
       ['gen_ai_provider_name', 'gen_ai_request_model'],
     ),
-    sessionsClosed: counter(CHAT_METRIC_NAMES.sessionsClosed, 'Sessions closed, by reason.', ['reason']),
   }
 }

@@ -3,6 +3,8 @@ import { hostname } from 'node:os'
 import express, { type NextFunction, type Request, type Response } from 'express'
 import type pg from 'pg'
 import type { Registry } from 'prom-client'
+import { DEFAULT_TARGET } from '../core/config-schema.js'
+import { sessionsClosedCounter } from '../metrics/warden-metrics.js'
 import { closeServerSessions, endChatSession, getChatSession, insertChatSession, listChatMessages } from '../db/queries/chat.js'
 import { poolScope } from '../pool/instrumented-pool.js'
 import { countingFetch } from './attempts.js'
@@ -35,6 +37,8 @@ export interface ChatRouterDeps {
   pattern?: ChatPattern
   registry: Registry
   logger?: ChatLogger
+  /** the Warden target whose database this is: the target label of its warden_sessions_closed_total. Default "default" */
+  target?: string
   /** written to the sessions this router opens; shutdown closes exactly those. Default host:pid:random */
   serverId?: string
   maxTokens?: number
@@ -92,6 +96,13 @@ export function createChatRouter(deps: ChatRouterDeps): ChatRouter {
   const logger = deps.logger ?? silentLogger
   const maxMessageBytes = deps.maxMessageBytes ?? 32 * 1024
   const metrics = chatMetrics(deps.registry)
+  // the closes of the chat path count in the one warden_sessions_closed_total, under its own table
+  const closedCounter = sessionsClosedCounter(deps.registry)
+  const closedLabels = (reason: 'disconnect' | 'shutdown') => ({
+    target: deps.target ?? DEFAULT_TARGET,
+    table: `${schema}.chat_sessions`,
+    reason,
+  })
   let closing = false
   let graceOver = false
   const ctx: TurnContext = {
@@ -232,7 +243,7 @@ export function createChatRouter(deps: ChatRouterDeps): ChatRouter {
   async function closeOnDisconnect(id: string): Promise<void> {
     try {
       const closed = await runOnce(deps.pool, endChatSession(schema, id, 'disconnect'))
-      if (closed.rowCount) metrics.sessionsClosed.inc({ reason: 'disconnect' })
+      if (closed.rowCount) closedCounter.inc(closedLabels('disconnect'))
     } catch (error) {
       logger.error({ err: error, sessionId: id }, 'could not close a session after its client disconnected')
     }
@@ -264,7 +275,7 @@ export function createChatRouter(deps: ChatRouterDeps): ChatRouter {
 
   async function closeOwnSessions(): Promise<number> {
     const closed = (await runOnce(deps.pool, closeServerSessions(schema, serverId, 'shutdown'))).rowCount ?? 0
-    if (closed > 0) metrics.sessionsClosed.inc({ reason: 'shutdown' }, closed)
+    if (closed > 0) closedCounter.inc(closedLabels('shutdown'), closed)
     logger.info({ serverId, closed }, "closed this server's open chat sessions")
     return closed
   }

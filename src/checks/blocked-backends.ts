@@ -34,7 +34,7 @@ export const blockedBackends: Check<Row> = {
     const worst = rows[0]!
     const blocker = worst.blockedBy?.[0]
     return {
-      status: grade(worst.waitingSeconds, ctx.config.checks.blockedBackends),
+      status: grade(worst.waitingSeconds, ctx.checks.blockedBackends),
       message:
         `${rows.length} backend(s) waiting on locks; longest: ${worst.applicationName || '(no application_name)'} pid ${worst.pid} for ${formatDuration(worst.waitingSeconds)}` +
         (blocker ? `, blocked by ${blocker.applicationName || '(no application_name)'} pid ${blocker.pid} (${blocker.state})` : ''),

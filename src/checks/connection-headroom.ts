@@ -25,7 +25,7 @@ export const connectionHeadroom: Check<Row> = {
     const usable = Math.max(1, row.maxConnections - row.reserved)
     const percent = (row.used / usable) * 100
     return {
-      status: grade(percent, ctx.config.checks.connectionHeadroom),
+      status: grade(percent, ctx.checks.connectionHeadroom),
       message: `${row.used} of ${usable} usable connections in use (${percent.toFixed(0)}%; max_connections ${row.maxConnections}, ${row.reserved} reserved), ${usable - row.used} left`,
       evidence: [{ ...row, usable, percentUsed: Math.round(percent * 10) / 10, headroom: usable - row.used }],
     }

@@ -28,10 +28,11 @@ async function checkedCostTable(db: Database, table: string, column: string): Pr
  */
 export const danglingCostRows: Check<Row> = {
   name: 'dangling-cost-rows',
+  scope: 'table',
   help: 'Rows of the llm_requests-like table (checks.costRows) whose session id matches no session in the mapped table.',
   skipReason: 'checks.costRows is not configured',
   async sql(ctx) {
-    const cost = ctx.config.checks.costRows
+    const cost = ctx.checks.costRows
     if (!cost) return undefined
     const sessions = requireSessions(ctx)
     const costTable = await checkedCostTable(ctx.db, cost.table, cost.sessionId)
@@ -47,7 +48,7 @@ export const danglingCostRows: Check<Row> = {
   },
   evaluate(rows, ctx) {
     const dangling = Number(rows[0]?.dangling ?? 0)
-    const table = ctx.config.checks.costRows!.table
+    const table = ctx.checks.costRows!.table
     if (dangling === 0) return { status: 'ok', message: `every ${table} row points at an existing session` }
     return {
       status: 'warn',

@@ -14,6 +14,7 @@ interface Row {
  */
 export const duplicateOpenSessions: Check<Row> = {
   name: 'duplicate-open-sessions',
+  scope: 'table',
   help: 'Owners (sessions.columns.owner) with more than one open session.',
   skipReason: 'sessions.columns.owner is not mapped',
   sql(ctx) {

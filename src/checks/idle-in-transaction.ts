@@ -41,7 +41,7 @@ export const idleInTransaction: Check<Row> = {
     const worst = rows.reduce((a, b) => (b.idleSeconds > a.idleSeconds ? b : a))
     const apps = [...new Set(rows.map((row) => row.applicationName || '(no application_name)'))]
     return {
-      status: grade(worst.idleSeconds, ctx.config.checks.idleInTransaction),
+      status: grade(worst.idleSeconds, ctx.checks.idleInTransaction),
       message:
         `${rows.length} backend(s) idle in transaction (${apps.join(', ')}); longest: ${worst.applicationName || '(no application_name)'} pid ${worst.pid} ` +
         `idle ${formatDuration(worst.idleSeconds)} in a ${formatDuration(worst.transactionSeconds)} transaction, last query: ${JSON.stringify(worst.query)}`,

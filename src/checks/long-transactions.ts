@@ -25,15 +25,15 @@ export const longTransactions: Check<Row> = {
           AND xact_start < now() - make_interval(secs => $1)
         ORDER BY xact_start
         LIMIT 50`,
-      [ctx.config.checks.longTransactions.warn],
+      [ctx.checks.longTransactions.warn],
     ),
   evaluate(rows, ctx) {
     if (rows.length === 0)
-      return { status: 'ok', message: `no transaction open longer than ${formatDuration(ctx.config.checks.longTransactions.warn)}` }
+      return { status: 'ok', message: `no transaction open longer than ${formatDuration(ctx.checks.longTransactions.warn)}` }
     const oldest = rows[0]!
     return {
-      status: grade(oldest.transactionSeconds, ctx.config.checks.longTransactions),
-      message: `${rows.length} transaction(s) open longer than ${formatDuration(ctx.config.checks.longTransactions.warn)}; oldest: ${oldest.applicationName || '(no application_name)'} pid ${oldest.pid}, ${formatDuration(oldest.transactionSeconds)}, ${oldest.state}`,
+      status: grade(oldest.transactionSeconds, ctx.checks.longTransactions),
+      message: `${rows.length} transaction(s) open longer than ${formatDuration(ctx.checks.longTransactions.warn)}; oldest: ${oldest.applicationName || '(no application_name)'} pid ${oldest.pid}, ${formatDuration(oldest.transactionSeconds)}, ${oldest.state}`,
       evidence: rows,
     }
   },

@@ -14,6 +14,7 @@ interface Row {
  */
 export const orphanIndex: Check<Row> = {
   name: 'orphan-index',
+  scope: 'table',
   help: 'An index that serves the orphan query (leading with lastSeenAt, or startedAt when unmapped) on the mapped session table; quiet below checks.orphanIndexMinRows rows.',
   sql: (ctx) =>
     sql(
@@ -33,7 +34,7 @@ export const orphanIndex: Check<Row> = {
   evaluate(rows, ctx) {
     const table = requireSessions(ctx)
     const row = rows[0]!
-    const { columns } = ctx.config.sessions
+    const { columns } = table.config
     const silenceColumn = columns.lastSeenAt ?? columns.startedAt
     const serving = row.indexes.filter((index) => keyUsesColumn(index.firstKey, silenceColumn))
     if (serving.length > 0)
@@ -41,7 +42,7 @@ export const orphanIndex: Check<Row> = {
     const silence = table.lastSeenAt ? `(COALESCE(${table.lastSeenAt}, ${table.startedAt}))` : table.startedAt
     const predicate = table.active ? `WHERE ${table.active}` : table.endedAt[0] ? `WHERE ${table.endedAt[0]} IS NULL` : ''
     const ddl = `CREATE INDEX CONCURRENTLY ON ${table.table} (${silence}) ${predicate}`.trim()
-    if (row.estimatedRows < ctx.config.checks.orphanIndexMinRows) {
+    if (row.estimatedRows < ctx.checks.orphanIndexMinRows) {
       return {
         status: 'ok',
         message: `no index serves the orphan query, but the table is small (~${Math.round(row.estimatedRows)} rows); when it grows: ${ddl}`,

@@ -11,8 +11,9 @@ interface Row {
 /** The websocket post-mortem's alert: open sessions that stopped talking long ago (18 of 85, up to 444 h). */
 export const orphanedSessions: Check<Row> = {
   name: 'orphaned-sessions',
+  scope: 'table',
   help: 'Open sessions silent for longer than sessions.orphanAfter: a disconnect or shutdown path that never closes its row.',
-  sql: (ctx) => summarize(requireSessions(ctx), { open: true, silentForSeconds: ctx.config.sessions.orphanAfter }),
+  sql: (ctx) => summarize(requireSessions(ctx), { open: true, silentForSeconds: requireSessions(ctx).config.orphanAfter }),
   evaluate(rows, ctx) {
     const total = rows.reduce((sum, row) => sum + Number(row.count), 0)
     const evidence = rows.map((row) => ({
@@ -21,11 +22,11 @@ export const orphanedSessions: Check<Row> = {
       oldestSilentSeconds: Math.round(row.oldestSilentSeconds),
     }))
     if (total === 0)
-      return { status: 'ok', message: `no open session silent for more than ${formatDuration(ctx.config.sessions.orphanAfter)}` }
+      return { status: 'ok', message: `no open session silent for more than ${formatDuration(requireSessions(ctx).config.orphanAfter)}` }
     const oldest = Math.max(...rows.map((row) => row.oldestSilentSeconds))
     return {
-      status: grade(total, ctx.config.checks.orphanedSessions),
-      message: `${total} orphaned session(s) silent for more than ${formatDuration(ctx.config.sessions.orphanAfter)}, the oldest for ${formatDuration(oldest)}; close them with \`warden sessions sweep --apply\``,
+      status: grade(total, ctx.checks.orphanedSessions),
+      message: `${total} orphaned session(s) silent for more than ${formatDuration(requireSessions(ctx).config.orphanAfter)}, the oldest for ${formatDuration(oldest)}; close them with \`warden sessions sweep --apply\``,
       evidence,
     }
   },

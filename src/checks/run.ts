@@ -1,12 +1,13 @@
-import type { WardenConfig } from '../core/config.js'
+import type { TargetConfig, WardenConfig } from '../core/config.js'
+import { mapLimit, TARGET_CONCURRENCY } from '../core/concurrency.js'
 import { formatDuration } from '../core/duration.js'
 import { usageError } from '../core/errors.js'
 import type { Database } from '../db/database.js'
 import { serverVersion } from '../db/queries/catalog.js'
 import { localStatementTimeout, readOnlyTransaction } from '../db/queries/transaction.js'
-import { resolveSessionTable } from '../db/session-table.js'
+import { resolveSessionTable, type SessionTable } from '../db/session-table.js'
 import { CHECK_NAMES, CHECKS } from './index.js'
-import type { CheckContext, CheckResult, CheckStatus } from './types.js'
+import type { Check, CheckContext, CheckResult, CheckStatus } from './types.js'
 
 export interface RunChecksOptions {
   /** run only these checks (names from CHECK_NAMES); overrides checks.disabled */
@@ -31,60 +32,119 @@ export function selectChecks(only: string[] | undefined, disabled: string[]) {
   return CHECKS.filter((check) => (only?.length ? only.includes(check.name) : !disabled.includes(check.name)))
 }
 
+export interface TargetCheckInput {
+  db: Database
+  target: TargetConfig
+  /** the target's session tables, resolved (or why not) by the caller, which caches them */
+  tables?: Array<SessionTable | Error>
+}
+
 /**
  * Runs each check in its own read-only transaction with its own deadline, so one failing or
- * slow check reports itself and the others still run. A session mapping that does not resolve
- * fails only the checks that need it.
+ * slow check reports itself and the others still run. Server-wide checks run once per target,
+ * session checks once per table; a table whose mapping does not resolve fails only those.
  */
-export async function runChecks(db: Database, config: WardenConfig, options: RunChecksOptions = {}): Promise<DoctorReport> {
-  const started = performance.now()
-  const selected = selectChecks(options.only, config.checks.disabled)
-  const [version] = await db.rows<{ versionNum: number }>(serverVersion())
-  const ctx: CheckContext = {
-    db,
-    config,
-    sessions: await resolveSessionTable(db, config.sessions).catch((error: Error) => error),
-    serverVersionNum: version!.versionNum,
-  }
-  const checks: CheckResult[] = []
-  for (const check of selected) {
-    const checkStarted = performance.now()
-    const base = { name: check.name, help: check.help }
-    try {
-      const statement = await check.sql(ctx)
-      if (!statement) {
-        checks.push({
-          ...base,
-          status: 'skipped',
-          message: check.skipReason ?? 'not applicable',
-          evidence: [],
-          durationMs: performance.now() - checkStarted,
-        })
-        continue
-      }
-      const rows = await db.transaction(async (client) => {
-        await db.query(readOnlyTransaction(), client)
-        await db.query(localStatementTimeout(options.checkTimeoutMs ?? 10_000), client)
-        return db.rows(statement, client)
-      })
-      const finding = check.evaluate(rows as never[], ctx)
-      checks.push({
-        ...base,
-        status: finding.status,
-        message: finding.message,
-        evidence: finding.evidence ?? [],
-        durationMs: performance.now() - checkStarted,
-      })
-    } catch (error) {
-      checks.push({
-        ...base,
+export async function runTargetChecks(
+  config: WardenConfig,
+  input: TargetCheckInput,
+  options: RunChecksOptions = {},
+): Promise<CheckResult[]> {
+  const { db, target } = input
+  const selected = selectChecks(options.only, target.checks.disabled)
+  const results: CheckResult[] = []
+  let versionNum: number
+  try {
+    versionNum = (await db.rows<{ versionNum: number }>(serverVersion()))[0]!.versionNum
+  } catch (error) {
+    // The target cannot be reached: every check of it could not run, and says why.
+    for (const check of selected) {
+      results.push({
+        target: target.name,
+        name: check.name,
+        help: check.help,
         status: 'error',
         message: `check could not run: ${(error as Error).message}`,
         evidence: [],
-        durationMs: performance.now() - checkStarted,
+        durationMs: 0,
       })
     }
+    return results
   }
+  const tables =
+    input.tables ??
+    (await Promise.all(target.sessions.map((table) => resolveSessionTable(db, table, target.name).catch((error: Error) => error))))
+  for (const check of selected) {
+    const contexts =
+      check.scope === 'table'
+        ? tables.map((table, index) => ({ table, label: target.sessions[index]?.name }))
+        : [{ table: tables[0] ?? new Error('no session table'), label: undefined }]
+    for (const { table, label } of contexts) {
+      const ctx: CheckContext = { db, config, target: target.name, checks: target.checks, sessions: table, serverVersionNum: versionNum }
+      results.push({ ...(await runCheck(check, ctx, options)), target: target.name, ...(label === undefined ? {} : { table: label }) })
+    }
+  }
+  return results
+}
+
+async function runCheck(check: Check<never>, ctx: CheckContext, options: RunChecksOptions): Promise<Omit<CheckResult, 'target'>> {
+  const started = performance.now()
+  const base = { name: check.name, help: check.help }
+  const { db } = ctx
+  try {
+    const statement = await check.sql(ctx)
+    if (!statement) {
+      return {
+        ...base,
+        status: 'skipped',
+        message: check.skipReason ?? 'not applicable',
+        evidence: [],
+        durationMs: performance.now() - started,
+      }
+    }
+    const rows = await db.transaction(async (client) => {
+      await db.query(readOnlyTransaction(), client)
+      await db.query(localStatementTimeout(options.checkTimeoutMs ?? 10_000), client)
+      return db.rows(statement, client)
+    })
+    const finding = check.evaluate(rows as never[], ctx)
+    return {
+      ...base,
+      status: finding.status,
+      message: finding.message,
+      evidence: finding.evidence ?? [],
+      durationMs: performance.now() - started,
+    }
+  } catch (error) {
+    return {
+      ...base,
+      status: 'error',
+      message: `check could not run: ${(error as Error).message}`,
+      evidence: [],
+      durationMs: performance.now() - started,
+    }
+  }
+}
+
+/** Every target's checks, side by side with bounded concurrency; the verdict is the worst of them. */
+export async function runFleetChecks(
+  config: WardenConfig,
+  inputs: TargetCheckInput[],
+  options: RunChecksOptions = {},
+): Promise<DoctorReport> {
+  const started = performance.now()
+  for (const input of inputs) selectChecks(options.only, input.target.checks.disabled)
+  const results = await mapLimit(inputs, TARGET_CONCURRENCY, (input) => runTargetChecks(config, input, options))
+  return summarizeResults(results.flat(), performance.now() - started)
+}
+
+/** One target's checks as a report of its own (the admin API, the tests). */
+export async function runChecks(
+  db: Database,
+  config: WardenConfig,
+  options: RunChecksOptions & { target?: TargetConfig } = {},
+): Promise<DoctorReport> {
+  const started = performance.now()
+  const checks = await runTargetChecks(config, { db, target: options.target ?? config.targets[0]! }, options)
   return summarizeResults(checks, performance.now() - started)
 }
 

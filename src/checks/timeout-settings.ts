@@ -28,7 +28,7 @@ export const timeoutSettings: Check<Row> = {
   help: 'idle_in_transaction_session_timeout unset, or longer than the application pool waits for a connection (checks.appPoolWait).',
   sql: () => TIMEOUT_SETTINGS_SQL,
   evaluate(rows, ctx) {
-    const poolWaitMs = ctx.config.checks.appPoolWait * 1000
+    const poolWaitMs = ctx.checks.appPoolWait * 1000
     const idleTx = rows.find((row) => row.name === 'idle_in_transaction_session_timeout')
     const shown = rows.map((row) => `${row.name}=${row.valueMs ? formatDuration(row.valueMs / 1000) : 'off'}`).join(', ')
     let status: Severity = 'ok'

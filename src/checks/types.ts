@@ -1,4 +1,4 @@
-import type { WardenConfig } from '../core/config.js'
+import type { ChecksConfig, WardenConfig } from '../core/config.js'
 import type { Database } from '../db/database.js'
 import type { SessionTable } from '../db/session-table.js'
 import type { Sql } from '../db/sql.js'
@@ -10,7 +10,11 @@ export type CheckStatus = Severity | 'skipped' | 'error'
 export interface CheckContext {
   db: Database
   config: WardenConfig
-  /** the mapped session table, or why it could not be resolved (only the checks that need it fail) */
+  /** the target this run is about */
+  target: string
+  /** the target's thresholds (checks: in the config, overridden per target) */
+  checks: ChecksConfig
+  /** for table-scoped checks: the session table, or why it could not be resolved (only the checks that need it fail) */
   sessions: SessionTable | Error
   serverVersionNum: number
 }
@@ -29,6 +33,8 @@ export interface Finding {
 export interface Check<Row = Record<string, unknown>> {
   name: string
   help: string
+  /** 'table': runs once per session table of the target; default: once per target (the database server's state) */
+  scope?: 'table'
   sql: (ctx: CheckContext) => Sql | undefined | Promise<Sql | undefined>
   evaluate: (rows: Row[], ctx: CheckContext) => Finding
   /** why the check is skipped when sql returns undefined */
@@ -36,6 +42,10 @@ export interface Check<Row = Record<string, unknown>> {
 }
 
 export interface CheckResult {
+  /** the target (database) it looked at */
+  target: string
+  /** for table-scoped checks: the session table */
+  table?: string
   name: string
   help: string
   status: CheckStatus

@@ -1,8 +1,10 @@
 import { Command, Errors, Flags, type Interfaces } from '@oclif/core'
-import { loadConfig, redactUrl, type FlagValue, type LoadedConfig } from '../core/config.js'
-import { ExitCode, WardenError } from '../core/errors.js'
+import { loadConfig, type FlagValue, type LoadedConfig, type TargetConfig } from '../core/config.js'
+import { configError, ExitCode, WardenError } from '../core/errors.js'
 import { Database } from '../db/database.js'
-import { resolveSessionTable, type SessionTable } from '../db/session-table.js'
+import { resolveSessionTable } from '../db/session-table.js'
+import { findTarget, selectTable } from '../fleet/targets.js'
+import type { SessionHandle } from '../sessions/operations.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof WardenCommand)['baseFlags'] & T['flags']>
 
@@ -30,31 +32,59 @@ export abstract class WardenCommand extends Command {
     return this.loaded
   }
 
-  /** Opens the database, checks it answers, runs the work, and always closes the pool. */
-  protected async withDatabase<T>(loaded: LoadedConfig, work: (db: Database) => Promise<T>): Promise<T> {
-    const db = new Database({
-      ...loaded.config.database,
-      onPoolError: (error) => this.warn(`database connection dropped: ${error.message}`),
+  protected openDatabase(target: TargetConfig): Database {
+    return new Database({
+      ...target.database,
+      onPoolError: (error) => this.warn(`database connection dropped (target ${target.name}): ${error.message}`),
     })
+  }
+
+  /** Opens a target's database, checks it answers, runs the work, and always closes the pool. */
+  protected async withTargetDatabase<T>(target: TargetConfig, work: (db: Database) => Promise<T>, ping = true): Promise<T> {
+    const db = this.openDatabase(target)
     try {
-      await db.ping()
+      if (ping) await db.ping()
       return await work(db)
     } finally {
       await db.close().catch(() => undefined)
     }
   }
 
-  protected async withSessionTable<T>(loaded: LoadedConfig, work: (db: Database, table: SessionTable) => Promise<T>): Promise<T> {
-    return this.withDatabase(loaded, async (db) => work(db, await resolveSessionTable(db, loaded.config.sessions)))
+  /** The one target a command works on: --target, or the only one there is. */
+  protected selectedTarget(loaded: LoadedConfig, flags: { target?: string }): TargetConfig {
+    if (flags.target !== undefined) return findTarget(loaded.config, flags.target)
+    if (loaded.config.targets.length > 1) {
+      throw configError(
+        `this configuration has ${loaded.config.targets.length} targets (${loaded.config.targets.map((t) => t.name).join(', ')}); pick one with --target`,
+      )
+    }
+    return loaded.config.targets[0]!
+  }
+
+  protected async withDatabase<T>(loaded: LoadedConfig, work: (db: Database) => Promise<T>, flags: { target?: string } = {}): Promise<T> {
+    return this.withTargetDatabase(this.selectedTarget(loaded, flags), work)
+  }
+
+  /**
+   * The one session table a command works on (--target and --table select it), catalog-checked,
+   * with its database: what the session use cases take.
+   */
+  protected async withSession<T>(
+    loaded: LoadedConfig,
+    flags: { target?: string },
+    work: (handle: SessionHandle) => Promise<T>,
+  ): Promise<T> {
+    const ref = selectTable(loaded.config, { target: flags.target, table: loaded.config.fleet ? loaded.tableFlags.table : undefined })
+    const override = loaded.tableFlags.orphanAfter
+    const table = override ? { ...ref.table, orphanAfter: override.seconds } : ref.table
+    return this.withTargetDatabase(ref.target, async (db) =>
+      work({ db, table: await resolveSessionTable(db, table, ref.target.name), config: loaded.config }),
+    )
   }
 
   /** Human output only: --json prints the returned object and nothing else. */
   protected say(message = ''): void {
     this.log(message)
-  }
-
-  protected describeTarget(loaded: LoadedConfig): string {
-    return `${redactUrl(loaded.config.database.url)} ${loaded.config.sessions.table}`
   }
 
   protected override catch(error: Error & { exitCode?: number }): Promise<unknown> {

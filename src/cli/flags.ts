@@ -1,8 +1,16 @@
 import { Flags } from '@oclif/core'
 import type { FlagValue } from '../core/config.js'
 
+/** Which target (database) of the configuration: needed only when it has several. */
+export const targetFlag = Flags.string({
+  description: 'the target (database) to work on, by name; needed when the configuration has several',
+})
+
 /** Flags that are also config keys: parsed by the config schema, so the messages are the same everywhere. */
-export const tableFlag = Flags.string({ description: 'session table as [schema.]name (overrides sessions.table)' })
+export const tableFlag = Flags.string({
+  description:
+    'the session table: with targets, one of the configured tables (by name or [schema.]table); else [schema.]table, overriding sessions.table',
+})
 export const orphanAfterFlag = Flags.string({
   description: 'silence after which an open session is an orphan, e.g. 30m, 2h, 7d (overrides sessions.orphanAfter)',
 })

@@ -3,7 +3,8 @@ import { WardenCommand } from '../cli/base-command.js'
 import { wrap } from '../cli/wrap.js'
 import { ExitCode, WardenError } from '../core/errors.js'
 import { CHECK_NAMES } from '../checks/index.js'
-import { runChecks, type DoctorReport } from '../checks/run.js'
+import { runFleetChecks, type DoctorReport } from '../checks/run.js'
+import { withDatabases } from '../db/databases.js'
 
 const BADGE = { ok: ' OK ', warn: 'WARN', crit: 'CRIT', skipped: 'SKIP', error: 'FAIL' } as const
 
@@ -24,16 +25,23 @@ Exit codes: 0 ok, 1 warning, 2 critical, 3 could not run (database unreachable, 
     check: Flags.string({ description: `run only this check (repeatable): ${CHECK_NAMES.join(', ')}`, multiple: true }),
     verbose: Flags.boolean({ char: 'v', description: 'show the evidence rows of every finding' }),
     'check-timeout': Flags.integer({ description: 'deadline per check, in milliseconds', default: 10_000, min: 100 }),
+    target: Flags.string({ description: 'check only this target (default: every target of the configuration)' }),
   }
 
   async run(): Promise<DoctorReport> {
     const { flags } = await this.parse(Doctor)
     const loaded = this.loadConfig(flags)
-    const report = await this.withDatabase(loaded, (db) =>
-      runChecks(db, loaded.config, { only: flags.check, checkTimeoutMs: flags['check-timeout'] }),
+    const targets = flags.target === undefined ? loaded.config.targets : [this.selectedTarget(loaded, flags)]
+    const several = loaded.config.targets.length > 1
+    // A target that cannot be reached is a finding (every check of it FAILs), not the end of the run.
+    const report = await withDatabases(
+      targets,
+      (target) => this.openDatabase(target),
+      (inputs) => runFleetChecks(loaded.config, inputs, { only: flags.check, checkTimeoutMs: flags['check-timeout'] }),
     )
     for (const check of report.checks) {
-      this.say(`${BADGE[check.status]}  ${check.name}`)
+      const where = [several ? check.target : undefined, check.table].filter(Boolean).join('/')
+      this.say(`${BADGE[check.status]}  ${check.name}${where ? `  (${where})` : ''}`)
       this.say(wrap(check.message, 78, '      '))
       if ((flags.verbose || check.status === 'warn' || check.status === 'crit') && check.evidence.length > 0) {
         for (const row of check.evidence.slice(0, flags.verbose ? 50 : 3)) this.say(wrap(JSON.stringify(row), 78, '        '))

@@ -64,7 +64,7 @@ Logs are JSON lines on stdout (readable lines on a terminal); secrets are redact
     const logger = createLogger({
       level: flags['log-level'],
       format: flags['log-format'] as LogFormat,
-      secrets: [loaded.config.server.adminToken, passwordOf(loaded.config.database.url)],
+      secrets: [loaded.config.server.adminToken, ...loaded.config.targets.map((target) => passwordOf(target.database.url))],
     })
     const chat = flags.chat
       ? await chatSetup(flags, { schema: loaded.config.wardenSchema, applicationName: loaded.config.database.applicationName, logger })

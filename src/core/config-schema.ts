@@ -60,38 +60,55 @@ const columnsSchema = z
   })
   .strict()
 
-export const sessionsSchema = z
+/** Target and table names become label values and CLI arguments: short, plain, no spaces. */
+export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/
+const resourceName = z
+  .string({ invalid_type_error: 'expected a name such as chat-prod' })
+  .regex(NAME_PATTERN, 'expected a name of letters, digits, _ . or - (at most 63), such as chat-prod')
+
+const sessionsFields = {
+  table: qualifiedTable,
+  columns: columnsSchema,
+  orphanAfter: duration.default('2h'),
+  /**
+   * What endedAt gets when Warden closes a session: the moment it closed it ("now", what the
+   * post-mortem's fix did) or the last sign of life ("lastSeen"), which keeps per-day average
+   * durations honest when orphans are days old.
+   */
+  closeTimestamp: z.enum(['now', 'lastSeen']).default('now'),
+  /**
+   * The zone an application writes `timestamp without time zone` columns in, when it is not the
+   * server's TimeZone (an app server in New York, a database in UTC): without it, sessions
+   * active a minute ago look silent for five hours. Ignored for timestamptz columns.
+   */
+  columnsTimeZone: z
+    .string({ invalid_type_error: 'expected an IANA time zone name such as America/New_York' })
+    .regex(/^[A-Za-z][A-Za-z0-9_+\-/]{0,63}$/, 'expected an IANA time zone name such as America/New_York')
+    .optional(),
+}
+
+function requireOpenTest(sessions: { columns: { active?: string; endedAt: string[] } }, ctx: z.RefinementCtx): void {
+  if (!sessions.columns.active && sessions.columns.endedAt.length === 0) {
+    ctx.addIssue({
+      code: z.ZodIssueCode.custom,
+      path: ['columns'],
+      message:
+        'expected columns.active (a boolean column) or columns.endedAt (NULL while the session is open): Warden needs one of them to tell open sessions from closed ones',
+    })
+  }
+}
+
+export const sessionsSchema = z.object(sessionsFields).strict().superRefine(requireOpenTest)
+
+/** One session table of a target: the single-table mapping, plus the name it goes by (`--table`, the `table` label). */
+export const tableSchema = z
   .object({
-    table: qualifiedTable,
-    columns: columnsSchema,
-    orphanAfter: duration.default('2h'),
-    /**
-     * What endedAt gets when Warden closes a session: the moment it closed it ("now", what the
-     * post-mortem's fix did) or the last sign of life ("lastSeen"), which keeps per-day average
-     * durations honest when orphans are days old.
-     */
-    closeTimestamp: z.enum(['now', 'lastSeen']).default('now'),
-    /**
-     * The zone an application writes `timestamp without time zone` columns in, when it is not the
-     * server's TimeZone (an app server in New York, a database in UTC): without it, sessions
-     * active a minute ago look silent for five hours. Ignored for timestamptz columns.
-     */
-    columnsTimeZone: z
-      .string({ invalid_type_error: 'expected an IANA time zone name such as America/New_York' })
-      .regex(/^[A-Za-z][A-Za-z0-9_+\-/]{0,63}$/, 'expected an IANA time zone name such as America/New_York')
-      .optional(),
+    /** default: `table` as written */
+    name: resourceName.optional(),
+    ...sessionsFields,
   })
   .strict()
-  .superRefine((sessions, ctx) => {
-    if (!sessions.columns.active && sessions.columns.endedAt.length === 0) {
-      ctx.addIssue({
-        code: z.ZodIssueCode.custom,
-        path: ['columns'],
-        message:
-          'expected columns.active (a boolean column) or columns.endedAt (NULL while the session is open): Warden needs one of them to tell open sessions from closed ones',
-      })
-    }
-  })
+  .superRefine(requireOpenTest)
 
 /** warn/crit pair; a warn above crit would make "critical" unreachable, so it is refused. */
 function thresholds(
@@ -168,6 +185,10 @@ const serverSchema = z
     collectInterval: duration.default('15s'),
     /** deadline for one collection; a slower database leaves the last values in place */
     collectTimeout: duration.default('5s'),
+    /** a scrape that finds a target's gauges older than this refreshes them first */
+    freshFor: duration.default('1s'),
+    /** how long a scrape waits for that refresh before it serves the values it has (with their age) */
+    scrapeWait: duration.default('250ms'),
     /** mutating API calls allowed per minute (all clients together) */
     mutationsPerMinute: count(1, 10_000).default(30),
     /** failed admin-token attempts allowed per client address and minute; more get 429 until the minute passes */
@@ -204,31 +225,54 @@ export const DEFAULT_SESSIONS = {
   },
 }
 
+const databaseUrl = z
+  .string({ invalid_type_error: 'expected a postgres:// connection URL' })
+  .min(1, 'expected a postgres:// connection URL')
+  .superRefine((value, ctx) => {
+    const problem = databaseUrlProblem(value)
+    if (problem) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem })
+  })
+
+/**
+ * A database Warden watches, with its session tables. `database` and `checks` default to the
+ * top-level ones (the loader merges them in before validation, key by key).
+ */
+const targetSchema = z
+  .object({
+    name: resourceName,
+    /** an env reference such as ${CHAT_DATABASE_URL} keeps the password out of the file */
+    databaseUrl: databaseUrl.optional(),
+    database: z.lazy(() => databaseSchema),
+    sessions: z.array(tableSchema).min(1, 'expected at least one session table'),
+    checks: z.lazy(() => checksSchema),
+  })
+  .strict()
+
+const databaseSchema = z
+  .object({
+    url: databaseUrl.optional(),
+    applicationName: z.string().min(1).max(63).default('warden'),
+    connectTimeout: duration.default('5s'),
+    statementTimeout: duration.default('30s'),
+    /**
+     * lock_timeout of every Warden statement: when another session holds a table itself (DDL,
+     * VACUUM FULL, LOCK TABLE), Warden stops and names it instead of queueing behind it (and
+     * making every later query of that table queue behind Warden).
+     */
+    lockTimeout: duration.default('3s'),
+    poolMax: count(1, 100).default(4),
+  })
+  .strict()
+  .default({})
+
 export const configSchema = z
   .object({
-    database: z
-      .object({
-        url: z
-          .string()
-          .min(1, 'expected a postgres:// connection URL')
-          .superRefine((value, ctx) => {
-            const problem = databaseUrlProblem(value)
-            if (problem) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem })
-          })
-          .optional(),
-        applicationName: z.string().min(1).max(63).default('warden'),
-        connectTimeout: duration.default('5s'),
-        statementTimeout: duration.default('30s'),
-        /**
-         * lock_timeout of every Warden statement: when another session holds a table itself (DDL,
-         * VACUUM FULL, LOCK TABLE), Warden stops and names it instead of queueing behind it (and
-         * making every later query of that table queue behind Warden).
-         */
-        lockTimeout: duration.default('3s'),
-        poolMax: count(1, 100).default(4),
-      })
-      .strict()
-      .default({}),
+    database: databaseSchema,
+    /**
+     * The databases Warden watches and their session tables. Without it, `database` and
+     * `sessions` are one target named "default" with one table.
+     */
+    targets: z.array(targetSchema).min(1, 'expected at least one target').optional(),
     /** Warden's own tables (audit log, later the reference chat schema) live here. */
     wardenSchema: identifier.default('warden'),
     sessions: sessionsSchema.default(DEFAULT_SESSIONS),
@@ -244,10 +288,107 @@ export const configSchema = z
     scheduler: schedulerSchema,
   })
   .strict()
+  .superRefine(fleetRules)
+  .transform(normalizeTargets)
+
+type ParsedConfig = z.output<typeof baseConfig>
+type ParsedTarget = NonNullable<ParsedConfig['targets']>[number]
+const baseConfig = z.object({
+  targets: z.array(targetSchema).optional(),
+  database: databaseSchema,
+  sessions: sessionsSchema,
+  checks: checksSchema,
+})
+
+/** Names that must be unique, and URLs a target cannot do without. */
+function fleetRules(config: Pick<ParsedConfig, 'targets'>, ctx: z.RefinementCtx): void {
+  const targets = config.targets ?? []
+  const seen = new Map<string, number>()
+  targets.forEach((target, index) => {
+    const earlier = seen.get(target.name)
+    if (earlier !== undefined) {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['targets', index, 'name'],
+        message: `expected a unique name; targets[${earlier}] is also "${target.name}"`,
+      })
+    }
+    seen.set(target.name, index)
+    if (!target.databaseUrl && !target.database.url) {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['targets', index, 'databaseUrl'],
+        message: 'expected a postgres:// URL for this target (or database.url as the default for every target)',
+      })
+    }
+    const names = new Map<string, number>()
+    const tables = new Map<string, number>()
+    target.sessions.forEach((table, tableIndex) => {
+      const name = table.name ?? table.table
+      const qualified = table.table.includes('.') ? table.table : `public.${table.table}`
+      const path = ['targets', index, 'sessions', tableIndex]
+      const sameName = names.get(name)
+      if (sameName !== undefined) {
+        ctx.addIssue({
+          code: z.ZodIssueCode.custom,
+          path: [...path, 'name'],
+          message: `expected a unique table name in target "${target.name}"; sessions[${sameName}] is also "${name}"`,
+        })
+      }
+      const sameTable = tables.get(qualified)
+      if (sameTable !== undefined) {
+        ctx.addIssue({
+          code: z.ZodIssueCode.custom,
+          path: [...path, 'table'],
+          message: `${qualified} is listed twice in target "${target.name}" (also sessions[${sameTable}]); map it once`,
+        })
+      }
+      names.set(name, tableIndex)
+      tables.set(qualified, tableIndex)
+    })
+  })
+}
+
+export interface TableConfig extends z.output<typeof sessionsSchema> {
+  /** the `table` label and what `--table` selects */
+  name: string
+}
+
+export interface TargetConfig {
+  name: string
+  database: z.output<typeof databaseSchema>
+  sessions: TableConfig[]
+  checks: z.output<typeof checksSchema>
+}
+
+/** The single-table form is the fleet of one: a target named "default" with one table. */
+export const DEFAULT_TARGET = 'default'
+
+function normalizeTargets<C extends Pick<ParsedConfig, 'database' | 'sessions' | 'checks'> & { targets?: ParsedTarget[] }>(
+  config: C,
+): Omit<C, 'targets'> & { targets: TargetConfig[]; fleet: boolean } {
+  const targets: TargetConfig[] = config.targets
+    ? config.targets.map((target) => ({
+        name: target.name,
+        database: { ...target.database, url: target.databaseUrl ?? target.database.url },
+        sessions: target.sessions.map(({ name, ...table }) => ({ ...table, name: name ?? table.table })),
+        checks: target.checks,
+      }))
+    : [
+        {
+          name: DEFAULT_TARGET,
+          database: config.database,
+          sessions: [{ ...config.sessions, name: config.sessions.table }],
+          checks: config.checks,
+        },
+      ]
+  return { ...config, targets, fleet: config.targets !== undefined }
+}
 
 export type WardenConfig = z.output<typeof configSchema>
 export type SessionsConfig = WardenConfig['sessions']
 export type DatabaseConfig = WardenConfig['database']
+export type ChecksConfig = WardenConfig['checks']
 
 /**
  * Environment variables Warden reads, and the config key each one sets. One table so the loader

@@ -2,11 +2,12 @@ import { existsSync, readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import { ZodDefault, ZodEffects, ZodObject, ZodOptional, type ZodIssue, type ZodTypeAny } from 'zod'
-import { configSchema, DEFAULT_SESSIONS, ENV_KEYS, type WardenConfig } from './config-schema.js'
+import { configSchema, DEFAULT_SESSIONS, durationSchema, ENV_KEYS, type WardenConfig } from './config-schema.js'
+import { DURATION_EXPECTED } from './duration.js'
 import { configError, usageError } from './errors.js'
 import { redactText, redactUrl } from './urls.js'
 
-export type { WardenConfig, SessionsConfig, DatabaseConfig } from './config-schema.js'
+export type { WardenConfig, SessionsConfig, DatabaseConfig, TargetConfig, TableConfig, ChecksConfig } from './config-schema.js'
 
 export const DEFAULT_CONFIG_FILE = 'warden.config.yaml'
 
@@ -31,6 +32,11 @@ export interface LoadedConfig {
   configFile?: string
   /** config key → human description of where its value came from */
   sources: Map<string, string>
+  /**
+   * With `targets`, the single-table flags (--table, --orphan-after) do not set config keys:
+   * --table selects one of the configured tables, --orphan-after overrides the selected one's.
+   */
+  tableFlags: { table?: string; orphanAfter?: { seconds: number; flag: string } }
 }
 
 type Tree = Record<string, unknown>
@@ -120,7 +126,11 @@ function knownKeys(path: ReadonlyArray<string | number>): string[] {
 
 function describeIssue(issue: ZodIssue, raw: Tree, sources: Map<string, string>): string {
   const key = issue.path.filter((part) => typeof part === 'string').join('.')
-  const shownKey = issue.path.map(String).join('.') || '(top level)'
+  const shownKey =
+    issue.path
+      .map((part) => (typeof part === 'number' ? `[${part}]` : `.${part}`))
+      .join('')
+      .replace(/^\./, '') || '(top level)'
   if (issue.code === 'unrecognized_keys') {
     const first = `${key ? `${key}.` : ''}${issue.keys[0]}`
     // An unknown key that holds a mapping has sources only for its leaves.
@@ -166,7 +176,8 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
   const explicitPath = options.configPath ?? env.WARDEN_CONFIG
   const configFile = resolve(cwd, explicitPath ?? DEFAULT_CONFIG_FILE)
   const fileTree = readConfigFile(configFile, explicitPath !== undefined)
-  if (fileTree) mergeLayer(raw, fileTree, `config file ${configFile}`, sources)
+  if (fileTree) mergeLayer(raw, expandEnvReferences(fileTree, env, configFile), `config file ${configFile}`, sources)
+  const fleet = raw.targets !== undefined
 
   const envTree: Tree = {}
   const envSources = new Map<string, string>()
@@ -179,13 +190,33 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
   mergeLayer(raw, envTree, 'env', sources)
   for (const [key, source] of envSources) sources.set(key, source)
 
+  const tableFlags: LoadedConfig['tableFlags'] = {}
   for (const flag of options.flags ?? []) {
     if (flag.value === undefined) continue
+    if (fleet && flag.key.startsWith('sessions.')) {
+      tableFlags.table = flag.key === 'sessions.table' ? String(flag.value) : tableFlags.table
+      if (flag.key === 'sessions.orphanAfter') {
+        const parsed = durationSchema.safeParse(flag.value)
+        if (!parsed.success) throw usageError(`${flag.flag} ${JSON.stringify(flag.value)}: expected ${DURATION_EXPECTED}`)
+        tableFlags.orphanAfter = { seconds: parsed.data, flag: flag.flag }
+      }
+      continue
+    }
     const layer: Tree = {}
     setPath(layer, flag.key, flag.value)
     mergeLayer(raw, layer, `flag ${flag.flag}`, sources)
   }
 
+  if (fleet) {
+    const single = [...sources].filter(([key, source]) => key.startsWith('sessions') && source !== 'defaults')
+    if (single.length > 0) {
+      const [key, source] = single[0]!
+      throw configError(
+        `${key} (from ${source}) and targets are two ways to name the session tables; with targets, map each table under targets[].sessions`,
+      )
+    }
+    inheritTargetDefaults(raw)
+  }
   const result = configSchema.safeParse(raw)
   if (!result.success) {
     const lines = result.error.issues.map((issue) => `  - ${describeIssue(issue, raw, sources)}`)
@@ -194,5 +225,49 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
     const message = `invalid ${fromFlagsOnly ? 'option' : 'configuration'}:\n${lines.join('\n')}`
     throw fromFlagsOnly ? usageError(message) : configError(message)
   }
-  return { config: result.data, configFile: fileTree ? configFile : undefined, sources }
+  return { config: result.data, configFile: fileTree ? configFile : undefined, sources, tableFlags }
+}
+
+/**
+ * `${NAME}` in a config file is the environment variable NAME, so a file can name a password
+ * without holding it. An unset variable is an error naming the key, never an empty string.
+ */
+function expandEnvReferences(tree: Tree, env: NodeJS.ProcessEnv, file: string): Tree {
+  const walk = (value: unknown, path: string): unknown => {
+    if (typeof value === 'string') {
+      return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_whole, name: string) => {
+        const found = env[name]
+        if (found === undefined || found === '') {
+          throw configError(`${path} = "${value}" (from config file ${file}): environment variable ${name} is not set`)
+        }
+        return found
+      })
+    }
+    if (Array.isArray(value)) return value.map((item, index) => walk(item, `${path}[${index}]`))
+    if (isPlainObject(value))
+      return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, walk(item, path ? `${path}.${key}` : key)]))
+    return value
+  }
+  return walk(tree, '') as Tree
+}
+
+const deepMerge = (base: unknown, over: unknown): unknown => {
+  if (!isPlainObject(base) || !isPlainObject(over)) return over === undefined ? base : over
+  const out: Tree = { ...base }
+  for (const [key, value] of Object.entries(over)) out[key] = deepMerge(base[key], value)
+  return out
+}
+
+/** Every target starts from the top-level `database` settings (not its URL) and `checks` thresholds. */
+function inheritTargetDefaults(raw: Tree): void {
+  if (!Array.isArray(raw.targets)) return
+  const { url: defaultUrl, ...database } = isPlainObject(raw.database) ? raw.database : {}
+  raw.targets = raw.targets.map((target: unknown) => {
+    if (!isPlainObject(target)) return target
+    return {
+      ...target,
+      database: deepMerge({ ...database, ...(defaultUrl === undefined ? {} : { url: defaultUrl }) }, target.database ?? {}),
+      checks: deepMerge(raw.checks ?? {}, target.checks ?? {}),
+    }
+  })
 }

@@ -1,4 +1,5 @@
 import type { SessionsConfig } from '../core/config.js'
+import { DEFAULT_TARGET } from '../core/config-schema.js'
 import { configError } from '../core/errors.js'
 import type { Database } from './database.js'
 import { explainTableLock } from './table-locks.js'
@@ -19,6 +20,10 @@ interface CatalogColumn {
  */
 export interface SessionTable {
   config: SessionsConfig
+  /** the target (database) this table belongs to: a target and a table travel together */
+  target: string
+  /** the table's name in the configuration: the `table` label, what --table selects */
+  label: string
   name: QualifiedName
   /** quoted schema.table */
   table: string
@@ -81,10 +86,14 @@ const describeColumns = (columns: CatalogColumn[]) => columns.map((c) => `${c.na
  * Resolves the configured mapping against the catalog once, at start-up, so a typo is reported
  * with what the table really has, before any statement touches a row.
  */
-export async function resolveSessionTable(db: Database, config: SessionsConfig): Promise<SessionTable> {
+export async function resolveSessionTable(
+  db: Database,
+  config: SessionsConfig & { name?: string },
+  target: string = DEFAULT_TARGET,
+): Promise<SessionTable> {
   const name = parseQualifiedName(config.table)
   try {
-    return await resolve(db, config, name)
+    return { ...(await resolve(db, config, name)), target, label: config.name ?? config.table }
   } catch (error) {
     // the catalog functions take a lock on the table too: a table someone else locks is named here already
     const [relation] = await db.rows<{ oid: string }>(findRelation(name.schema, name.name)).catch(() => [])
@@ -92,7 +101,7 @@ export async function resolveSessionTable(db: Database, config: SessionsConfig):
   }
 }
 
-async function resolve(db: Database, config: SessionsConfig, name: QualifiedName): Promise<SessionTable> {
+async function resolve(db: Database, config: SessionsConfig, name: QualifiedName): Promise<Omit<SessionTable, 'target' | 'label'>> {
   const [relation] = await db.rows<{ oid: string; relkind: string }>(findRelation(name.schema, name.name))
   if (!relation) {
     const tables = await db.rows<{ name: string }>(listTables(name.schema))
@@ -131,7 +140,7 @@ async function resolve(db: Database, config: SessionsConfig, name: QualifiedName
 
   const { columns: mapped } = config
   refuseDoubleAssignments(config)
-  const table: SessionTable = {
+  const table: Omit<SessionTable, 'target' | 'label'> = {
     config,
     name,
     table: quoteQualified(name),

@@ -1,9 +1,10 @@
 import { Gauge, type Registry } from 'prom-client'
-import type { WardenConfig } from '../core/config.js'
+import type { TargetConfig, WardenConfig } from '../core/config.js'
 import type { Database } from '../db/database.js'
 import type { SessionTable } from '../db/session-table.js'
-import { readOnlyWithDeadline, type CollectContext, type Collector } from './collector.js'
+import { PartialResult, readOnlyWithDeadline, type CollectContext, type Collector } from './collector.js'
 import { DeadlineError, withDeadline } from './deadline.js'
+import { getOrCreateMetric } from './registry.js'
 
 /** pino-compatible; only what the collection logs. */
 export interface CollectionLogger {
@@ -13,12 +14,17 @@ export interface CollectionLogger {
 }
 
 export interface CollectionOptions {
+  /** the target's collection pool */
   db: Database
   config: WardenConfig
-  sessionTable: () => Promise<SessionTable>
+  target: TargetConfig
+  /** the target's session tables, catalog-checked and cached by the caller */
+  tables: () => Promise<Array<SessionTable | Error>>
   registry: Registry
   collectors: Collector[]
   logger: CollectionLogger
+  /** bounds how many targets collect at once: a round waits for a slot */
+  slots?: Slots
   /** seconds between rounds (default server.collectInterval) */
   intervalSeconds?: number
   /** deadline of the database ping and of each collector (default server.collectTimeout) */
@@ -34,20 +40,65 @@ export interface CollectorState {
   durationMs: number | null
 }
 
+/** A counting semaphore: at most `size` holders at once, the others queue in order. */
+export class Slots {
+  private free: number
+  private readonly waiting: Array<() => void> = []
+
+  constructor(size: number) {
+    this.free = size
+  }
+
+  async run<T>(work: () => Promise<T>): Promise<T> {
+    if (this.free > 0) this.free -= 1
+    else await new Promise<void>((resolve) => this.waiting.push(resolve))
+    try {
+      return await work()
+    } finally {
+      const next = this.waiting.shift()
+      if (next) next()
+      else this.free += 1
+    }
+  }
+}
+
+/** The gauges every target's collection reports its own health in (shared: labelled by target). */
+function healthGauges(registry: Registry) {
+  const gauge = <L extends string>(name: string, help: string, labelNames: L[]) =>
+    getOrCreateMetric(registry, name, Gauge, labelNames, () => new Gauge({ name, help, labelNames, registers: [registry] }))
+  return {
+    targetUp: gauge('warden_target_up', 'Whether the last collection round of each target reached its PostgreSQL (1) or not (0).', [
+      'target',
+    ]),
+    success: gauge(
+      'warden_collector_success',
+      'Whether the last run of each metrics collector of each target succeeded within its deadline.',
+      ['target', 'collector'],
+    ),
+    duration: gauge('warden_collector_duration_seconds', 'Duration of the last run of each metrics collector of each target.', [
+      'target',
+      'collector',
+    ]),
+    lastSuccess: gauge(
+      'warden_collect_last_success_timestamp_seconds',
+      'Unix time of the last successful run of each metrics collector of each target (0: none yet): how stale its gauges are.',
+      ['target', 'collector'],
+    ),
+  }
+}
+
 /**
- * Refreshes the database-derived gauges in the background, so that a scrape only reads values
- * already in memory: it never waits on the database and never fails because of it. Rounds never
- * overlap; each collector is isolated (its own deadline, its own success gauge), and when the
- * database is down the gauges keep their last values while warden_pg_up and the per-collector
- * success and last-success gauges make the staleness visible.
+ * Refreshes one target's database-derived gauges: in rounds every collectInterval, and at once
+ * when a scrape finds them older than server.freshFor (see freshen). A scrape never waits long and
+ * never fails because of the database. Rounds never overlap; each collector is isolated (its own
+ * deadline, its own success gauge); when the database is down the gauges keep their last values
+ * while warden_target_up and the per-collector success and age gauges make the staleness visible.
  */
 export class Collection {
+  readonly target: string
   private readonly intervalMs: number
   private readonly timeoutMs: number
-  private readonly pgUp: Gauge
-  private readonly success: Gauge<'collector'>
-  private readonly duration: Gauge<'collector'>
-  private readonly lastSuccess: Gauge<'collector'>
+  private readonly health: ReturnType<typeof healthGauges>
   private readonly states = new Map<string, CollectorState>()
   private readonly inFlight = new Set<string>()
   private readonly lastStarted = new Map<string, number>()
@@ -56,36 +107,21 @@ export class Collection {
   private current: Promise<void> | undefined
   private queued: Promise<void> | undefined
   private databaseUp: boolean | null = null
+  /** when the last round started and how long it took (performance.now() ms) */
+  private lastRoundStarted = Number.NEGATIVE_INFINITY
+  private lastRoundMs = 0
 
   constructor(private readonly options: CollectionOptions) {
+    this.target = options.target.name
     this.intervalMs = (options.intervalSeconds ?? options.config.server.collectInterval) * 1000
     this.timeoutMs = (options.timeoutSeconds ?? options.config.server.collectTimeout) * 1000
-    const registers = [options.registry]
-    this.pgUp = new Gauge({ name: 'warden_pg_up', help: 'Whether the last collection round reached PostgreSQL (1) or not (0).', registers })
-    this.success = new Gauge({
-      name: 'warden_collector_success',
-      help: 'Whether the last run of each metrics collector succeeded within its deadline.',
-      labelNames: ['collector'],
-      registers,
-    })
-    this.duration = new Gauge({
-      name: 'warden_collector_duration_seconds',
-      help: 'Duration of the last run of each metrics collector.',
-      labelNames: ['collector'],
-      registers,
-    })
-    this.lastSuccess = new Gauge({
-      name: 'warden_collect_last_success_timestamp_seconds',
-      help: 'Unix time of the last successful run of each metrics collector (0: none yet): how stale its gauges are.',
-      labelNames: ['collector'],
-      registers,
-    })
+    this.health = healthGauges(options.registry)
     const names = new Set<string>()
     for (const collector of options.collectors) {
       if (names.has(collector.name)) throw new Error(`two metrics collectors are named "${collector.name}"`)
       names.add(collector.name)
       this.states.set(collector.name, { name: collector.name, success: null, lastSuccessAt: null, lastError: null, durationMs: null })
-      this.lastSuccess.set({ collector: collector.name }, 0)
+      this.health.lastSuccess.set({ target: this.target, collector: collector.name }, 0)
     }
   }
 
@@ -108,7 +144,11 @@ export class Collection {
       return this.queued
     }
     clearTimeout(this.timer)
-    this.current = this.round().finally(() => {
+    const started = performance.now()
+    this.lastRoundStarted = started
+    const round = () => this.round()
+    this.current = (this.options.slots ? this.options.slots.run(round) : round()).finally(() => {
+      this.lastRoundMs = performance.now() - started
       this.current = undefined
       if (!this.queued && !this.stopping.signal.aborted) {
         this.timer = setTimeout(() => void this.refresh(), this.intervalMs)
@@ -116,6 +156,20 @@ export class Collection {
       }
     })
     return this.current
+  }
+
+  /**
+   * What a scrape calls: gauges older than maxAgeMs are refreshed now, and the scrape waits for
+   * that round up to waitMs. It does not wait at all when the target was down or slower than the
+   * wait last time: a broken database must not cost every scrape the whole wait.
+   */
+  freshen(maxAgeMs: number, waitMs: number): Promise<void> {
+    if (this.stopping.signal.aborted) return Promise.resolve()
+    const stale = performance.now() - this.lastRoundStarted > maxAgeMs
+    const round = this.current ?? (stale ? this.refresh() : undefined)
+    if (!round) return Promise.resolve()
+    if (this.databaseUp === false || this.lastRoundMs > waitMs) return Promise.resolve()
+    return Promise.race([round, new Promise<void>((resolve) => setTimeout(resolve, waitMs).unref())])
   }
 
   /** Stops the rounds; collectors in flight are abandoned (their statements end at the deadline). */
@@ -129,8 +183,17 @@ export class Collection {
     return this.databaseUp
   }
 
-  status(): { pgUp: boolean | null; collectors: CollectorState[] } {
-    return { pgUp: this.databaseUp, collectors: [...this.states.values()].map((state) => ({ ...state })) }
+  status(): { target: string; pgUp: boolean | null; collectors: CollectorState[] } {
+    return { target: this.target, pgUp: this.databaseUp, collectors: [...this.states.values()].map((state) => ({ ...state })) }
+  }
+
+  /** Seconds since each collector last succeeded (Infinity: never): the age of its gauges right now. */
+  ages(): Array<{ collector: string; seconds: number }> {
+    const now = Date.now()
+    return [...this.states.values()].map((state) => ({
+      collector: state.name,
+      seconds: state.lastSuccessAt ? (now - state.lastSuccessAt.getTime()) / 1000 : Number.POSITIVE_INFINITY,
+    }))
   }
 
   private async round(): Promise<void> {
@@ -156,11 +219,12 @@ export class Collection {
     } finally {
       controller.abort()
     }
-    this.pgUp.set(up ? 1 : 0)
-    if (up && this.databaseUp === false) this.options.logger.info({ event: 'pg_up' }, 'metrics collection reaches PostgreSQL again')
+    this.health.targetUp.set({ target: this.target }, up ? 1 : 0)
+    if (up && this.databaseUp === false)
+      this.options.logger.info({ event: 'pg_up', target: this.target }, 'metrics collection reaches PostgreSQL again')
     if (!up && this.databaseUp !== false)
       this.options.logger.warn(
-        { event: 'pg_down', error: reason },
+        { event: 'pg_down', target: this.target, error: reason },
         'metrics collection cannot reach PostgreSQL; gauges keep their last values',
       )
     this.databaseUp = up
@@ -189,7 +253,8 @@ export class Collection {
     const ctx: CollectContext = {
       db: this.options.db,
       config: this.options.config,
-      sessionTable: this.options.sessionTable,
+      target: this.options.target,
+      tables: this.options.tables,
       signal: controller.signal,
       remainingMs: () => Math.max(1, started + timeoutMs - performance.now()),
       readOnly: (work) => readOnlyWithDeadline(this.options.db, ctx, work),
@@ -200,9 +265,10 @@ export class Collection {
       .finally(() => this.inFlight.delete(collector.name))
     try {
       const result = await withDeadline(work, timeoutMs, controller)
-      collector.update(result)
+      collector.update(result, this.target)
       this.record(collector, undefined, performance.now() - started)
     } catch (error) {
+      if (error instanceof PartialResult) collector.update(error.partial, this.target)
       this.record(collector, (error as Error).message, performance.now() - started)
     } finally {
       controller.abort()
@@ -211,17 +277,21 @@ export class Collection {
 
   private record(collector: Collector, error: string | undefined, durationMs: number): void {
     const state = this.states.get(collector.name)!
-    const labels = { collector: collector.name }
-    this.success.set(labels, error === undefined ? 1 : 0)
-    this.duration.set(labels, durationMs / 1000)
+    const labels = { target: this.target, collector: collector.name }
+    this.health.success.set(labels, error === undefined ? 1 : 0)
+    this.health.duration.set(labels, durationMs / 1000)
     if (error === undefined) {
-      if (state.success === false) this.options.logger.info({ collector: collector.name }, 'metrics collector recovered')
+      if (state.success === false)
+        this.options.logger.info({ target: this.target, collector: collector.name }, 'metrics collector recovered')
       state.lastSuccessAt = new Date()
-      this.lastSuccess.set(labels, state.lastSuccessAt.getTime() / 1000)
+      this.health.lastSuccess.set(labels, state.lastSuccessAt.getTime() / 1000)
     } else {
       // Once per failure streak at warn; a database outage would otherwise log every round.
       const level = state.success === false ? 'debug' : 'warn'
-      this.options.logger[level]({ collector: collector.name, error }, 'metrics collector failed; its gauges keep their last values')
+      this.options.logger[level](
+        { target: this.target, collector: collector.name, error },
+        'metrics collector failed; its gauges keep their last values',
+      )
     }
     state.success = error === undefined
     state.lastError = error ?? null

@@ -1,18 +1,31 @@
 import type pg from 'pg'
 import type { Registry } from 'prom-client'
-import type { WardenConfig } from '../core/config.js'
+import type { TargetConfig, WardenConfig } from '../core/config.js'
 import type { Database } from '../db/database.js'
 import { localStatementTimeout, readOnlyTransaction } from '../db/queries/transaction.js'
 import type { SessionTable } from '../db/session-table.js'
 import type { WardenMetrics } from './warden-metrics.js'
 
+/** A run that could report part of what it collects: the part is applied, and the run still counts as failed. */
+export class PartialResult<T> extends Error {
+  override name = 'PartialResult'
+  constructor(
+    message: string,
+    readonly partial: T,
+  ) {
+    super(message)
+  }
+}
+
 /** What a collector gets for one run. */
 export interface CollectContext {
-  /** the collection's own pool: a busy admin API cannot starve the metrics of connections */
+  /** the target's collection pool: a busy admin API cannot starve the metrics of connections */
   db: Database
   config: WardenConfig
-  /** the mapped session table, resolved against the catalog once and cached */
-  sessionTable: () => Promise<SessionTable>
+  /** the target this run is about: every series it sets carries target="<name>" */
+  target: TargetConfig
+  /** the target's session tables, catalog-checked once and cached (or why one is not usable) */
+  tables: () => Promise<Array<SessionTable | Error>>
   /** aborted when this run's deadline passes or the service stops */
   signal: AbortSignal
   /** milliseconds left before the deadline (at least 1) */
@@ -39,7 +52,8 @@ export interface Collector<T = unknown> {
   /** this collector's deadline, in seconds (default: server.collectTimeout) */
   readonly timeoutSeconds?: number
   collect(ctx: CollectContext): Promise<T>
-  update(result: T): void
+  /** sets the target's series (and only the target's: see TargetSeries) */
+  update(result: T, target: string): void
 }
 
 /** What a collector factory may register into and report through. */

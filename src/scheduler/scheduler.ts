@@ -1,23 +1,17 @@
-import cron, { type ScheduledTask, type TaskOptions } from 'node-cron'
+import { createHash } from 'node:crypto'
+import cron, { type RunCoordinator, type ScheduledTask, type TaskOptions } from 'node-cron'
 import type { WardenConfig } from '../core/config.js'
-import { configError, ExitCode, WardenError } from '../core/errors.js'
-import { runChecks, type DoctorReport } from '../checks/run.js'
-import type { Database } from '../db/database.js'
-import { resolveSessionTable } from '../db/session-table.js'
-import { runOptions, sweepOrphans, type SweepResult } from '../sessions/sweep.js'
+import { configError } from '../core/errors.js'
+import type { Fleet } from '../fleet/fleet.js'
+import { sweep, type OperationListener, type Outcome } from '../sessions/operations.js'
+import type { SweepResult } from '../sessions/sweep.js'
 import { PostgresRunCoordinator } from './run-coordinator.js'
 
-export type SweepOutcome =
-  | { result: 'ok'; sweep: SweepResult; durationMs: number }
-  /** a manual sweep or another tool held the table's lock: not a failure, the next slot retries */
-  | { result: 'locked'; durationMs: number }
-  | { result: 'error'; error: Error; durationMs: number }
-
 export interface SchedulerHooks {
-  onSweep?: (outcome: SweepOutcome) => void
-  onDoctor?: (outcome: { report?: DoctorReport; error?: Error; durationMs: number }) => void
   /** a slot this replica did not run: another replica claimed it, or the coordinator failed */
   onSkipped?: (job: string, reason: string) => void
+  /** how a scheduled sweep of a table ended */
+  onSweep?: (target: string, table: string, outcome: Outcome<SweepResult>) => void
 }
 
 export interface SchedulerLogger {
@@ -27,17 +21,19 @@ export interface SchedulerLogger {
 }
 
 export interface SchedulerOptions {
-  db: Database
+  fleet: Fleet
   config: WardenConfig
   /** this replica's name in scheduled_runs and the audit log, e.g. host:pid */
   owner: string
+  /** the sweep events (metrics listen here) */
+  listener?: OperationListener
   hooks?: SchedulerHooks
   logger: SchedulerLogger
 }
 
 export interface Scheduler {
   jobs: string[]
-  coordinator: PostgresRunCoordinator
+  coordinators: PostgresRunCoordinator[]
   /** stops scheduling; a sweep in flight finishes its current batch and returns */
   stop: () => Promise<void>
   /** resolves when no job is running */
@@ -50,25 +46,44 @@ function validated(key: string, expression: string): string {
   return expression
 }
 
+/** Spread of the claim delay between replicas, per job: long enough to order them, short beside any schedule. */
+const SPREAD_MS = 1000
+
 /**
- * Runs the orphan sweep (and doctor, for the check metrics) on the configured schedules.
- * node-cron's noOverlap keeps one run per job per process; the PostgreSQL run coordinator keeps
- * one run per slot across replicas. A failing run is reported through the hooks and logged;
- * it never escapes into the service.
+ * Claims a slot after a delay that depends on this replica and the job: every replica fires each
+ * slot at the same instant, and without it the fastest one would claim every table's slot. With
+ * it, which replica wins differs from table to table, so the sweeps spread over the replicas.
+ */
+export class SpreadCoordinator implements RunCoordinator {
+  constructor(
+    private readonly inner: PostgresRunCoordinator,
+    private readonly spreadMs = SPREAD_MS,
+  ) {}
+
+  async shouldRun(key: string, ttlMs: number): Promise<boolean> {
+    const job = key.slice(0, key.lastIndexOf(':'))
+    const delay = createHash('sha256').update(`${this.inner.owner}\u0000${job}`).digest().readUInt32BE(0) % this.spreadMs
+    await new Promise((resolve) => setTimeout(resolve, delay))
+    return this.inner.shouldRun(key, ttlMs)
+  }
+
+  onComplete(key: string): Promise<void> {
+    return this.inner.onComplete(key)
+  }
+}
+
+/**
+ * Runs the orphan sweep of every table of every target on the configured schedule. node-cron's
+ * noOverlap keeps one run per table per process; each target's run coordinator (in that
+ * target's database) keeps one run per slot across replicas. A failing run is reported through
+ * the hooks and logged; it never escapes into the service.
  */
 export function startScheduler(options: SchedulerOptions): Scheduler {
-  const { db, config, owner, hooks = {}, logger } = options
-  const coordinator = new PostgresRunCoordinator(db, config.wardenSchema, owner)
+  const { fleet, config, owner, hooks = {}, logger, listener } = options
   const abort = new AbortController()
   const running = new Set<Promise<unknown>>()
   const tasks: ScheduledTask[] = []
-  const base: TaskOptions = {
-    noOverlap: true,
-    distributed: true,
-    runCoordinator: coordinator,
-    maxRandomDelay: Math.round(config.scheduler.jitter * 1000),
-    logger: { info: logger.info, warn: logger.warn, error: logger.error, debug: () => undefined },
-  }
+  const coordinators = new Map(fleet.targets.map((t) => [t.config.name, new PostgresRunCoordinator(t.db, config.wardenSchema, owner)]))
   const track = <T>(work: Promise<T>): Promise<T> => {
     running.add(work)
     void work.finally(() => running.delete(work)).catch(() => undefined)
@@ -76,63 +91,41 @@ export function startScheduler(options: SchedulerOptions): Scheduler {
   }
 
   if (config.scheduler.sweep) {
-    const task = cron.schedule(
-      validated('scheduler.sweep', config.scheduler.sweep),
-      () =>
-        track(
-          (async () => {
-            const started = performance.now()
-            try {
-              const table = await resolveSessionTable(db, config.sessions)
-              const sweep = await sweepOrphans(
-                db,
-                table,
-                runOptions(config, {
-                  apply: config.scheduler.sweepApply,
-                  command: 'scheduled sweep',
-                  actor: `scheduler:${owner}`,
-                  signal: abort.signal,
-                }),
-              )
-              hooks.onSweep?.({ result: 'ok', sweep, durationMs: performance.now() - started })
-            } catch (error) {
-              const durationMs = performance.now() - started
-              if (error instanceof WardenError && error.exitCode === ExitCode.locked) {
-                logger.info(`scheduled sweep skipped: ${error.message}`)
-                hooks.onSweep?.({ result: 'locked', durationMs })
-              } else {
-                logger.error(`scheduled sweep failed: ${(error as Error).message}`)
-                hooks.onSweep?.({ result: 'error', error: error as Error, durationMs })
-              }
-            }
-          })(),
-        ),
-      { ...base, name: `warden-sweep:${config.sessions.table}` },
-    )
-    task.on('execution:skipped', (ctx) => hooks.onSkipped?.('sweep', ctx.reason ?? 'skipped'))
-    tasks.push(task)
-  }
-
-  if (config.scheduler.doctor) {
-    // Every replica publishes check metrics of its own: not coordinated, read-only, cheap.
-    const task = cron.schedule(
-      validated('scheduler.doctor', config.scheduler.doctor),
-      () =>
-        track(
-          (async () => {
-            const started = performance.now()
-            try {
-              const report = await runChecks(db, config)
-              hooks.onDoctor?.({ report, durationMs: performance.now() - started })
-            } catch (error) {
-              logger.error(`scheduled doctor failed: ${(error as Error).message}`)
-              hooks.onDoctor?.({ error: error as Error, durationMs: performance.now() - started })
-            }
-          })(),
-        ),
-      { ...base, distributed: false, runCoordinator: undefined, name: 'warden-doctor' },
-    )
-    tasks.push(task)
+    const expression = validated('scheduler.sweep', config.scheduler.sweep)
+    for (const ref of fleet.tables()) {
+      const target = ref.target.name
+      const table = ref.table.name
+      const base: TaskOptions = {
+        noOverlap: true,
+        distributed: true,
+        runCoordinator: new SpreadCoordinator(coordinators.get(target)!),
+        maxRandomDelay: Math.round(config.scheduler.jitter * 1000),
+        logger: { info: logger.info, warn: logger.warn, error: logger.error, debug: () => undefined },
+      }
+      const task = cron.schedule(
+        expression,
+        () =>
+          track(
+            (async () => {
+              const outcome = await fleet
+                .using(ref, (handle) =>
+                  sweep(
+                    handle,
+                    { apply: config.scheduler.sweepApply, command: 'scheduled sweep', actor: `scheduler:${owner}`, signal: abort.signal },
+                    listener,
+                  ),
+                )
+                .catch((error: unknown) => ({ status: 'error', error: error as Error }) as const)
+              if (outcome.status === 'locked') logger.info(`scheduled sweep of ${target}/${table} skipped: ${outcome.error.message}`)
+              if (outcome.status === 'error') logger.error(`scheduled sweep of ${target}/${table} failed: ${outcome.error.message}`)
+              hooks.onSweep?.(target, table, outcome)
+            })(),
+          ),
+        { ...base, name: `warden-sweep:${target}/${table}` },
+      )
+      task.on('execution:skipped', (ctx) => hooks.onSkipped?.(`sweep:${target}/${table}`, ctx.reason ?? 'skipped'))
+      tasks.push(task)
+    }
   }
 
   const idle = async () => {
@@ -140,7 +133,7 @@ export function startScheduler(options: SchedulerOptions): Scheduler {
   }
   return {
     jobs: tasks.map((task) => task.name ?? task.id),
-    coordinator,
+    coordinators: [...coordinators.values()],
     idle,
     async stop() {
       abort.abort()

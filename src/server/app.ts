@@ -1,11 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import express, { type Express, type RequestHandler } from 'express'
-import type { WardenConfig } from '../core/config.js'
 import type { Database } from '../db/database.js'
-import type { Collection } from '../metrics/collection.js'
+import type { AppDeps } from './deps.js'
 import { withDeadline } from '../metrics/deadline.js'
-import type { WardenMetrics } from '../metrics/warden-metrics.js'
-import type { PoolSnapshot } from '../pool/instrumented-pool.js'
 import { redactRequestPath } from '../core/urls.js'
 import { adminAuth } from './auth.js'
 import { errorHandler, notFound, sendError, ApiError } from './errors.js'
@@ -14,27 +11,6 @@ import { clientAddress } from './request.js'
 import { mutationsRouter } from './routes/mutations.js'
 import { opsRouter } from './routes/ops.js'
 import { sessionsRouter } from './routes/sessions.js'
-import type { SessionTableResolver } from './session-table.js'
-
-export interface AppDeps {
-  /** the pool API requests use (the collection has its own) */
-  db: Database
-  config: WardenConfig
-  /** Warden's registry and event metrics; GET /metrics serves `metrics.registry` */
-  metrics: WardenMetrics
-  sessionTable: SessionTableResolver
-  logger: Logger
-  /** refreshed after applied mutations, so the session gauges follow at once */
-  collection?: Collection
-  /** aborted when the service stops: readiness turns 503 and a running sweep stops after its batch */
-  shutdownSignal?: AbortSignal
-  /** Warden's own pools, for GET /api/pool */
-  pools?: () => PoolSnapshot[]
-  /** clock of the mutation rate limit (tests) */
-  now?: () => number
-  /** more routers under their own paths (the reference chat path under /chat) */
-  mounts?: Array<{ path: string; router: RequestHandler }>
-}
 
 const REQUEST_ID = /^[\w.:-]{1,64}$/
 /** Scrapes and probes arrive every few seconds: logged at debug, so the info log shows operations. */
@@ -80,6 +56,30 @@ function readinessCheck(db: Database, timeoutMs: number): () => Promise<number> 
 }
 
 /**
+ * The exposition text of one target: the samples labelled target="<name>", with the HELP and
+ * TYPE lines of the families that have any. Target names are plain (no quotes or backslashes),
+ * so the label can be matched as text.
+ */
+export function onlyTarget(exposition: string, target: string): string {
+  const label = `target="${target}"`
+  const out: string[] = []
+  let header: string[] = []
+  let kept = false
+  for (const line of exposition.split('\n')) {
+    if (line.startsWith('# HELP ')) {
+      header = [line]
+      kept = false
+    } else if (line.startsWith('# ')) header.push(line)
+    else if (line && (line.includes(`{${label}`) || line.includes(`,${label}`))) {
+      if (!kept) out.push(...header)
+      kept = true
+      out.push(line)
+    }
+  }
+  return `${out.join('\n')}\n`
+}
+
+/**
  * The admin service as an Express app: metrics, health, and the admin API. It does not listen;
  * src/server/listen.ts does (tests listen on port 0).
  */
@@ -88,7 +88,10 @@ export function createApp(deps: AppDeps): Express {
   app.disable('x-powered-by')
   app.set('etag', false)
   const auth = adminAuth(deps.config.server.adminToken, { failuresPerMinute: deps.config.server.authFailuresPerMinute, now: deps.now })
-  const ready = readinessCheck(deps.db, deps.config.server.collectTimeout * 1000)
+  const checks = deps.fleet.targets.map((target) => ({
+    name: target.config.name,
+    ping: readinessCheck(target.db, deps.config.server.collectTimeout * 1000),
+  }))
   const started = Date.now()
 
   app.use(requestContext(deps.logger))
@@ -99,20 +102,60 @@ export function createApp(deps: AppDeps): Express {
 
   app.get('/readyz', async (_req, res) => {
     if (deps.shutdownSignal?.aborted) return sendError(res, new ApiError(503, 'shutting_down', 'the service is shutting down'))
-    try {
-      const latencyMs = await ready()
-      res.json({ status: 'ready', database: { reachable: true, latencyMs: Math.round(latencyMs * 10) / 10 } })
-    } catch (error) {
-      sendError(res, new ApiError(503, 'database_unavailable', (error as Error).message))
+    const targets = await Promise.all(
+      checks.map(async ({ name, ping }) => {
+        try {
+          return { name, reachable: true, latencyMs: Math.round((await ping()) * 10) / 10 }
+        } catch (error) {
+          return { name, reachable: false, error: (error as Error).message }
+        }
+      }),
+    )
+    // Ready while any target answers: one database down is a finding to report, not a reason to
+    // take Warden out of service (its metrics are what show the outage).
+    const reachable = targets.filter((target) => target.reachable)
+    if (reachable.length === 0) {
+      const first = targets[0] as { error?: string }
+      return sendError(
+        res,
+        new ApiError(503, 'database_unavailable', targets.length === 1 ? (first.error ?? '') : 'no target is reachable'),
+      )
     }
+    const first = targets[0]!
+    res.json({
+      status: 'ready',
+      database: targets.length === 1 ? { reachable: first.reachable, latencyMs: 'latencyMs' in first ? first.latencyMs : null } : undefined,
+      targets,
+    })
   })
 
-  // Reads values already in memory: the collectors refresh them in the background.
+  // Freshened first (gauges older than server.freshFor, waiting at most server.scrapeWait), then
+  // served from memory: a slow or broken target is served with the values it had and their age.
   app.get('/metrics', async (_req, res) => {
+    await deps.collection?.freshen()
     const body = await deps.metrics.registry.metrics()
     res.setHeader('Content-Type', deps.metrics.registry.contentType)
     res.setHeader('Cache-Control', 'no-store')
     res.send(body)
+  })
+
+  // Prometheus' multi-target convention (blackbox_exporter, postgres_exporter): one target's series only.
+  app.get('/probe', async (req, res) => {
+    const target = typeof req.query.target === 'string' ? req.query.target : undefined
+    if (!target || !deps.fleet.targets.some((t) => t.config.name === target)) {
+      return sendError(
+        res,
+        new ApiError(
+          400,
+          'invalid_request',
+          `target: expected one of ${deps.fleet.targets.map((t) => t.config.name).join(', ')}${target === undefined ? '' : `, not ${JSON.stringify(target)}`}`,
+        ),
+      )
+    }
+    await deps.collection?.freshen([target])
+    res.setHeader('Content-Type', deps.metrics.registry.contentType)
+    res.setHeader('Cache-Control', 'no-store')
+    res.send(onlyTarget(await deps.metrics.registry.metrics(), target))
   })
 
   app.use('/api', sessionsRouter(deps), opsRouter(deps, auth), mutationsRouter(deps, auth))

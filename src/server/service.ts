@@ -1,12 +1,15 @@
 import type { Express } from 'express'
 import type { Registry } from 'prom-client'
-import { redactUrl, type WardenConfig } from '../core/config.js'
+import { redactUrl, type TargetConfig, type WardenConfig } from '../core/config.js'
 import { configError, ExitCode, WardenError } from '../core/errors.js'
 import { formatDuration } from '../core/duration.js'
 import { ORPHAN_AFTER_FLOOR_SECONDS } from '../sessions/sweep.js'
 import { Database } from '../db/database.js'
 import { auditTableExists } from '../db/queries/audit.js'
-import { Collection } from '../metrics/collection.js'
+import { Collection, Slots } from '../metrics/collection.js'
+import { FleetCollection } from '../metrics/fleet-collection.js'
+import { Fleet } from '../fleet/fleet.js'
+import { mapLimit, TARGET_CONCURRENCY } from '../core/concurrency.js'
 import type { CollectorFactory } from '../metrics/collector.js'
 import { defaultCollectors } from '../metrics/collectors/index.js'
 import { createRegistry } from '../metrics/registry.js'
@@ -18,9 +21,8 @@ import { startScheduler, type Scheduler } from '../scheduler/scheduler.js'
 import { hostname } from 'node:os'
 import { listen, type ListeningServer } from './listen.js'
 import type { Logger } from './logger.js'
-import { sessionTableResolver, type SessionTableResolver } from './session-table.js'
 
-/** The collection runs its collectors side by side; two connections are enough for them and the ping. */
+/** A target's collection runs its collectors side by side; two connections are enough for them and the ping. */
 const COLLECTOR_POOL_MAX = 2
 export const DEFAULT_GRACE_MS = 10_000
 
@@ -34,7 +36,7 @@ export interface ServiceOptions {
   /** clock of the mutation rate limit (tests) */
   now?: () => number
   /**
-   * Run the scheduler (config.scheduler: orphan sweep, doctor) in this process. Replicas
+   * Run the scheduler (config.scheduler: the orphan sweep of every table) in this process. Replicas
    * coordinate through PostgreSQL, so every replica may run it.
    */
   scheduler?: boolean
@@ -46,13 +48,10 @@ export interface Service {
   url: string
   app: Express
   http: ListeningServer
-  /** API requests */
-  db: Database
-  /** the metrics collection's own pool */
-  collectorDb: Database
+  /** every target's pools and catalog-checked tables */
+  fleet: Fleet
   metrics: WardenMetrics
-  collection: Collection
-  sessionTable: SessionTableResolver
+  collection: FleetCollection
   scheduler: Scheduler | null
   chat: ChatMount | null
   /** aborted when close() starts: long work (the scheduler's sweeps too) stops after its current batch */
@@ -61,11 +60,12 @@ export interface Service {
   close: (graceMs?: number) => Promise<{ forced: boolean }>
 }
 
-function openDatabase(config: WardenConfig, logger: Logger, registry: Registry, poolName: string, poolMax: number): Database {
+function openDatabase(target: TargetConfig, logger: Logger, registry: Registry, role: 'api' | 'collector'): Database {
+  const poolName = role === 'api' ? `warden:${target.name}` : `warden_collector:${target.name}`
   const db = new Database({
-    ...config.database,
-    poolMax,
-    onPoolError: (error) => logger.warn({ pool: poolName, error: error.message }, 'idle database connection failed'),
+    ...target.database,
+    poolMax: role === 'api' ? target.database.poolMax : Math.min(COLLECTOR_POOL_MAX, target.database.poolMax),
+    onPoolError: (error) => logger.warn({ pool: poolName, target: target.name, error: error.message }, 'idle database connection failed'),
   })
   // Warden's own pools publish db_client_* like any app's. Sweeps hold their connection (and the
   // table's advisory lock) for the whole run by design, so long-hold warnings would only be noise.
@@ -74,24 +74,32 @@ function openDatabase(config: WardenConfig, logger: Logger, registry: Registry, 
 }
 
 /**
- * Checks the mapping at start-up when the database answers, so a typo fails fast (exit 78) like
- * every other command; when the database is down the service starts anyway and resolves later.
+ * Checks every mapping at start-up where the database answers, so a typo fails fast (exit 78)
+ * like every other command; a target that is down does not stop the service, it is resolved later.
  */
-async function checkMapping(db: Database, config: WardenConfig, sessionTable: SessionTableResolver, logger: Logger): Promise<void> {
-  try {
-    await sessionTable()
-  } catch (error) {
-    if (error instanceof WardenError && error.exitCode === ExitCode.unavailable) {
-      logger.warn({ error: error.message }, 'database unreachable at start; serving anyway (readyz 503, warden_pg_up 0) until it answers')
-      return
+async function checkMappings(fleet: Fleet, config: WardenConfig, logger: Logger): Promise<void> {
+  await mapLimit(fleet.tables(), TARGET_CONCURRENCY, async (ref) => {
+    try {
+      await fleet.catalog.get(ref.target.name, ref.table.name)
+    } catch (error) {
+      if (error instanceof WardenError && error.exitCode === ExitCode.unavailable) {
+        logger.warn(
+          { target: ref.target.name, table: ref.table.name, error: error.message },
+          'target unreachable at start; serving anyway (warden_target_up 0) until it answers',
+        )
+        return
+      }
+      throw fleet.targets.length > 1
+        ? new WardenError(`target ${ref.target.name}: ${(error as Error).message}`, (error as WardenError).exitCode ?? ExitCode.config)
+        : error
     }
-    throw error
-  }
-  if (config.server.adminToken) {
-    const [audit] = await db.rows<{ exists: boolean }>(auditTableExists(config.wardenSchema)).catch(() => [{ exists: true }])
+  })
+  if (!config.server.adminToken) return
+  for (const target of fleet.targets) {
+    const [audit] = await target.db.rows<{ exists: boolean }>(auditTableExists(config.wardenSchema)).catch(() => [{ exists: true }])
     if (!audit?.exists)
       logger.warn(
-        { schema: config.wardenSchema },
+        { target: target.config.name, schema: config.wardenSchema },
         'the audit table does not exist: applied sweeps and closes will fail until `warden db migrate` runs',
       )
   }
@@ -102,52 +110,68 @@ export async function startService(options: ServiceOptions): Promise<Service> {
   const { config, logger } = options
   const registry = options.registry ?? createRegistry()
   const scheduling = options.scheduler === true
-  if (scheduling && config.scheduler.sweep && config.scheduler.sweepApply && config.sessions.orphanAfter < ORPHAN_AFTER_FLOOR_SECONDS) {
+  const short = config.targets.flatMap((t) =>
+    t.sessions.filter((s) => s.orphanAfter < ORPHAN_AFTER_FLOOR_SECONDS).map((s) => `${t.name}/${s.name}`),
+  )
+  if (scheduling && config.scheduler.sweep && config.scheduler.sweepApply && short.length > 0) {
     throw configError(
-      `sessions.orphanAfter = ${formatDuration(config.sessions.orphanAfter)} with scheduler.sweepApply: true would close sessions that paused for less than ${formatDuration(ORPHAN_AFTER_FLOOR_SECONDS)}; the scheduler does not take --force: use a longer orphanAfter`,
+      `orphanAfter below ${formatDuration(ORPHAN_AFTER_FLOOR_SECONDS)} (${short.join(', ')}) with scheduler.sweepApply: true would close sessions that only paused; the scheduler does not take --force: use a longer orphanAfter`,
     )
   }
-  // With a scheduled sweep the last-success gauge starts at 0, so "never succeeded" alerts.
-  const metrics = new WardenMetrics(registry, { expectSweeps: scheduling && config.scheduler.sweep !== null })
-  const db = openDatabase(config, logger, registry, 'warden', config.database.poolMax)
-  const collectorDb = openDatabase(config, logger, registry, 'warden_collector', Math.min(COLLECTOR_POOL_MAX, config.database.poolMax))
+  const tables = config.targets.flatMap((t) => t.sessions.map((s) => ({ target: t.name, table: s.name })))
+  // With a scheduled sweep the last-success gauges start at 0, so "never succeeded" alerts.
+  const metrics = new WardenMetrics(registry, { expectSweeps: scheduling && config.scheduler.sweep !== null, tables })
+  const fleet = new Fleet(config, (target, role) => openDatabase(target, logger, registry, role))
   let chatPoolEnd: (() => Promise<unknown>) | undefined
-  const closePools = () =>
-    Promise.all([db.close().catch(() => undefined), collectorDb.close().catch(() => undefined), chatPoolEnd?.().catch(() => undefined)])
-  const sessionTable = sessionTableResolver(db, config.sessions)
+  const closePools = () => Promise.all([fleet.close(), chatPoolEnd?.().catch(() => undefined)])
   const shutdown = new AbortController()
 
   try {
-    await checkMapping(db, config, sessionTable, logger)
+    await checkMappings(fleet, config, logger)
   } catch (error) {
     await closePools()
     throw error
   }
 
   const env = { registry, metrics, config }
-  const collection = new Collection({
-    db: collectorDb,
-    config,
-    sessionTable,
-    registry,
-    // A scheduled doctor publishes the check metrics; collecting them too would run every check twice.
-    collectors: (options.collectors ?? defaultCollectors({ checks: !(scheduling && config.scheduler.doctor) })).map((factory) =>
-      factory(env),
+  const factories = options.collectors ?? defaultCollectors()
+  const slots = new Slots(TARGET_CONCURRENCY)
+  const collection = new FleetCollection(
+    fleet.targets.map(
+      (target) =>
+        new Collection({
+          db: target.collectorDb,
+          config,
+          target: target.config,
+          tables: () => fleet.resolvedTables(target.config.name),
+          registry,
+          collectors: factories.map((factory) => factory(env)),
+          logger,
+          slots,
+        }),
     ),
-    logger,
-  })
+    registry,
+    config,
+  )
+  const chatTarget = config.targets[0]!
   const chat = options.chat
-    ? createChatMount({ ...options.chat, databaseUrl: options.chat.databaseUrl ?? config.database.url }, registry)
+    ? createChatMount(
+        {
+          ...options.chat,
+          databaseUrl: options.chat.databaseUrl ?? chatTarget.database.url,
+          target: options.chat.target ?? chatTarget.name,
+        },
+        registry,
+      )
     : null
   const app = createApp({
-    db,
     config,
+    fleet,
     metrics,
-    sessionTable,
     logger,
     collection,
     shutdownSignal: shutdown.signal,
-    pools: () => [describePool(db.pool), describePool(collectorDb.pool)],
+    pools: () => fleet.targets.flatMap((target) => [describePool(target.db.pool), describePool(target.collectorDb.pool)]),
     now: options.now,
     mounts: chat ? [{ path: CHAT_MOUNT_PATH, router: chat.router }] : [],
   })
@@ -173,15 +197,21 @@ export async function startService(options: ServiceOptions): Promise<Service> {
   if (scheduling) {
     try {
       scheduler = startScheduler({
-        db,
+        fleet,
         config,
         owner: `${hostname()}:${process.pid}`,
+        listener: {
+          ...metrics.listener,
+          onRun: (event) => {
+            metrics.listener.onRun?.(event)
+            if (event.status === 'ok' && !event.dryRun) void collection.refresh(event.target)
+          },
+        },
         logger: {
           info: (message) => logger.info(message),
           warn: (message) => logger.warn(message),
           error: (message, err) => logger.error({ error: err?.message }, String(message instanceof Error ? message.message : message)),
         },
-        hooks: { onSweep: (outcome) => metrics.recordSweep(outcome), onDoctor: (outcome) => metrics.recordDoctor(outcome) },
       })
     } catch (error) {
       await Promise.all([http.close(0), collection.stop()])
@@ -193,8 +223,11 @@ export async function startService(options: ServiceOptions): Promise<Service> {
   logger.info(
     {
       url: http.url,
-      database: redactUrl(config.database.url),
-      table: config.sessions.table,
+      targets: config.targets.map((target) => ({
+        name: target.name,
+        database: redactUrl(target.database.url),
+        tables: target.sessions.map((table) => table.name),
+      })),
       mutations: config.server.adminToken ? 'enabled' : 'disabled (no admin token)',
     },
     'warden serve listening',
@@ -205,11 +238,9 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     url: http.url,
     app,
     http,
-    db,
-    collectorDb,
+    fleet,
     metrics,
     collection,
-    sessionTable,
     scheduler,
     chat,
     shutdownSignal: shutdown.signal,

@@ -1,6 +1,7 @@
 import type { Request } from 'express'
 import { z, type ZodTypeAny } from 'zod'
 import { durationSchema } from '../core/config-schema.js'
+import { SESSION_STATES } from '../sessions/operations.js'
 import { isEmptyFilter, type BulkCloseFilter } from '../sessions/sweep.js'
 import { ApiError, validationError } from './errors.js'
 
@@ -28,12 +29,15 @@ const repeated = (item: ZodTypeAny, max: number) =>
 const name = z.string().min(1, 'expected a non-empty string').max(200, 'expected at most 200 characters')
 const queryBoolean = z.enum(['true', 'false', '1', '0']).transform((value) => value === 'true' || value === '1')
 
-export const SESSION_STATES = ['active', 'orphaned', 'recent', 'closed', 'all'] as const
 /** Offset paging reads and skips the rows before the page: bounded, so a deep page cannot cost a table scan. */
 export const MAX_OFFSET = 10_000
 
+/** ?target= and ?table= (or the body's): needed when the service watches several tables. */
+const selection = { target: name.optional(), table: name.optional() }
+
 export const listQuery = z
   .object({
+    ...selection,
     state: z.enum(SESSION_STATES).default('active'),
     group: repeated(name, 100),
     since: duration.default('24h'),
@@ -42,13 +46,16 @@ export const listQuery = z
   })
   .strict()
 
-export const statsQuery = z.object({ days: intFrom(1, 3660).default(7), byGroup: queryBoolean.default('false') }).strict()
+export const statsQuery = z.object({ ...selection, days: intFrom(1, 3660).default(7), byGroup: queryBoolean.default('false') }).strict()
 
-export const checksQuery = z.object({ check: repeated(name, 50) }).strict()
+export const checksQuery = z.object({ target: name.optional(), check: repeated(name, 50) }).strict()
 
-export const poolQuery = z.object({ longTransaction: duration.default('1m'), queryLength: intFrom(1, 10_000).default(200) }).strict()
+export const poolQuery = z
+  .object({ target: name.optional(), longTransaction: duration.default('1m'), queryLength: intFrom(1, 10_000).default(200) })
+  .strict()
 
 const runOptions = {
+  ...selection,
   /** false or absent: a dry run (reports, audits, changes nothing) */
   apply: z.boolean({ invalid_type_error: 'expected true or false' }).default(false),
   /** apply despite a refusable hazard (orphanAfter below the floor, naive timestamps that look like another zone) */

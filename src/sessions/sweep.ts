@@ -49,6 +49,8 @@ export const ORPHAN_AFTER_FLOOR_SECONDS = 60
 /** The stable --json / API shape of a close run (documented in README). */
 export interface CloseJson {
   dryRun: boolean
+  /** the target (database) the table belongs to */
+  target: string
   table: string
   closed: number
   remaining: number | null
@@ -77,6 +79,7 @@ export interface BulkCloseResult {
 function toJson(table: SessionTable, report: CloseReport): CloseJson {
   return {
     dryRun: report.dryRun,
+    target: table.target,
     table: `${table.name.schema}.${table.name.name}`,
     closed: report.closed,
     remaining: report.remaining,

@@ -6,6 +6,7 @@ import { ExitCode, usageError, WardenError } from '../../core/errors.js'
 import { startChatServer, type ChatServer } from '../../chat/server.js'
 import { migrate } from '../../db/migrate.js'
 import { chatFlags, chatSetup } from '../../cli/chat-flags.js'
+import { targetFlag } from '../../cli/flags.js'
 import type { MockLlmServer } from '../../llm/mock-server.js'
 import { untilStopSignal } from '../../core/signals.js'
 
@@ -25,13 +26,15 @@ On SIGTERM or Ctrl-C it stops accepting, lets turns in flight finish (--grace), 
   static override flags = {
     host: Flags.string({ description: 'address to listen on', default: '127.0.0.1' }),
     port: Flags.integer({ description: 'port to listen on (0: a free one, printed)', default: 9478, min: 0, max: 65_535 }),
+    target: targetFlag,
     ...chatFlags,
   }
 
   async run(): Promise<void> {
     const { flags } = await this.parse(ChatServe)
     const loaded = this.loadConfig(flags)
-    const databaseUrl = loaded.config.database.url
+    const target = this.selectedTarget(loaded, flags)
+    const databaseUrl = target.database.url
     if (!databaseUrl) throw usageError('chat serve needs a database: --database-url, WARDEN_DATABASE_URL or DATABASE_URL')
     const logger = pino({ name: 'warden-chat' }, pino.destination(2))
     const stop = untilStopSignal()
@@ -47,9 +50,9 @@ On SIGTERM or Ctrl-C it stops accepting, lets turns in flight finish (--grace), 
         logger,
       })
       mock = setup.mock
-      await this.withDatabase(loaded, (db) => migrate(db, loaded.config.wardenSchema))
+      await this.withTargetDatabase(target, (db) => migrate(db, loaded.config.wardenSchema))
       const { graceMs, keepSessions, ...mountOptions } = setup.options
-      server = await startChatServer({ ...mountOptions, databaseUrl, host: flags.host, port: flags.port }).catch(
+      server = await startChatServer({ ...mountOptions, databaseUrl, target: target.name, host: flags.host, port: flags.port }).catch(
         (error: NodeJS.ErrnoException) => {
           throw new WardenError(`cannot listen on ${flags.host}:${flags.port}: ${error.code ?? error.message}`, ExitCode.unavailable)
         },

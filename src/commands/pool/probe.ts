@@ -7,6 +7,7 @@ import { renderPoolProbe } from '../../cli/render-probe.js'
 
 /** Shared with `pool watch`, which takes the same probe flags. */
 export const probeFlags = {
+  target: Flags.string({ description: 'the target (database) to probe; needed when the configuration has several' }),
   'long-transaction': Flags.string({ description: 'report transactions open at least this long, e.g. 30s, 5m', default: '1m' }),
   'query-length': Flags.integer({ description: 'characters of each query text to show', default: 200, min: 1, max: 100_000 }),
   'acquire-timeout': Flags.string({
@@ -56,7 +57,7 @@ Exit 0 whenever the probe ran: findings are reported, not judged (warden doctor 
     const { flags } = await this.parse(PoolProbeCommand)
     const options = probeOptions(flags)
     const loaded = this.loadConfig(flags)
-    const probe = await this.withDatabase(loaded, (db) => probePool(db, options))
+    const probe = await this.withDatabase(loaded, (db) => probePool(db, options), flags)
     this.say(renderPoolProbe(probe, { width: process.stdout.isTTY && process.stdout.columns ? process.stdout.columns : 80 }))
     return probe
   }

@@ -69,33 +69,38 @@ export default class PoolWatch extends WardenCommand {
     const tty = Boolean(process.stdout.isTTY) && !json
     const stop = stopOnSignals()
     try {
-      await this.withDatabase(loaded, async (db) => {
-        for (let snapshot = 1; !stop.requested; snapshot++) {
-          const at = new Date()
-          let frame: string
-          try {
-            const probe = await probePool(db, options)
-            if (json) process.stdout.write(`${JSON.stringify({ snapshot, ...probe })}\n`)
-            frame = renderPoolProbe(probe, { width: tty ? process.stdout.columns || 80 : 80, maxRows: 10 })
-          } catch (error) {
-            // The server went away or refused us mid-watch: show it and keep trying, as a monitor should.
-            if (!(error instanceof WardenError)) throw error
-            if (json) process.stdout.write(`${JSON.stringify({ snapshot, error: { message: error.message, exitCode: error.exitCode } })}\n`)
-            frame = `database unavailable: ${error.message}\n(retrying every ${formatDuration(intervalSeconds)})`
+      await this.withDatabase(
+        loaded,
+        async (db) => {
+          for (let snapshot = 1; !stop.requested; snapshot++) {
+            const at = new Date()
+            let frame: string
+            try {
+              const probe = await probePool(db, options)
+              if (json) process.stdout.write(`${JSON.stringify({ snapshot, ...probe })}\n`)
+              frame = renderPoolProbe(probe, { width: tty ? process.stdout.columns || 80 : 80, maxRows: 10 })
+            } catch (error) {
+              // The server went away or refused us mid-watch: show it and keep trying, as a monitor should.
+              if (!(error instanceof WardenError)) throw error
+              if (json)
+                process.stdout.write(`${JSON.stringify({ snapshot, error: { message: error.message, exitCode: error.exitCode } })}\n`)
+              frame = `database unavailable: ${error.message}\n(retrying every ${formatDuration(intervalSeconds)})`
+            }
+            if (tty) {
+              process.stdout.write(CLEAR_SCREEN)
+              this.say(`warden pool watch · every ${formatDuration(intervalSeconds)} · ${timestamp(at)} · Ctrl-C to stop\n`)
+              this.say(frame)
+            } else {
+              this.say(`=== snapshot ${snapshot} · ${timestamp(at)} ===`)
+              this.say(frame)
+              this.say()
+            }
+            if (flags.count !== undefined && snapshot >= flags.count) break
+            await stop.sleep(intervalSeconds * 1000)
           }
-          if (tty) {
-            process.stdout.write(CLEAR_SCREEN)
-            this.say(`warden pool watch · every ${formatDuration(intervalSeconds)} · ${timestamp(at)} · Ctrl-C to stop\n`)
-            this.say(frame)
-          } else {
-            this.say(`=== snapshot ${snapshot} · ${timestamp(at)} ===`)
-            this.say(frame)
-            this.say()
-          }
-          if (flags.count !== undefined && snapshot >= flags.count) break
-          await stop.sleep(intervalSeconds * 1000)
-        }
-      })
+        },
+        flags,
+      )
     } finally {
       stop.dispose()
     }

@@ -2,13 +2,13 @@ import { Flags } from '@oclif/core'
 import { WardenCommand } from '../../cli/base-command.js'
 import { renderCloseReport } from '../../cli/close-report.js'
 import { confirm } from '../../cli/confirm.js'
-import { batchSizeFlag, maxRowsFlag, sessionFlagValues, tableFlag } from '../../cli/flags.js'
+import { batchSizeFlag, maxRowsFlag, sessionFlagValues, tableFlag, targetFlag } from '../../cli/flags.js'
 import { progressBar } from '../../cli/progress.js'
 import { byGroupLine } from '../../cli/render.js'
 import { DURATION_EXPECTED, parseDuration } from '../../core/duration.js'
 import { ExitCode, usageError, WardenError } from '../../core/errors.js'
-import { summarizeSessions } from '../../sessions/inspect.js'
-import { bulkClose, isEmptyFilter, runOptions, type BulkCloseFilter, type BulkCloseResult } from '../../sessions/sweep.js'
+import { close, preview, unwrap } from '../../sessions/operations.js'
+import { isEmptyFilter, type BulkCloseFilter, type BulkCloseResult } from '../../sessions/sweep.js'
 
 export default class SessionsClose extends WardenCommand {
   static override summary = 'Close open sessions in bulk, for shutdowns and incidents.'
@@ -29,6 +29,7 @@ export default class SessionsClose extends WardenCommand {
     id: Flags.string({ description: 'this session id (repeatable)', multiple: true }),
     yes: Flags.boolean({ char: 'y', description: 'do not ask for confirmation' }),
     'dry-run': Flags.boolean({ description: 'only show what would be closed' }),
+    target: targetFlag,
     table: tableFlag,
     'batch-size': batchSizeFlag,
     'max-rows': maxRowsFlag,
@@ -39,39 +40,33 @@ export default class SessionsClose extends WardenCommand {
     const filter = this.filterFrom(flags)
     const loaded = this.loadConfig(flags, sessionFlagValues(flags))
     const progress = progressBar(!flags['dry-run'] && !this.jsonEnabled())
-    const result = await this.withSessionTable(loaded, async (db, table) => {
-      const options = runOptions(loaded.config, {
-        apply: flags['dry-run'] !== true,
-        command: 'sessions close',
-        onProgress: progress.update,
-      })
+    const result = await this.withSession(loaded, flags, async (handle) => {
+      const settings = { apply: flags['dry-run'] !== true, command: 'sessions close', onProgress: progress.update }
       if (!flags['dry-run'] && !flags.yes) {
-        const preview = await summarizeSessions(db, table, {
-          open: true,
-          startedBeforeSeconds: filter.olderThanSeconds,
-          groups: filter.groups,
-          ids: filter.ids,
-        })
-        const count = preview.reduce((sum, g) => sum + g.count, 0)
-        const byGroup = Object.fromEntries(preview.map((g) => [g.group, g.count]))
+        const matched = await preview(handle, filter)
+        const count = matched.reduce((sum, g) => sum + g.count, 0)
+        const byGroup = Object.fromEntries(matched.map((g) => [g.group, g.count]))
+        const { table } = handle
         if (count > 0)
           await confirm(`close ${count} open session(s) of ${table.name.schema}.${table.name.name} (${byGroupLine(byGroup)})`, '--yes')
       }
-      return bulkClose(db, table, filter, options)
-    })
-      .catch((error: unknown) => {
-        // --id values are the only user input bound to a typed column here (22P02 and friends).
-        if (filter.ids?.length && error instanceof WardenError && error.exitCode === ExitCode.usage) {
-          const reason = error.message.replace(/^invalid value for statement \S*: /, '')
-          throw usageError(
-            `--id ${filter.ids.map((id) => JSON.stringify(id)).join(' --id ')}: not a valid id for sessions.columns.id = "${loaded.config.sessions.columns.id}" (${reason})`,
-          )
-        }
-        throw error
-      })
-      .finally(progress.stop)
+      try {
+        return unwrap(await close(handle, filter, settings))
+      } catch (error) {
+        throw this.explainBadId(error, filter, handle.table.config.columns.id)
+      }
+    }).finally(progress.stop)
     this.say(renderCloseReport(result.report, 'sessions'))
     return result.json
+  }
+
+  /** --id values are the only user input bound to a typed column here (22P02 and friends). */
+  private explainBadId(error: unknown, filter: BulkCloseFilter, idColumn: string): unknown {
+    if (!filter.ids?.length || !(error instanceof WardenError) || error.exitCode !== ExitCode.usage || !error.sqlstate) return error
+    const reason = error.message.replace(/^invalid value for statement \S*: /, '')
+    return usageError(
+      `--id ${filter.ids.map((id) => JSON.stringify(id)).join(' --id ')}: not a valid id for sessions.columns.id = "${idColumn}" (${reason})`,
+    )
   }
 
   private filterFrom(flags: { all: boolean; 'older-than'?: string; group?: string[]; id?: string[] }): BulkCloseFilter {

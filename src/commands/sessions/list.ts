@@ -1,14 +1,14 @@
 import { Flags } from '@oclif/core'
 import { WardenCommand } from '../../cli/base-command.js'
-import { orphanAfterFlag, sessionFlagValues, tableFlag } from '../../cli/flags.js'
+import { orphanAfterFlag, sessionFlagValues, tableFlag, targetFlag } from '../../cli/flags.js'
 import { age, table as renderTable, timestamp } from '../../cli/render.js'
 import { DURATION_EXPECTED, parseDuration } from '../../core/duration.js'
 import { usageError } from '../../core/errors.js'
-import type { SessionFilter, SessionOrder } from '../../db/queries/sessions.js'
-import { listSessionRows, type SessionRow } from '../../sessions/inspect.js'
+import type { SessionRow } from '../../sessions/inspect.js'
+import { list, SESSION_STATES, type SessionState } from '../../sessions/operations.js'
 
-const STATES = ['active', 'orphaned', 'recent', 'closed', 'all'] as const
-type State = (typeof STATES)[number]
+const STATES = SESSION_STATES
+type State = SessionState
 
 export default class SessionsList extends WardenCommand {
   static override summary = 'List sessions of the mapped table.'
@@ -26,26 +26,23 @@ export default class SessionsList extends WardenCommand {
     group: Flags.string({ description: 'only this group (repeatable)', multiple: true }),
     since: Flags.string({ description: 'with --state recent: started within this long, e.g. 1h', default: '24h' }),
     limit: Flags.integer({ description: 'at most this many rows', default: 50, min: 1, max: 10_000 }),
+    target: targetFlag,
     table: tableFlag,
     'orphan-after': orphanAfterFlag,
   }
 
-  async run(): Promise<{ state: State; count: number; sessions: SessionRow[] }> {
+  async run(): Promise<{ state: State; count: number; total: number; hasMore: boolean; sessions: SessionRow[] }> {
     const { flags } = await this.parse(SessionsList)
     const state = flags.state as State
     const since = parseDuration(flags.since)
     if (since === undefined) throw usageError(`--since ${JSON.stringify(flags.since)}: expected ${DURATION_EXPECTED}`)
     const loaded = this.loadConfig(flags, sessionFlagValues(flags))
-    const filters: Record<State, SessionFilter> = {
-      active: { open: true },
-      orphaned: { open: true, silentForSeconds: loaded.config.sessions.orphanAfter },
-      recent: { startedWithinSeconds: since },
-      closed: { open: false },
-      all: {},
-    }
-    const order: SessionOrder = state === 'active' || state === 'orphaned' ? 'silent' : 'newest'
-    const sessions = await this.withSessionTable(loaded, (db, table) =>
-      listSessionRows(db, table, { ...filters[state], groups: flags.group }, flags.limit, order),
+    const {
+      rows: sessions,
+      total,
+      hasMore,
+    } = await this.withSession(loaded, flags, (handle) =>
+      list(handle, { state, groups: flags.group, sinceSeconds: since, limit: flags.limit }),
     )
     this.say(
       sessions.length === 0
@@ -57,8 +54,8 @@ export default class SessionsList extends WardenCommand {
             { header: 'started', value: (r) => timestamp(r.startedAt) },
             { header: 'age', value: (r) => age(r.ageSeconds), align: 'right' },
             { header: 'silent for', value: (r) => (r.open ? age(r.silentSeconds) : '-'), align: 'right' },
-          ]),
+          ]) + (hasMore ? `\n… ${total - sessions.length} more (${total} in all): raise --limit to see them` : ''),
     )
-    return { state, count: sessions.length, sessions }
+    return { state, count: sessions.length, total, hasMore, sessions }
   }
 }

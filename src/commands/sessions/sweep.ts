@@ -1,10 +1,11 @@
 import { Flags } from '@oclif/core'
 import { WardenCommand } from '../../cli/base-command.js'
 import { renderCloseReport } from '../../cli/close-report.js'
-import { batchSizeFlag, maxRowsFlag, orphanAfterFlag, sessionFlagValues, tableFlag } from '../../cli/flags.js'
+import { batchSizeFlag, maxRowsFlag, orphanAfterFlag, sessionFlagValues, tableFlag, targetFlag } from '../../cli/flags.js'
 import { progressBar } from '../../cli/progress.js'
 import { usageError } from '../../core/errors.js'
-import { runOptions, sweepOrphans, type SweepResult } from '../../sessions/sweep.js'
+import { sweep, unwrap } from '../../sessions/operations.js'
+import type { SweepResult } from '../../sessions/sweep.js'
 
 export default class SessionsSweep extends WardenCommand {
   static override summary = 'Find orphaned sessions (open, and silent for longer than orphanAfter) and close them.'
@@ -20,6 +21,7 @@ export default class SessionsSweep extends WardenCommand {
   static override flags = {
     apply: Flags.boolean({ description: 'close the orphans (default: dry run, nothing changes)' }),
     'dry-run': Flags.boolean({ description: 'only report (the default); cannot be combined with --apply' }),
+    target: targetFlag,
     table: tableFlag,
     'orphan-after': orphanAfterFlag,
     'batch-size': batchSizeFlag,
@@ -35,11 +37,9 @@ export default class SessionsSweep extends WardenCommand {
     if (flags.apply && flags['dry-run']) throw usageError('--apply and --dry-run contradict each other: pick one')
     const loaded = this.loadConfig(flags, sessionFlagValues(flags))
     const progress = progressBar(flags.apply && !this.jsonEnabled())
-    const result = await this.withSessionTable(loaded, (db, table) =>
-      sweepOrphans(
-        db,
-        table,
-        runOptions(loaded.config, {
+    const result = await this.withSession(loaded, flags, async (handle) =>
+      unwrap(
+        await sweep(handle, {
           apply: flags.apply === true,
           force: flags.force,
           sample: flags.sample,
