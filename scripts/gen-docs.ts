@@ -41,6 +41,15 @@ export const KEY_DESCRIPTIONS: Record<string, string> = {
     "`lock_timeout` of Warden's own sessions: a table another session locks (DDL, VACUUM FULL, LOCK TABLE) stops the command with the holder's pid and application (exit 5) instead of queueing behind it",
   'database.poolMax': "connections of Warden's own pool",
   wardenSchema: "schema of Warden's own tables (`audit_log`, `scheduled_runs`, the reference chat tables)",
+  targets:
+    'the databases Warden watches, each with its session tables; without it, `database` and `sessions` are one target named `default`',
+  'targets[].name': 'the `target` label, what `--target` selects; letters, digits, `_ . -`',
+  'targets[].databaseUrl': "the target's PostgreSQL URL; an env reference such as `${CHAT_DATABASE_URL}` keeps the password out of the file",
+  'targets[].database': 'overrides of the `database` keys for this target (timeouts, pool size, application name); the rest is inherited',
+  'targets[].sessions': 'the session tables: the keys of `sessions`, plus `name` (the `table` label, what `--table` selects; default: `table` as written)',
+  'targets[].checks': 'overrides of the `checks` thresholds for this target; the rest is inherited',
+  'server.freshFor': 'a scrape that finds a target\'s gauges older than this refreshes them first',
+  'server.scrapeWait': 'how long a scrape waits for that refresh before serving the values it has (`warden_collector_age_seconds` says how old)',
   'sessions.table': 'the session table, `[schema.]table`',
   'sessions.columns.id': 'primary key column of a session',
   'sessions.columns.active': 'boolean column, true while the session is open; omit it and a session is open while `endedAt[0]` IS NULL',
@@ -151,7 +160,11 @@ function typeName(schema: AnyZod, path: string): string {
   }
   if (inner instanceof z.ZodBoolean) return `boolean${nullable}`
   if (inner instanceof z.ZodEnum) return (inner._def.values as string[]).map((v) => `\`${v}\``).join(' \\| ') + nullable
-  if (inner instanceof z.ZodArray) return `list of ${typeName(inner._def.type, path)}${nullable}`
+  if (inner instanceof z.ZodArray) {
+    const element = unwrap(inner._def.type as AnyZod).inner
+    if (element instanceof z.ZodObject) return `list of mappings${nullable}`
+    return `list of ${typeName(inner._def.type, path)}${nullable}`
+  }
   if (inner instanceof z.ZodUnion) {
     const names = [
       ...new Set(
@@ -161,6 +174,8 @@ function typeName(schema: AnyZod, path: string): string {
     return names.join(' or ') + nullable
   }
   if (inner instanceof z.ZodLiteral) return `\`${String(inner._def.value)}\``
+  if (inner instanceof z.ZodLazy) return 'mapping'
+  if (inner instanceof z.ZodObject) return 'mapping'
   throw new Error(`gen-docs: no type name for ${path} (${inner.constructor.name})`)
 }
 
@@ -187,6 +202,17 @@ export function configKeys(): KeyDoc[] {
     if (u.inner instanceof z.ZodObject) {
       for (const [name, child] of Object.entries(u.inner.shape as Record<string, AnyZod>))
         walk(child, [...path, name], inheritedHere, required && !u.optional)
+      return
+    }
+    // A list of targets: the list itself, then one entry's keys as `targets[].name` and so on.
+    if (path.length === 1 && u.inner instanceof z.ZodArray && unwrap(u.inner._def.type as AnyZod).inner instanceof z.ZodObject) {
+      keys.push({ key: path.join('.'), type: typeName(schema, path.join('.')), required: false, default: '' })
+      const element = unwrap(u.inner._def.type as AnyZod).inner as z.ZodObject<z.ZodRawShape>
+      for (const [name, child] of Object.entries(element.shape as Record<string, AnyZod>)) {
+        const key = `${path[0]}[].${name}`
+        const c = unwrap(child)
+        keys.push({ key, type: typeName(child, key), required: !c.optional && !c.hasDefault, default: '' })
+      }
       return
     }
     const key = path.join('.')
@@ -295,6 +321,22 @@ export async function metricDocs(): Promise<MetricDoc[]> {
   return docs.sort((a, b) => a.name.localeCompare(b.name))
 }
 
+/**
+ * How old a metric can be when scraped. Database-derived gauges are refreshed by the scrape
+ * itself when older than server.freshFor (default 1 s), waiting at most server.scrapeWait
+ * (250 ms); a target that is down or slower serves its last values, and
+ * warden_collector_age_seconds says how old they are.
+ */
+const SLOW_CHECKS = 'refreshed by its collector at most once a minute (slow checks), or with every round (activity checks: idle in transaction, long transactions, blocked backends, headroom)'
+const DATABASE = 'database-derived: refreshed at scrape when older than `server.freshFor` (1 s), the scrape waiting up to `server.scrapeWait` (250 ms); otherwise the last values, `warden_collector_age_seconds` old'
+function freshness(name: string): string {
+  if (name.startsWith('warden_check_')) return SLOW_CHECKS
+  if (/^warden_(sessions_(active|orphaned|oldest)|pg_(connections|idle))/.test(name)) return DATABASE
+  if (name === 'warden_target_up' || name === 'warden_pg_up' || name.startsWith('warden_collect')) return 'the last collection round (at scrape when stale, as above)'
+  if (name === 'warden_collector_age_seconds') return 'computed at scrape'
+  return 'in process: current at scrape (counted as it happens)'
+}
+
 export async function renderMetricsDoc(): Promise<string> {
   const docs = await metricDocs()
   const group = (name: string) =>
@@ -313,18 +355,21 @@ export async function renderMetricsDoc(): Promise<string> {
     '`GET /metrics` of `warden serve` (and `warden chat serve` for the chat path). Histograms also expose',
     '`_bucket`, `_count` and `_sum`. Pool metrics are what `createInstrumentedPool` publishes in any Node app',
     "([instrumenting.md](instrumenting.md)), under OpenTelemetry's names and label names; `warden serve` publishes them for its",
-    "own pools (`db_client_connection_pool_name` `warden`, `warden_collector`, and `chat` with `--chat`). OpenTelemetry's",
+    "own pools (`db_client_connection_pool_name` `warden:<target>`, `warden_collector:<target>`, and `chat` with `--chat`). OpenTelemetry's",
     'JavaScript exporter spells the histograms without the unit (`db_client_connection_wait_time_bucket`); dashboards and alerts read both.',
     "Besides these, prom-client's `process_*` and `nodejs_*`.",
-    'No label carries a session or user id; label values are capped at 50 per metric (the rest become `(other)`).',
+    'No label carries a session or user id; label values are capped at 50 per metric (the rest become `(other)`; a real',
+    'group spelled `(…)` is shown quoted, `"(other)"`). Every database-derived metric carries `target`, session metrics `table` too;',
+    "Warden's own backends (`application_name` = `database.applicationName`) are not counted in `warden_pg_connections` or",
+    '`warden_pg_idle_in_transaction_max_seconds`. `GET /probe?target=NAME` serves one target\'s series (multi-target convention).',
     'Alerts: [prometheus/alerts.yml](../prometheus/alerts.yml), what to do: [runbook.md](runbook.md), dashboards: [grafana.md](grafana.md).',
     '',
   ]
   for (const [title, entries] of groups) {
-    lines.push(`## ${title}`, '', '| metric | type | labels | from | help |', '|---|---|---|---|---|')
+    lines.push(`## ${title}`, '', '| metric | type | labels | from | what it counts | how old it can be |', '|---|---|---|---|---|---|')
     for (const d of entries)
       lines.push(
-        `| \`${d.name}\` | ${d.type} | ${d.labels.map((l) => `\`${l}\``).join(', ')} | ${d.source} | ${d.help.replace(/\|/g, '\\|')} |`,
+        `| \`${d.name}\` | ${d.type} | ${d.labels.map((l) => `\`${l}\``).join(', ')} | ${d.source} | ${d.help.replace(/\|/g, '\\|')} | ${freshness(d.name)} |`,
       )
     lines.push('')
   }

@@ -54,7 +54,7 @@ describe('generated docs', () => {
     ]) {
       expect(metrics).toContain(`| \`${name}\` |`)
     }
-    expect(metrics).toMatch(/\| `warden_pg_connections` \| gauge \| `state`, `application_name` \|/)
+    expect(metrics).toMatch(/\| `warden_pg_connections` \| gauge \| `target`, `state`, `application_name` \|/)
   })
 })
 

@@ -11,6 +11,8 @@ import { byLabel, serviceConfig, startTestService, valueOf, waitFor, type TestSe
 
 /** Every label a Warden metric may carry: low-cardinality by construction, never a session or user id. */
 const ALLOWED_LABELS = new Set([
+  'target',
+  'table',
   'group',
   'reason',
   'result',

@@ -2,7 +2,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadConfig } from '../src/core/config.js'
 import { Database } from '../src/db/database.js'
 import { migrate } from '../src/db/migrate.js'
-import { startScheduler, type Scheduler, type SweepOutcome } from '../src/scheduler/scheduler.js'
+import { Fleet } from '../src/fleet/fleet.js'
+import { startScheduler, type Scheduler } from '../src/scheduler/scheduler.js'
+import type { Outcome } from '../src/sessions/operations.js'
+import type { SweepResult } from '../src/sessions/sweep.js'
+
+type SweepOutcome = Outcome<SweepResult>
 import { writeConfig } from './helpers/cli.js'
 import { createTestDatabase, type TestDatabase } from './helpers/db.js'
 import { seedConversationSessions } from './helpers/fixtures.js'
@@ -28,14 +33,20 @@ describe('scheduler with the PostgreSQL run coordinator (three replicas)', () =>
         `database: { url: ${t.url} }\nscheduler:\n  sweep: "* * * * * *"\n  sweepApply: true\n  doctor: null\nsweep: { batchSize: 7 }\n`,
       ),
     })
-    const replicas: Array<{ db: Database; scheduler: Scheduler; outcomes: SweepOutcome[] }> = []
+    const replicas: Array<{ fleet: Fleet; scheduler: Scheduler; outcomes: SweepOutcome[] }> = []
     for (const name of ['a', 'b', 'c']) {
-      const db = new Database({ ...config.database, applicationName: `warden-replica-${name}` })
+      const fleet = new Fleet(config, (target) => new Database({ ...target.database, applicationName: `warden-replica-${name}` }))
       const outcomes: SweepOutcome[] = []
       replicas.push({
-        db,
+        fleet,
         outcomes,
-        scheduler: startScheduler({ db, config, owner: `replica-${name}`, logger: quiet, hooks: { onSweep: (o) => outcomes.push(o) } }),
+        scheduler: startScheduler({
+          fleet,
+          config,
+          owner: `replica-${name}`,
+          logger: quiet,
+          hooks: { onSweep: (_t, _s, o) => outcomes.push(o) },
+        }),
       })
     }
     // New orphans keep arriving while the replicas sweep, so several slots have work to do.
@@ -48,7 +59,7 @@ describe('scheduler with the PostgreSQL run coordinator (three replicas)', () =>
     }
     await sleep(1500)
     await Promise.all(replicas.map((r) => r.scheduler.stop()))
-    await Promise.all(replicas.map((r) => r.db.close()))
+    await Promise.all(replicas.map((r) => r.fleet.close()))
 
     const { rows: slots } = await t.exec(`SELECT key, owner, finished_at IS NOT NULL AS finished FROM warden.scheduled_runs ORDER BY key`)
     expect(slots.length).toBeGreaterThanOrEqual(4)
@@ -61,9 +72,9 @@ describe('scheduler with the PostgreSQL run coordinator (three replicas)', () =>
     const { rows: audit } = await t.exec(
       `SELECT count(*)::int AS runs, sum(rows_affected)::int AS closed FROM warden.audit_log WHERE NOT dry_run AND command = 'scheduled sweep'`,
     )
-    const okRuns = runs.filter((o) => o.result === 'ok')
+    const okRuns = runs.filter((o) => o.status === 'ok')
     expect(audit[0].runs).toBe(okRuns.length)
-    const closedByRuns = okRuns.reduce((sum, o) => sum + (o.result === 'ok' ? o.sweep.json.closed : 0), 0)
+    const closedByRuns = okRuns.reduce((sum, o) => sum + (o.status === 'ok' ? o.value.json.closed : 0), 0)
     expect(closedByRuns).toBe(70)
     expect(audit[0].closed).toBe(70)
     const { rows: left } = await t.exec(`SELECT count(*)::int AS open FROM conversation_sessions WHERE is_active`)
@@ -72,7 +83,8 @@ describe('scheduler with the PostgreSQL run coordinator (three replicas)', () =>
 
   it('refuses an invalid cron expression with the key and the value', async () => {
     const { config } = loadConfig({ env: {}, configPath: writeConfig(`database: { url: ${t.url} }\nscheduler:\n  sweep: "61 * * * *"\n`) })
-    expect(() => startScheduler({ db: t.db, config, owner: 'x', logger: quiet })).toThrow(
+    const fleet = new Fleet(config, (target) => new Database(target.database))
+    expect(() => startScheduler({ fleet, config, owner: 'x', logger: quiet })).toThrow(
       /scheduler\.sweep = "61 \* \* \* \*": not a valid cron expression/,
     )
   })

@@ -70,7 +70,9 @@ describe('warden serve (CLI subprocess)', () => {
         'stopped',
       ]),
     )
-    expect(entries.find((entry) => entry.msg === 'warden serve listening')).toMatchObject({ database: expect.stringContaining(':*****@') })
+    expect(entries.find((entry) => entry.msg === 'warden serve listening')).toMatchObject({
+      targets: [{ name: 'default', database: expect.stringContaining(':*****@'), tables: ['public.conversation_sessions'] }],
+    })
     for (const output of [stdout, stderr]) {
       expect(output).not.toContain(ADMIN_TOKEN)
       expect(output).not.toContain(password)

@@ -4,6 +4,7 @@ import { wrap } from '../cli/wrap.js'
 import { ExitCode, WardenError } from '../core/errors.js'
 import { CHECK_NAMES } from '../checks/index.js'
 import { runFleetChecks, type DoctorReport } from '../checks/run.js'
+import type { CheckResult } from '../checks/types.js'
 import { withDatabases } from '../db/databases.js'
 
 const BADGE = { ok: ' OK ', warn: 'WARN', crit: 'CRIT', skipped: 'SKIP', error: 'FAIL' } as const
@@ -39,9 +40,11 @@ Exit codes: 0 ok, 1 warning, 2 critical, 3 could not run (database unreachable, 
       (target) => this.openDatabase(target),
       (inputs) => runFleetChecks(loaded.config, inputs, { only: flags.check, checkTimeoutMs: flags['check-timeout'] }),
     )
-    for (const check of report.checks) {
+    for (const group of groupUnreachable(report.checks)) {
+      const { check } = group
       const where = [several ? check.target : undefined, check.table].filter(Boolean).join('/')
-      this.say(`${BADGE[check.status]}  ${check.name}${where ? `  (${where})` : ''}`)
+      const name = group.count > 1 ? `all ${group.count} checks of target ${check.target}` : `${check.name}${where ? `  (${where})` : ''}`
+      this.say(`${BADGE[check.status]}  ${name}`)
       this.say(wrap(check.message, 78, '      '))
       if ((flags.verbose || check.status === 'warn' || check.status === 'crit') && check.evidence.length > 0) {
         for (const row of check.evidence.slice(0, flags.verbose ? 50 : 3)) this.say(wrap(JSON.stringify(row), 78, '        '))
@@ -58,4 +61,22 @@ Exit codes: 0 ok, 1 warning, 2 critical, 3 could not run (database unreachable, 
     if (error instanceof WardenError) return super.catch(new WardenError(error.message, ExitCode.unavailable, error.hint))
     return super.catch(error)
   }
+}
+
+/** A target that cannot be reached fails every check with the same message: say it once. */
+function groupUnreachable(checks: CheckResult[]): Array<{ check: CheckResult; count: number }> {
+  const out: Array<{ check: CheckResult; count: number }> = []
+  for (const check of checks) {
+    const last = out[out.length - 1]
+    if (
+      last &&
+      check.status === 'error' &&
+      last.check.status === 'error' &&
+      last.check.target === check.target &&
+      last.check.message === check.message
+    ) {
+      last.count += 1
+    } else out.push({ check, count: 1 })
+  }
+  return out
 }

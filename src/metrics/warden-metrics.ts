@@ -114,6 +114,7 @@ export class WardenMetrics {
     for (const { target, table } of options.tables ?? []) {
       for (const reason of CLOSE_REASONS) this.sessionsClosed.inc({ target, table, reason }, 0)
       for (const result of SWEEP_RESULTS) this.sweepRuns.inc({ target, table, result }, 0)
+      this.sweepDuration.zero({ target, table })
       if (options.expectSweeps) this.sweepLastSuccess.set({ target, table }, 0)
     }
     this.listener = {

@@ -57,6 +57,27 @@ export function sessionsDashboard(): Dashboard {
         ],
       },
       {
+        title: 'Targets',
+        panels: [
+          timeseries({
+            title: 'Targets up',
+            description:
+              'Whether the last collection round of each target (database) reached it. A target at 0 keeps its last values: see the age panel beside this one.',
+            unit: 'short',
+            w: 12,
+            queries: [{ expr: `min by (target) (${sel('warden_target_up')})`, legend: '{{target}}' }],
+          }),
+          timeseries({
+            title: 'Age of the gauges at scrape',
+            description:
+              "Seconds since each target's collectors last succeeded, at scrape time: about server.freshFor while the database answers quickly; growing while it is down or slow.",
+            unit: 's',
+            w: 12,
+            queries: [{ expr: `max by (target) (${sel('warden_collector_age_seconds')} < +Inf)`, legend: '{{target}}' }],
+          }),
+        ],
+      },
+      {
         title: 'Sessions by group',
         panels: [
           timeseries({
