@@ -134,7 +134,8 @@ export async function startService(options: ServiceOptions): Promise<Service> {
   }
 
   const env = { registry, metrics, config }
-  const factories = options.collectors ?? defaultCollectors()
+  // One collector of each topic for the whole fleet: its metrics are registered once, its series are per target.
+  const collectors = (options.collectors ?? defaultCollectors()).map((factory) => factory(env))
   const slots = new Slots(TARGET_CONCURRENCY)
   const collection = new FleetCollection(
     fleet.targets.map(
@@ -145,7 +146,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
           target: target.config,
           tables: () => fleet.resolvedTables(target.config.name),
           registry,
-          collectors: factories.map((factory) => factory(env)),
+          collectors,
           logger,
           slots,
         }),

@@ -1,0 +1,272 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { loadConfig } from '../src/core/config.js'
+import { ExitCode } from '../src/core/errors.js'
+import { migrate } from '../src/db/migrate.js'
+import { parseJson, runCli, writeConfig, type CliResult } from './helpers/cli.js'
+import { createTestDatabase, type TestDatabase } from './helpers/db.js'
+import { CONVERSATION_SHAPE, seedConversationSessions } from './helpers/fixtures.js'
+import { expectInvariants, snapshotTable } from './helpers/invariants.js'
+import { ADMIN_TOKEN, startTestService, valueOf, waitFor, type TestService } from './helpers/server.js'
+
+const show = (r: CliResult) => `exit ${r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`
+const DOWN_URL = 'postgres://warden:not-a-secret@127.0.0.1:1/gone'
+const CONVERSATION_COLUMNS =
+  '{ id: session_id, active: is_active, startedAt: session_start, lastSeenAt: last_activity_at, endedAt: [session_end, ended_at], durationSeconds: duration_seconds, group: agent_role }'
+const RUNS_COLUMNS = '{ id: run_id, startedAt: started_at, lastSeenAt: heartbeat_at, endedAt: [finished_at] }'
+const RUNS_SHAPE = { table: 'public.agent_runs', endedAt: ['finished_at'], startedAt: 'started_at', lastSeenAt: 'heartbeat_at' }
+
+/** agent_runs: an endedAt-only second table, 7 runs silent for an hour (orphans past 15m), 3 alive. */
+async function seedRuns(t: TestDatabase): Promise<void> {
+  await t.exec(
+    `CREATE TABLE agent_runs (run_id bigserial PRIMARY KEY, started_at timestamptz NOT NULL, heartbeat_at timestamptz, finished_at timestamptz)`,
+  )
+  await t.exec(
+    `INSERT INTO agent_runs (started_at, heartbeat_at) SELECT now() - interval '2 hours', now() - interval '1 hour' FROM generate_series(1, 7)`,
+  )
+  await t.exec(`INSERT INTO agent_runs (started_at, heartbeat_at) SELECT now() - interval '5 minutes', now() FROM generate_series(1, 3)`)
+}
+
+describe('one Warden for several databases and session tables', () => {
+  let chat: TestDatabase
+  let billing: TestDatabase
+  let configPath: string
+  const env = () => ({ CHAT_DATABASE_URL: chat.url })
+  const cli = (args: string[], path = configPath) => runCli([...args, '--config', path], { env: env() })
+
+  beforeAll(async () => {
+    chat = await createTestDatabase('fleet_chat')
+    billing = await createTestDatabase('fleet_billing')
+    await seedConversationSessions(chat, { orphans: 6, live: 4, closed: 2 })
+    await seedRuns(chat)
+    await seedConversationSessions(billing, { orphans: 9, live: 1 })
+    await Promise.all([migrate(chat.db, 'warden'), migrate(billing.db, 'warden')])
+    configPath = writeConfig(
+      [
+        'server: { collectInterval: 30s, collectTimeout: 2s }',
+        'targets:',
+        '  - name: chat-prod',
+        '    databaseUrl: ${CHAT_DATABASE_URL}',
+        '    sessions:',
+        `      - { table: public.conversation_sessions, columns: ${CONVERSATION_COLUMNS}, orphanAfter: 2h }`,
+        `      - { table: public.agent_runs, name: runs, columns: ${RUNS_COLUMNS}, orphanAfter: 15m }`,
+        '  - name: billing',
+        `    databaseUrl: ${billing.url}`,
+        '    checks: { orphanedSessions: { warn: 1, crit: 5 } }',
+        '    sessions:',
+        `      - { table: public.conversation_sessions, columns: ${CONVERSATION_COLUMNS} }`,
+        '  - name: archive',
+        `    databaseUrl: ${DOWN_URL}`,
+        '    sessions:',
+        `      - { table: public.conversation_sessions, columns: ${CONVERSATION_COLUMNS} }`,
+        '',
+      ].join('\n'),
+    )
+  })
+  afterAll(async () => {
+    await chat?.drop()
+    await billing?.drop()
+  })
+
+  it('warden targets lists every target and table with its state; the one that is down makes it exit 3', async () => {
+    const result = await cli(['targets', '--json'])
+    expect(result.code, show(result)).toBe(ExitCode.unavailable)
+    const { targets } = parseJson<{
+      targets: Array<{ name: string; reachable: boolean; tables: Array<{ name: string; open: number | null; orphaned: number | null }> }>
+    }>(result)
+    expect(targets.map((t) => [t.name, t.reachable])).toEqual([
+      ['chat-prod', true],
+      ['billing', true],
+      ['archive', false],
+    ])
+    expect(targets[0]!.tables).toEqual([
+      expect.objectContaining({ name: 'public.conversation_sessions', open: 10, orphaned: 6 }),
+      expect.objectContaining({ name: 'runs', open: 10, orphaned: 7 }),
+    ])
+    expect(targets[1]!.tables).toEqual([expect.objectContaining({ open: 10, orphaned: 9 })])
+    expect(result.stdout + result.stderr).not.toContain('not-a-secret')
+  })
+
+  it('a session command needs --target and --table when there are several, names the choices, and changes nothing', async () => {
+    const result = await cli(['sessions', 'sweep', '--apply'])
+    expect(result.code, show(result)).toBe(ExitCode.config)
+    expect(result.stderr).toContain('this configuration has 4 session tables (chat-prod/public.conversation_sessions, chat-prod/runs')
+    const unknown = await cli(['sessions', 'list', '--target', 'nope'])
+    expect(unknown.code, show(unknown)).toBe(ExitCode.config)
+    expect(unknown.stderr).toContain('--target "nope": no such target; the configuration has: chat-prod, billing, archive')
+    const badTable = await cli(['sessions', 'list', '--target', 'chat-prod', '--table', 'nope'])
+    expect(badTable.code, show(badTable)).toBe(ExitCode.config)
+    expect(badTable.stderr).toContain('--table "nope": no such session table')
+    const open = await chat.exec(`SELECT count(*)::int AS n FROM agent_runs WHERE finished_at IS NULL`)
+    expect(open.rows[0].n).toBe(10)
+  })
+
+  it('--target and --table pick one table: its sweep closes its orphans only, with its own orphanAfter', async () => {
+    const runs = await snapshotTable(chat, RUNS_SHAPE)
+    const conversations = await snapshotTable(chat, CONVERSATION_SHAPE)
+    const result = await cli(['sessions', 'sweep', '--target', 'chat-prod', '--table', 'runs', '--apply', '--json'])
+    expect(result.code, show(result)).toBe(0)
+    expect(parseJson(result)).toMatchObject({
+      target: 'chat-prod',
+      table: 'public.agent_runs',
+      orphans: 7,
+      closed: 7,
+      orphanAfterSeconds: 900,
+    })
+    await expectInvariants(chat, runs, { activeAfter: runs.at - 900, closed: 7 })
+    await expectInvariants(chat, conversations, { closed: 0 })
+    const list = await cli(['sessions', 'list', '--target', 'billing', '--state', 'orphaned', '--limit', '3', '--json'])
+    expect(parseJson(list), show(list)).toMatchObject({ count: 3, total: 9, hasMore: true })
+  })
+
+  it('doctor checks every target with its own thresholds and exits with the worst verdict', async () => {
+    const result = await cli(['doctor', '--json'])
+    const report = parseJson<{ exitCode: number; checks: Array<{ target: string; table?: string; name: string; status: string }> }>(result)
+    // billing has 9 orphans against its crit of 5: critical wins over the unreachable archive
+    expect(result.code, show(result)).toBe(2)
+    expect(report.checks.find((c) => c.target === 'billing' && c.name === 'orphaned-sessions')?.status).toBe('crit')
+    // chat-prod keeps the default thresholds (warn 1, crit 6): its 6 conversation orphans are critical too, its runs are swept
+    expect(report.checks.filter((c) => c.target === 'chat-prod' && c.name === 'orphaned-sessions').map((c) => [c.table, c.status])).toEqual(
+      [
+        ['public.conversation_sessions', 'crit'],
+        ['runs', 'ok'],
+      ],
+    )
+    expect(report.checks.filter((c) => c.target === 'archive').every((c) => c.status === 'error')).toBe(true)
+  })
+
+  describe('warden serve over the fleet', () => {
+    let api: TestService
+    beforeAll(async () => {
+      const { config } = loadConfig({ configPath, env: env() })
+      const serving = { ...config, server: { ...config.server, port: 0, adminToken: ADMIN_TOKEN } }
+      api = await startTestService(serving)
+    })
+    afterAll(async () => {
+      await api?.close()
+    })
+
+    it('labels every session gauge by target and table with the values SQL gives; the target that is down reads 0 up', async () => {
+      const samples = await waitFor(async () => {
+        const scraped = (await api.scrape()).samples
+        return valueOf(scraped, 'warden_target_up', { target: 'archive' }) === 0 &&
+          valueOf(scraped, 'warden_target_up', { target: 'billing' }) === 1
+          ? scraped
+          : undefined
+      }, 'a first round of every target')
+      const sum = (name: string, labels: Record<string, string>) =>
+        samples
+          .filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
+          .reduce((a, s) => a + s.value, 0)
+      const sql = async (t: TestDatabase, where: string) =>
+        (await t.exec(`SELECT count(*)::int AS n FROM conversation_sessions WHERE ${where}`)).rows[0].n
+      expect(sum('warden_sessions_active', { target: 'billing', table: 'public.conversation_sessions' })).toBe(
+        await sql(billing, 'is_active'),
+      )
+      expect(sum('warden_sessions_orphaned', { target: 'chat-prod', table: 'public.conversation_sessions' })).toBe(
+        await sql(chat, `is_active AND COALESCE(last_activity_at, session_start) < now() - interval '2 hours'`),
+      )
+      const runsOpen = (await chat.exec(`SELECT count(*)::int AS n FROM agent_runs WHERE finished_at IS NULL`)).rows[0].n
+      expect(sum('warden_sessions_active', { target: 'chat-prod', table: 'runs' })).toBe(runsOpen)
+      expect(valueOf(samples, 'warden_pg_up')).toBe(0) // not every target is up
+    })
+
+    it('GET /probe?target= serves that target only; GET /api/targets shows each with its tables', async () => {
+      const probe = await api.get('/probe?target=billing')
+      expect(probe.status).toBe(200)
+      const text = await probe.text()
+      expect(text).toContain('warden_sessions_active{target="billing"')
+      expect(text).not.toContain('target="chat-prod"')
+      expect(text).not.toContain('process_cpu')
+      expect((await api.get('/probe?target=nope')).status).toBe(400)
+      const { targets } = await (await api.get('/api/targets')).json()
+      expect(targets.map((t: { name: string; up: boolean | null }) => [t.name, t.up])).toEqual([
+        ['chat-prod', true],
+        ['billing', true],
+        ['archive', false],
+      ])
+    })
+
+    it('a change is on the next scrape once server.freshFor has passed, even with a target down', async () => {
+      await billing.exec(
+        `INSERT INTO conversation_sessions (session_id, user_id, agent_role, is_active, session_start, last_activity_at)
+         SELECT gen_random_uuid(), 'new', 'support-agent', true, now(), now() FROM generate_series(1, 5)`,
+      )
+      const expected = (await billing.exec(`SELECT count(*)::int AS n FROM conversation_sessions WHERE is_active`)).rows[0].n
+      // the collection interval is 30 s: only the scrape's own refresh can bring the new rows in
+      const seen = await waitFor(
+        async () => {
+          const scraped = (await api.scrape()).samples
+          const active = scraped
+            .filter((s) => s.name === 'warden_sessions_active' && s.labels.target === 'billing')
+            .reduce((a, s) => a + s.value, 0)
+          return active === expected ? scraped : undefined
+        },
+        `warden_sessions_active of billing to reach ${expected}`,
+        10_000,
+        300,
+      )
+      expect(valueOf(seen, 'warden_collector_age_seconds', { target: 'billing', collector: 'sessions' })).toBeLessThan(5)
+    })
+
+    it('POST /api/sweeps with target and table sweeps that table, and refuses a request that names none when there are several', async () => {
+      const refused = await api.post('/api/sweeps', { apply: true })
+      expect(refused.status).toBe(400)
+      expect((await refused.json()).error.message).toContain('pick one with target and table')
+      const before = await snapshotTable(billing, CONVERSATION_SHAPE)
+      const swept = await api.post('/api/sweeps', { apply: true, target: 'billing', table: 'public.conversation_sessions' })
+      expect(swept.status).toBe(200)
+      expect(await swept.json()).toMatchObject({ target: 'billing', closed: 9 })
+      await expectInvariants(billing, before, { activeAfter: before.at - 7200, closed: 9 })
+      const { samples } = await api.scrape()
+      expect(
+        valueOf(samples, 'warden_sessions_closed_total', {
+          target: 'billing',
+          table: 'public.conversation_sessions',
+          reason: 'orphan_sweep',
+        }),
+      ).toBe(9)
+    })
+  })
+})
+
+describe('fleet configuration refused with the key named (78), nothing changed', () => {
+  const columns = CONVERSATION_COLUMNS
+  it.each([
+    [
+      'a duplicate target name',
+      `targets:\n  - { name: a, databaseUrl: ${DOWN_URL}, sessions: [{ table: s, columns: ${columns} }] }\n  - { name: a, databaseUrl: ${DOWN_URL}, sessions: [{ table: s, columns: ${columns} }] }\n`,
+      'targets[1].name = "a"',
+      'expected a unique name; targets[0] is also "a"',
+    ],
+    [
+      'a target without a URL',
+      `targets:\n  - { name: a, sessions: [{ table: s, columns: ${columns} }] }\n`,
+      'targets[0].databaseUrl missing',
+      'expected a postgres:// URL for this target',
+    ],
+    [
+      'an env reference that is unset',
+      `targets:\n  - { name: a, databaseUrl: "\${NOT_SET_ANYWHERE}", sessions: [{ table: s, columns: ${columns} }] }\n`,
+      'targets[0].databaseUrl = "${NOT_SET_ANYWHERE}"',
+      'environment variable NOT_SET_ANYWHERE is not set',
+    ],
+    [
+      'a table listed twice',
+      `targets:\n  - { name: a, databaseUrl: ${DOWN_URL}, sessions: [{ table: s, columns: ${columns} }, { table: public.s, name: s2, columns: ${columns} }] }\n`,
+      'targets[0].sessions[1].table',
+      'public.s is listed twice in target "a"',
+    ],
+    [
+      'sessions beside targets',
+      `sessions: { table: s, columns: ${columns} }\ntargets:\n  - { name: a, databaseUrl: ${DOWN_URL}, sessions: [{ table: s, columns: ${columns} }] }\n`,
+      'and targets are two ways to name the session tables',
+      '',
+    ],
+  ])('%s', async (_what, yaml, key, message) => {
+    const result = await runCli(['sessions', 'sweep', '--apply', '--config', writeConfig(yaml)])
+    expect(result.code, show(result)).toBe(ExitCode.config)
+    expect(result.stderr).toContain(key)
+    expect(result.stderr).toContain(message)
+    expect(result.stderr).not.toContain('not-a-secret')
+  })
+})
