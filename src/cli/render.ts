@@ -40,7 +40,7 @@ export function byGroupLine(byGroup: Record<string, number>): string {
 /** `sessions stats` and the demo show the same per-day table. */
 export function renderDailyStats(rows: DailyStatsRow[], byGroup: boolean): string {
   return table(rows, [
-    { header: 'day', value: (r) => r.day },
+    { header: 'day', value: (r) => (r.day === 'older' ? 'older, still open' : r.day) },
     ...(byGroup ? [{ header: 'group', value: (r: DailyStatsRow) => r.group }] : []),
     { header: 'sessions', value: (r) => r.total, align: 'right' },
     { header: 'avg duration', value: (r) => age(r.avgDurationSeconds), align: 'right' },

@@ -61,7 +61,8 @@ export class SpreadCoordinator implements RunCoordinator {
   ) {}
 
   async shouldRun(key: string, ttlMs: number): Promise<boolean> {
-    const job = key.slice(0, key.lastIndexOf(':'))
+    // node-cron's key is `<task>:<slot as an ISO timestamp>`: the delay depends on the task, not the slot
+    const job = key.replace(/:\d{4}-\d\d-\d\dT[\d:.]+Z$/, '')
     const delay = createHash('sha256').update(`${this.inner.owner}\u0000${job}`).digest().readUInt32BE(0) % this.spreadMs
     await new Promise((resolve) => setTimeout(resolve, delay))
     return this.inner.shouldRun(key, ttlMs)

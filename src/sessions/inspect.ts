@@ -1,5 +1,5 @@
 import type { Database, Queryable } from '../db/database.js'
-import { dailyStats, listSessions, summarize, type SessionFilter, type SessionOrder } from '../db/queries/sessions.js'
+import { dailyStats, listSessions, olderOpenStats, summarize, type SessionFilter, type SessionOrder } from '../db/queries/sessions.js'
 import type { SessionTable } from '../db/session-table.js'
 
 export interface SessionRow {
@@ -47,14 +47,10 @@ export interface DailyStatsRow {
   orphaned: number
 }
 
+/** Per day of the window, newest first, then one "older" row per group for sessions started before it and still open. */
 export async function sessionDailyStats(db: Database, table: SessionTable, days: number, byGroup: boolean): Promise<DailyStatsRow[]> {
-  const rows = await db.rows<{
-    day: string
-    group: string
-    total: string
-    avgDurationSeconds: number | null
-    stillActive: string
-    orphaned: string
-  }>(dailyStats(table, { days, byGroup, orphanAfterSeconds: table.config.orphanAfter }))
+  type Raw = { day: string; group: string; total: string; avgDurationSeconds: number | null; stillActive: string; orphaned: string }
+  const options = { days, byGroup, orphanAfterSeconds: table.config.orphanAfter }
+  const rows = [...(await db.rows<Raw>(dailyStats(table, options))), ...(await db.rows<Raw>(olderOpenStats(table, options)))]
   return rows.map((row) => ({ ...row, total: Number(row.total), stillActive: Number(row.stillActive), orphaned: Number(row.orphaned) }))
 }

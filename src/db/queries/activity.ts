@@ -104,7 +104,8 @@ export const notableBackends = (options: NotableBackendsOptions, queryIdColumn: 
             a.datname AS database,
             host(a.client_addr) AS "clientAddr",
             a.state,
-            EXTRACT(EPOCH FROM (now() - a.xact_start))::float8 AS "transactionSeconds",
+            -- an aborted transaction has no xact_start: its failed statement started inside it, so that is a lower bound
+            EXTRACT(EPOCH FROM (now() - COALESCE(a.xact_start, CASE WHEN a.state = 'idle in transaction (aborted)' THEN a.query_start END)))::float8 AS "transactionSeconds",
             EXTRACT(EPOCH FROM (now() - a.state_change))::float8 AS "stateSeconds",
             EXTRACT(EPOCH FROM (now() - a.query_start))::float8 AS "querySeconds",
             a.wait_event_type AS "waitEventType",

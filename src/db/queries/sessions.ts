@@ -281,6 +281,30 @@ export interface DailyStatsOptions {
   orphanAfterSeconds: number
 }
 
+/**
+ * Sessions started before the window that are still open, as one more row (day "older"): a
+ * 19-day-old orphan must not be invisible to a 7-day report.
+ */
+export function olderOpenStats(t: SessionTable, options: DailyStatsOptions): Sql {
+  const values: unknown[] = [options.days, options.orphanAfterSeconds]
+  const group = options.byGroup ? `${groupExpr(t)}` : `'${ALL_GROUPS}'`
+  return sql(
+    'sessions.olderOpenStats',
+    `SELECT 'older' AS day,
+            ${group} AS "group",
+            count(*)::int8 AS total,
+            NULL::float8 AS "avgDurationSeconds",
+            count(*)::int8 AS "stillActive",
+            (count(*) FILTER (WHERE ${lastSeenExpr(t)} < now() - make_interval(secs => $2)))::int8 AS orphaned
+       FROM ${t.table}
+      WHERE ${openPredicate(t)}
+        AND ${instantOf(t, t.startedAt)} < date_trunc('day', now()) - make_interval(days => $1 - 1)
+      GROUP BY 2
+      ORDER BY 2`,
+    values,
+  )
+}
+
 /** The post-mortem's daily health query: totals, average duration, still active, and orphans. */
 export function dailyStats(t: SessionTable, options: DailyStatsOptions): Sql {
   const values: unknown[] = [options.days, options.orphanAfterSeconds]
