@@ -291,14 +291,13 @@ export const configSchema = z
   .superRefine(fleetRules)
   .transform(normalizeTargets)
 
-type ParsedConfig = z.output<typeof baseConfig>
+interface ParsedConfig {
+  targets?: Array<z.output<typeof targetSchema>>
+  database: z.output<typeof databaseSchema>
+  sessions: z.output<typeof sessionsSchema>
+  checks: z.output<typeof checksSchema>
+}
 type ParsedTarget = NonNullable<ParsedConfig['targets']>[number]
-const baseConfig = z.object({
-  targets: z.array(targetSchema).optional(),
-  database: databaseSchema,
-  sessions: sessionsSchema,
-  checks: checksSchema,
-})
 
 /** Names that must be unique, and URLs a target cannot do without. */
 function fleetRules(config: Pick<ParsedConfig, 'targets'>, ctx: z.RefinementCtx): void {

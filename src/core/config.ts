@@ -194,7 +194,8 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
   for (const flag of options.flags ?? []) {
     if (flag.value === undefined) continue
     if (fleet && flag.key.startsWith('sessions.')) {
-      tableFlags.table = flag.key === 'sessions.table' ? String(flag.value) : tableFlags.table
+      tableFlags.table =
+        flag.key === 'sessions.table' ? (typeof flag.value === 'string' ? flag.value : JSON.stringify(flag.value)) : tableFlags.table
       if (flag.key === 'sessions.orphanAfter') {
         const parsed = durationSchema.safeParse(flag.value)
         if (!parsed.success) throw usageError(`${flag.flag} ${JSON.stringify(flag.value)}: expected ${DURATION_EXPECTED}`)

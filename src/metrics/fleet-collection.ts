@@ -60,7 +60,7 @@ export class FleetCollection {
   freshen(targets: readonly string[] = [...this.byTarget.keys()]): Promise<void> {
     const maxAgeMs = this.config.server.freshFor * 1000
     const waitMs = this.config.server.scrapeWait * 1000
-    return Promise.all(targets.map((name) => this.byTarget.get(name)?.freshen(maxAgeMs, waitMs))).then(() => undefined)
+    return Promise.all(targets.map((name) => this.byTarget.get(name)?.freshen(maxAgeMs, waitMs) ?? Promise.resolve())).then(() => undefined)
   }
 
   status() {
