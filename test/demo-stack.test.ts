@@ -71,6 +71,16 @@ describe('a newcomer runs `warden demo` and pastes the commands it prints', () =
     expect([1, 2], `${doctor.stdout}\n${doctor.stderr}`).toContain(doctor.code)
     expect(doctor.stdout).toMatch(/idle-in-transaction[\s\S]*demo-hold-app/)
 
+    // two targets (the demo's database and the jobs database it made), three session tables, all matching
+    const targets = await runCli([...printed('warden targets'), '--json'])
+    expect(targets.code, targets.stderr).toBe(0)
+    const fleet = parseJson<{ targets: Array<{ name: string; reachable: boolean; tables: Array<{ name: string; mapping: { ok: boolean } }> }> }>(targets)
+    expect(fleet.targets.map((t) => [t.name, t.reachable, t.tables.map((table) => table.name)])).toEqual([
+      ['chat', true, ['conversations', 'chat-path']],
+      ['jobs', true, ['runs']],
+    ])
+    expect(fleet.targets.flatMap((t) => t.tables).every((table) => table.mapping.ok)).toBe(true)
+
     const sweepArgs = printed('warden sessions sweep')
     expect(sweepArgs).not.toContain('--apply')
     // The demo's scheduler sweeps every 30 s: if it holds the table's lock at that instant, the CLI
@@ -91,14 +101,14 @@ describe('a newcomer runs `warden demo` and pastes the commands it prints', () =
     expect(sweepJson).toMatchObject({ dryRun: true, orphanAfterSeconds: 120 })
 
     // The admin API: reads without a token; the sweep with the printed token, and refused without it.
-    const sessions = (await (await fetch(`${url}/api/sessions?state=all&limit=5`)).json()) as {
+    const sessions = (await (await fetch(`${url}/api/sessions?target=chat&table=conversations&state=all&limit=5`)).json()) as {
       state: string
       nextOffset: number | null
       sessions: unknown[]
     }
     expect(sessions).toMatchObject({ state: 'all', nextOffset: 5 })
     expect(sessions.sessions.length).toBe(5)
-    const sweepBody = JSON.stringify({ apply: true })
+    const sweepBody = JSON.stringify({ apply: true, target: 'chat', table: 'conversations' })
     const refused = await fetch(`${url}/api/sweeps`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: sweepBody })
     expect(refused.status).toBe(401)
     // 409 sweep_running when the scheduled sweep is in the middle of a batch: try again, as a client would.

@@ -1,4 +1,5 @@
-import { constants } from 'node:os'
+import { join } from 'node:path'
+import { constants, tmpdir } from 'node:os'
 import { Flags } from '@oclif/core'
 import { WardenCommand } from '../cli/base-command.js'
 import { usageError } from '../core/errors.js'
@@ -149,13 +150,15 @@ It runs until Ctrl-C or SIGTERM (or for --duration), then stops the traffic, the
           seed: seeded.dataset.report,
         }
         if (stopRequested) return { ...base, url: null, stopped: null }
-        const stack = await startDemoStack({ databaseUrl: server.url, port: o.port })
+        const configPath = join(server.dataDir ?? tmpdir(), 'warden.demo.yaml')
+        const stack = await startDemoStack({ databaseUrl: server.url, port: o.port, configPath })
         if (!stopRequested) {
           this.say(
             renderStackReady({
               bin: this.config.bin,
               url: stack.url,
               databaseUrl: server.url,
+              configPath,
               adminToken: stack.adminToken,
               durationMs: o.durationMs,
               keepDataDir: o.keep,

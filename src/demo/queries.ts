@@ -77,3 +77,38 @@ export const closeDemoSession = (id: string): Sql =>
 /** The hold app's read inside the transaction it then keeps open across its LLM call. */
 export const countOpenDemoSessions = (): Sql =>
   sql('demo.countOpen', 'SELECT count(*) AS open FROM public.conversation_sessions WHERE is_active')
+
+/** The demo's second target: a jobs database whose agent_runs are open until finished_at is set. */
+export const JOBS_DATABASE = 'warden_demo_jobs'
+
+export const dropJobsDatabase = (): Sql => sql('demo.dropJobs', `DROP DATABASE IF EXISTS ${JOBS_DATABASE} WITH (FORCE)`)
+export const createJobsDatabase = (): Sql => sql('demo.createJobs', `CREATE DATABASE ${JOBS_DATABASE}`)
+
+export const createAgentRuns = (): Sql =>
+  sql(
+    'demo.createAgentRuns',
+    `CREATE TABLE IF NOT EXISTS public.agent_runs (
+       run_id        bigserial PRIMARY KEY,
+       agent         text NOT NULL,
+       started_at    timestamptz NOT NULL DEFAULT now(),
+       heartbeat_at  timestamptz,
+       finished_at   timestamptz
+     );
+     CREATE INDEX IF NOT EXISTS agent_runs_open_silence_idx ON public.agent_runs ((COALESCE(heartbeat_at, started_at))) WHERE finished_at IS NULL`,
+  )
+
+/** Finished runs, runs that are alive (a heartbeat a few seconds ago), and runs whose worker died an hour ago. */
+export const seedAgentRuns = (counts: { finished: number; alive: number; dead: number }): Sql =>
+  sql(
+    'demo.seedAgentRuns',
+    `INSERT INTO public.agent_runs (agent, started_at, heartbeat_at, finished_at)
+     SELECT (ARRAY['planner', 'coder', 'reviewer'])[1 + i % 3], now() - interval '3 hours', now() - interval '2 hours 50 minutes', now() - interval '2 hours 45 minutes'
+       FROM generate_series(1, $1::int) i
+     UNION ALL
+     SELECT (ARRAY['planner', 'coder', 'reviewer'])[1 + i % 3], now() - interval '10 minutes', now() - make_interval(secs => i % 30), NULL
+       FROM generate_series(1, $2::int) i
+     UNION ALL
+     SELECT (ARRAY['planner', 'coder', 'reviewer'])[1 + i % 3], now() - interval '2 hours', now() - interval '1 hour', NULL
+       FROM generate_series(1, $3::int) i`,
+    [counts.finished, counts.alive, counts.dead],
+  )

@@ -1,11 +1,13 @@
 import { randomBytes } from 'node:crypto'
+import { writeFileSync } from 'node:fs'
 import { chatSetup, type ChatSetup } from '../cli/chat-flags.js'
-import type { FlagValue, LoadedConfig } from '../core/config.js'
+import { loadConfig, type FlagValue, type LoadedConfig } from '../core/config.js'
 import { startMockLlm, type MockLlmServer } from '../llm/mock-server.js'
 import { createRegistry } from '../metrics/registry.js'
 import { createLogger, type Logger } from '../server/logger.js'
 import { startService, type Service } from '../server/service.js'
 import { HOLD_APP_NAME, startHoldApp, type HoldApp } from './hold-app.js'
+import { createJobsTarget } from './jobs.js'
 import { demoConfig } from './run-demo.js'
 import { startTraffic, type Traffic, type TrafficStats } from './traffic.js'
 
@@ -14,7 +16,6 @@ export const STACK_SETTINGS = {
   orphanAfter: '2m',
   /** node-cron with seconds: every 30 s */
   sweep: '*/30 * * * * *',
-  doctor: '*/15 * * * * *',
   collectInterval: '5s',
   chatLatency: '400ms',
   /** how long the hold app sits idle in transaction per call */
@@ -24,6 +25,8 @@ export const STACK_SETTINGS = {
 
 export interface StackOptions {
   databaseUrl: string
+  /** where the demo writes its fleet config (a file the printed commands use) */
+  configPath: string
   /** the service's port (0: a free one) */
   port: number
   /** the service's log lines go here (stderr by default), warnings and up */
@@ -49,20 +52,49 @@ export interface StackSummary {
   llmCalls: number
 }
 
-/** The config `warden serve` would load, with the demo's fast settings and a one-off admin token. */
+/** The seeding config: the single-table mapping of the example, with the stack's orphanAfter. */
 export function stackConfig(databaseUrl: string, port: number, adminToken: string): LoadedConfig {
   const flag = (key: string, value: unknown): FlagValue => ({ key, flag: '(demo)', value })
   return demoConfig(databaseUrl, [
     flag('sessions.orphanAfter', STACK_SETTINGS.orphanAfter),
-    flag('server.host', '127.0.0.1'),
     flag('server.port', port),
     flag('server.adminToken', adminToken),
-    flag('server.collectInterval', STACK_SETTINGS.collectInterval),
-    flag('server.collectTimeout', '4s'),
-    flag('scheduler.sweep', STACK_SETTINGS.sweep),
-    flag('scheduler.sweepApply', true),
-    flag('scheduler.doctor', STACK_SETTINGS.doctor),
   ])
+}
+
+/**
+ * The demo's fleet: the chat database with two tables (the app's conversation_sessions and the
+ * reference chat path's own), and the jobs database with agent_runs. Written to a file, so the
+ * commands the demo prints can point at it with --config.
+ */
+export function fleetConfigYaml(databaseUrl: string, jobsUrl: string, port: number, schema: string): string {
+  const o = STACK_SETTINGS.orphanAfter
+  return [
+    '# warden demo: two targets, three session tables (written by the demo for this run)',
+    'database: { applicationName: warden-demo }',
+    `server: { host: 127.0.0.1, port: ${port}, collectInterval: ${STACK_SETTINGS.collectInterval}, collectTimeout: 4s }`,
+    `scheduler: { sweep: "${STACK_SETTINGS.sweep}", sweepApply: true }`,
+    'targets:',
+    '  - name: chat',
+    `    databaseUrl: ${databaseUrl}`,
+    '    sessions:',
+    '      - name: conversations',
+    '        table: public.conversation_sessions',
+    '        columns: { id: session_id, active: is_active, startedAt: session_start, lastSeenAt: last_activity_at, endedAt: [session_end, ended_at], durationSeconds: duration_seconds, group: agent_role }',
+    `        orphanAfter: ${o}`,
+    '      - name: chat-path',
+    `        table: ${schema}.chat_sessions`,
+    '        columns: { id: id, active: is_active, startedAt: started_at, lastSeenAt: last_activity_at, endedAt: [ended_at], durationSeconds: duration_seconds, group: agent_role, owner: owner }',
+    `        orphanAfter: ${o}`,
+    '  - name: jobs',
+    `    databaseUrl: ${jobsUrl}`,
+    '    sessions:',
+    '      - name: runs',
+    '        table: public.agent_runs',
+    '        columns: { id: run_id, startedAt: started_at, lastSeenAt: heartbeat_at, endedAt: [finished_at], group: agent }',
+    `        orphanAfter: ${o}`,
+    '',
+  ].join('\n')
 }
 
 /**
@@ -72,7 +104,13 @@ export function stackConfig(databaseUrl: string, port: number, adminToken: strin
  */
 export async function startDemoStack(options: StackOptions): Promise<DemoStack> {
   const adminToken = randomBytes(24).toString('hex')
-  const loaded = stackConfig(options.databaseUrl, options.port, adminToken)
+  const jobsUrl = await createJobsTarget(options.databaseUrl, 'warden')
+  writeFileSync(options.configPath, fleetConfigYaml(options.databaseUrl, jobsUrl, options.port, 'warden'))
+  const loaded = loadConfig({
+    configPath: options.configPath,
+    env: {},
+    flags: [{ key: 'server.adminToken', flag: '(demo)', value: adminToken }],
+  })
   const { config } = loaded
   const logger: Logger = createLogger({
     level: options.logLevel ?? 'warn',
