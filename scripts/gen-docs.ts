@@ -44,12 +44,15 @@ export const KEY_DESCRIPTIONS: Record<string, string> = {
   targets:
     'the databases Warden watches, each with its session tables; without it, `database` and `sessions` are one target named `default`',
   'targets[].name': 'the `target` label, what `--target` selects; letters, digits, `_ . -`',
-  'targets[].databaseUrl': "the target's PostgreSQL URL; an env reference such as `${CHAT_DATABASE_URL}` keeps the password out of the file",
+  'targets[].databaseUrl':
+    "the target's PostgreSQL URL; an env reference such as `${CHAT_DATABASE_URL}` keeps the password out of the file",
   'targets[].database': 'overrides of the `database` keys for this target (timeouts, pool size, application name); the rest is inherited',
-  'targets[].sessions': 'the session tables: the keys of `sessions`, plus `name` (the `table` label, what `--table` selects; default: `table` as written)',
+  'targets[].sessions':
+    'the session tables: the keys of `sessions`, plus `name` (the `table` label, what `--table` selects; default: `table` as written)',
   'targets[].checks': 'overrides of the `checks` thresholds for this target; the rest is inherited',
-  'server.freshFor': 'a scrape that finds a target\'s gauges older than this refreshes them first',
-  'server.scrapeWait': 'how long a scrape waits for that refresh before serving the values it has (`warden_collector_age_seconds` says how old)',
+  'server.freshFor': "a scrape that finds a target's gauges older than this refreshes them first",
+  'server.scrapeWait':
+    'how long a scrape waits for that refresh before serving the values it has (`warden_collector_age_seconds` says how old)',
   'sessions.table': 'the session table, `[schema.]table`',
   'sessions.columns.id': 'primary key column of a session',
   'sessions.columns.active': 'boolean column, true while the session is open; omit it and a session is open while `endedAt[0]` IS NULL',
@@ -327,12 +330,15 @@ export async function metricDocs(): Promise<MetricDoc[]> {
  * (250 ms); a target that is down or slower serves its last values, and
  * warden_collector_age_seconds says how old they are.
  */
-const SLOW_CHECKS = 'refreshed by its collector at most once a minute (slow checks), or with every round (activity checks: idle in transaction, long transactions, blocked backends, headroom)'
-const DATABASE = 'database-derived: refreshed at scrape when older than `server.freshFor` (1 s), the scrape waiting up to `server.scrapeWait` (250 ms); otherwise the last values, `warden_collector_age_seconds` old'
+const SLOW_CHECKS =
+  'refreshed by its collector at most once a minute (slow checks), or with every round (activity checks: idle in transaction, long transactions, blocked backends, headroom)'
+const DATABASE =
+  'database-derived: refreshed at scrape when older than `server.freshFor` (1 s), the scrape waiting up to `server.scrapeWait` (250 ms); otherwise the last values, `warden_collector_age_seconds` old'
 function freshness(name: string): string {
   if (name.startsWith('warden_check_')) return SLOW_CHECKS
   if (/^warden_(sessions_(active|orphaned|oldest)|pg_(connections|idle))/.test(name)) return DATABASE
-  if (name === 'warden_target_up' || name === 'warden_pg_up' || name.startsWith('warden_collect')) return 'the last collection round (at scrape when stale, as above)'
+  if (name === 'warden_target_up' || name === 'warden_pg_up' || name.startsWith('warden_collect'))
+    return 'the last collection round (at scrape when stale, as above)'
   if (name === 'warden_collector_age_seconds') return 'computed at scrape'
   return 'in process: current at scrape (counted as it happens)'
 }
@@ -361,7 +367,7 @@ export async function renderMetricsDoc(): Promise<string> {
     'No label carries a session or user id; label values are capped at 50 per metric (the rest become `(other)`; a real',
     'group spelled `(…)` is shown quoted, `"(other)"`). Every database-derived metric carries `target`, session metrics `table` too;',
     "Warden's own backends (`application_name` = `database.applicationName`) are not counted in `warden_pg_connections` or",
-    '`warden_pg_idle_in_transaction_max_seconds`. `GET /probe?target=NAME` serves one target\'s series (multi-target convention).',
+    "`warden_pg_idle_in_transaction_max_seconds`. `GET /probe?target=NAME` serves one target's series (multi-target convention).",
     'Alerts: [prometheus/alerts.yml](../prometheus/alerts.yml), what to do: [runbook.md](runbook.md), dashboards: [grafana.md](grafana.md).',
     '',
   ]

@@ -74,7 +74,9 @@ describe('a newcomer runs `warden demo` and pastes the commands it prints', () =
     // two targets (the demo's database and the jobs database it made), three session tables, all matching
     const targets = await runCli([...printed('warden targets'), '--json'])
     expect(targets.code, targets.stderr).toBe(0)
-    const fleet = parseJson<{ targets: Array<{ name: string; reachable: boolean; tables: Array<{ name: string; mapping: { ok: boolean } }> }> }>(targets)
+    const fleet = parseJson<{
+      targets: Array<{ name: string; reachable: boolean; tables: Array<{ name: string; mapping: { ok: boolean } }> }>
+    }>(targets)
     expect(fleet.targets.map((t) => [t.name, t.reachable, t.tables.map((table) => table.name)])).toEqual([
       ['chat', true, ['conversations', 'chat-path']],
       ['jobs', true, ['runs']],
