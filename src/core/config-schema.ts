@@ -203,7 +203,7 @@ const schedulerSchema = z
     sweep: cronExpression.nullable().default('*/5 * * * *'),
     /** Mutations default to a dry run: the scheduled sweep only reports until this is true. */
     sweepApply: z.boolean().default(false),
-    /** doctor schedule (publishes check metrics); null turns it off */
+    /** accepted and ignored: the checks run with the metrics collectors (activity checks every round, the rest once a minute) */
     doctor: cronExpression.nullable().default('* * * * *'),
     /** random delay before each run, so replicas do not hit the database at the same instant */
     jitter: z.union([z.literal(0), duration]).default(0),
