@@ -93,7 +93,8 @@ export const KEY_DESCRIPTIONS: Record<string, string> = {
     'failed admin-token attempts per client address and minute; beyond it that address gets 429 until the minute passes',
   'scheduler.sweep': 'cron schedule of the orphan sweep in `warden serve`; null turns it off',
   'scheduler.sweepApply': 'the scheduled sweep closes orphans only when true (a dry run otherwise)',
-  'scheduler.doctor': 'accepted and ignored (kept so existing files load): the checks now run with the collectors, activity checks every round, the rest once a minute',
+  'scheduler.doctor':
+    'accepted and ignored (kept so existing files load): the checks now run with the collectors, activity checks every round, the rest once a minute',
   'scheduler.jitter': 'random delay before each scheduled run',
 }
 

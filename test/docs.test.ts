@@ -1,3 +1,4 @@
+import { loadConfig } from '../src/core/config.js'
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { dirname, join, relative, resolve } from 'node:path'
 import { parseAllDocuments } from 'yaml'
@@ -113,6 +114,29 @@ describe('deploy examples', () => {
       metrics_path: '/metrics',
       static_configs: [{ targets: ['127.0.0.1:9477'] }],
     })
+  })
+
+  it('the multi-target job scrapes /probe of warden serve with each target name as ?target= and as instance', () => {
+    const [config] = load(join(DEPLOY, 'prometheus/scrape-config.yaml'))
+    const job = config!.scrape_configs.find((j: Manifest) => j.job_name === 'warden-targets')
+    expect(job).toMatchObject({ metrics_path: '/probe', static_configs: [{ targets: ['chat-prod', 'billing'] }] })
+    expect(job.relabel_configs).toEqual([
+      { source_labels: ['__address__'], target_label: '__param_target' },
+      { source_labels: ['__param_target'], target_label: 'instance' },
+      { target_label: '__address__', replacement: '127.0.0.1:9477' },
+    ])
+  })
+
+  it('the fleet example loads: its targets, tables and env references', () => {
+    const { config } = loadConfig({
+      configPath: join(ROOT, 'examples', 'fleet', 'warden.config.yaml'),
+      env: { CHAT_DATABASE_URL: 'postgres://warden@chat-db:5432/chat', BILLING_DATABASE_URL: 'postgres://warden@billing-db:5432/billing' },
+    })
+    expect(config.targets.map((t) => [t.name, t.database.url, t.sessions.map((s) => s.name)])).toEqual([
+      ['chat-prod', 'postgres://warden@chat-db:5432/chat', ['conversations', 'agent-runs']],
+      ['billing', 'postgres://warden@billing-db:5432/billing', ['public.sessions']],
+    ])
+    expect(readFileSync(join(ROOT, 'examples', 'fleet', 'warden.config.yaml'), 'utf8')).not.toMatch(/:\/\/[^$\s]*:[^@\s]+@/)
   })
 
   it('the systemd units: a oneshot sweep with its timer, and the service; each runs an existing command', () => {
