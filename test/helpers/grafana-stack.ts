@@ -295,6 +295,8 @@ export function liveVariables(stack: Pick<LiveStack, 'job' | 'instance'>, rateIn
     instance: regexLiteral(stack.instance),
     pool: '.+',
     model: '.+',
+    target: '.+',
+    table: '.+',
     __rate_interval: rateInterval,
     datasource: 'unused',
   }
