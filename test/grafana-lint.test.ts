@@ -13,6 +13,7 @@ import { ROOT } from './helpers/cli.js'
 import {
   DASHBOARDS_DIR,
   alertExpressions,
+  dataPanels,
   labelValuesQuery,
   loadDashboardFiles,
   panelTargets,
@@ -173,6 +174,41 @@ describe('every metric a panel or an alert reads is one Warden publishes', () =>
     expect(filteredWithout).toEqual([])
     expect(labelsOf.get('db_client_connection_count')).not.toContain('target')
     expect(labelsOf.get('warden_sessions_orphaned')).toEqual(expect.arrayContaining(['target', 'table']))
+  })
+
+  it('panels keep target (and table) in every aggregation, unless the panel says it shows all the selected targets together', () => {
+    const AGGREGATION = /\b(sum|min|max|avg|count|group|stddev|stdvar|topk|bottomk|quantile)\s*(?:(by|without)\s*\(([^)]*)\))?\s*\(/g
+    const wholeSelection = new Set<string>()
+    const split = files.flatMap(({ json }) =>
+      dataPanels(json).flatMap((panel) =>
+        (panel.targets ?? []).flatMap((target) => {
+          const expr = String(target.expr)
+          const labels = ['target', 'table'].filter((label) => metricNames(expr).some((name) => labelsOf.get(name)?.includes(label)))
+          const dropped = [...expr.matchAll(AGGREGATION)].flatMap(([, , kind, list]) => {
+            const names = (list ?? '').split(',').map((name) => name.trim())
+            return labels.filter((label) => (kind === 'without' ? names.includes(label) : !names.includes(label)))
+          })
+          if (dropped.length === 0) return []
+          const where = `${String(json.uid)} / ${String(panel.title)} / ${String(target.refId)}`
+          // a figure for the whole selection is allowed when the panel says so
+          if (/selected (targets|table)/.test(String(panel.description))) {
+            wholeSelection.add(`${String(json.uid)} / ${String(panel.title)}`)
+            return []
+          }
+          return [`${where}: ${[...new Set(dropped)].join(', ')} aggregated away in ${expr}`]
+        }),
+      ),
+    )
+    expect(split).toEqual([])
+    // the stat tiles of the top rows, and only those
+    expect([...wholeSelection].sort()).toEqual([
+      'warden-pool / Connection slots used',
+      'warden-pool / Free connection slots',
+      'warden-pool / Longest idle in transaction',
+      'warden-sessions / Oldest open session',
+      'warden-sessions / Open sessions',
+      'warden-sessions / Since the last successful sweep',
+    ])
   })
 
   it('the dashboards that show target metrics offer $target, and $table where a session metric is read, table within target', () => {
