@@ -38,7 +38,8 @@ export interface RunningPrometheus {
 
 /**
  * A real Prometheus on a free loopback port, scraping `targets` every second (and evaluating
- * `ruleFiles`, absolute paths), with its config and TSDB in a temp dir that stop() removes. Bounded: stop() kills it if it does not exit.
+ * `ruleFiles`, absolute paths), with its config and TSDB in a temp dir that stop() removes.
+ * Bounded: stop() kills it if it does not exit.
  */
 export async function startPrometheus(
   targets: string[],
