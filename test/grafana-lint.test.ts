@@ -13,6 +13,8 @@ import { ROOT } from './helpers/cli.js'
 import {
   DASHBOARDS_DIR,
   alertExpressions,
+  dataPanels,
+  labelValuesQuery,
   loadDashboardFiles,
   panelTargets,
   type DashboardFile,
@@ -72,6 +74,8 @@ describe('every metric a panel or an alert reads is one Warden publishes', () =>
   let service: Service
   /** series names the registry exposes: histograms as _bucket/_count/_sum */
   const published = new Map<string, string>()
+  /** the label names of each of those series (without le) */
+  const labelsOf = new Map<string, readonly string[]>()
 
   beforeAll(async () => {
     // The service as `warden serve` builds it; no database is needed to see what it registers.
@@ -89,7 +93,11 @@ describe('every metric a panel or an alert reads is one Warden publishes', () =>
           : type === 'summary'
             ? [metric.name, `${metric.name}_count`, `${metric.name}_sum`]
             : [metric.name]
-      for (const name of names) published.set(name, type)
+      const labelNames = (registry.getSingleMetric(metric.name) as unknown as { labelNames?: string[] } | undefined)?.labelNames ?? []
+      for (const name of names) {
+        published.set(name, type)
+        labelsOf.set(name, labelNames)
+      }
     }
   })
   afterAll(async () => {
@@ -146,6 +154,113 @@ describe('every metric a panel or an alert reads is one Warden publishes', () =>
     expect(oneSpellingOnly).toEqual([])
   })
 
+  it('every selector of a metric with target (and table) labels filters by $target (and $table); pool series carry neither', () => {
+    const fleetLabels = (name: string) => ['target', 'table'].filter((label) => labelsOf.get(name)?.includes(label))
+    const unfiltered = panelTargets(files).flatMap((t) =>
+      parsePromQL(t.expr).selectors.flatMap((selector) =>
+        fleetLabels(selector.name ?? '')
+          .filter((label) => !selector.matchers.some((m) => m.name === label && m.op === '=~' && m.value === `$${label}`))
+          .map((label) => `${t.dashboard} / ${t.panel} / ${t.refId}: ${selector.name} without ${label}=~"$${label}"`),
+      ),
+    )
+    expect(unfiltered).toEqual([])
+    // the filter is on every series that has the label, and only there: OpenTelemetry apps' pool series have no target
+    const filteredWithout = panelTargets(files).flatMap((t) =>
+      parsePromQL(t.expr)
+        .selectors.filter((selector) => selector.matchers.some((m) => m.value === '$target' || m.value === '$table'))
+        .filter((selector) => !fleetLabels(selector.name ?? '').includes('target'))
+        .map((selector) => `${t.dashboard} / ${t.panel}: ${selector.name}`),
+    )
+    expect(filteredWithout).toEqual([])
+    expect(labelsOf.get('db_client_connection_count')).not.toContain('target')
+    expect(labelsOf.get('warden_sessions_orphaned')).toEqual(expect.arrayContaining(['target', 'table']))
+  })
+
+  it('panels keep target (and table) in every aggregation, unless the panel says it shows all the selected targets together', () => {
+    const AGGREGATION = /\b(sum|min|max|avg|count|group|stddev|stdvar|topk|bottomk|quantile)\s*(?:(by|without)\s*\(([^)]*)\))?\s*\(/g
+    const wholeSelection = new Set<string>()
+    const split = files.flatMap(({ json }) =>
+      dataPanels(json).flatMap((panel) =>
+        (panel.targets ?? []).flatMap((target) => {
+          const expr = String(target.expr)
+          const labels = ['target', 'table'].filter((label) => metricNames(expr).some((name) => labelsOf.get(name)?.includes(label)))
+          const dropped = [...expr.matchAll(AGGREGATION)].flatMap(([, , kind, list]) => {
+            const names = (list ?? '').split(',').map((name) => name.trim())
+            return labels.filter((label) => (kind === 'without' ? names.includes(label) : !names.includes(label)))
+          })
+          if (dropped.length === 0) return []
+          const where = `${String(json.uid)} / ${String(panel.title)} / ${String(target.refId)}`
+          // a figure for the whole selection is allowed when the panel says so
+          if (/selected (targets|table)/.test(String(panel.description))) {
+            wholeSelection.add(`${String(json.uid)} / ${String(panel.title)}`)
+            return []
+          }
+          return [`${where}: ${[...new Set(dropped)].join(', ')} aggregated away in ${expr}`]
+        }),
+      ),
+    )
+    expect(split).toEqual([])
+    // the stat tiles of the top rows, and only those
+    expect([...wholeSelection].sort()).toEqual([
+      'warden-pool / Connection slots used',
+      'warden-pool / Free connection slots',
+      'warden-pool / Longest idle in transaction',
+      'warden-sessions / Oldest open session',
+      'warden-sessions / Open sessions',
+      'warden-sessions / Since the last successful sweep',
+    ])
+  })
+
+  it('the dashboards that show target metrics offer $target, and $table where a session metric is read, table within target', () => {
+    for (const { json } of files) {
+      const names = new Set(panelTargets([{ file: '', json }]).flatMap((t) => metricNames(t.expr)))
+      const variables = new Map((json.templating?.list ?? []).map((v) => [v.name, v]))
+      const needs = ['target', 'table'].filter((label) => [...names].some((name) => labelsOf.get(name)?.includes(label)))
+      expect(
+        [...variables.keys()].filter((name) => name === 'target' || name === 'table'),
+        String(json.uid),
+      ).toEqual(needs)
+      for (const label of needs) {
+        const variable = variables.get(label)!
+        expect(variable, `${String(json.uid)} $${label}`).toMatchObject({ type: 'query', multi: true, includeAll: true, allValue: '.+' })
+        const query = labelValuesQuery(variable)!
+        expect(query.label).toBe(label)
+        // offered from a metric that has the label, within the selected job and instance (and target, for tables)
+        const [selector] = parsePromQL(query.selector).selectors
+        expect(labelsOf.get(selector!.name ?? ''), query.selector).toContain(label)
+        const scoped = selector!.matchers.map((m) => `${m.name}${m.op}${m.value}`)
+        expect(scoped).toEqual(
+          expect.arrayContaining(['job=~$job', 'instance=~$instance', ...(label === 'table' ? ['target=~$target'] : [])]),
+        )
+      }
+    }
+  })
+
+  it('alert rules on metrics with target (and table) keep those labels through every aggregation and match on them', () => {
+    // every target of one Warden down at once: across its targets by design (the runbook says which alert to act on)
+    const acrossTargets = new Set(['WardenPostgresDown'])
+    const lost = alertExpressions().flatMap(({ alert, expr }) => {
+      if (acrossTargets.has(alert)) return []
+      const labels = ['target', 'table'].filter((label) => metricNames(expr).some((name) => labelsOf.get(name)?.includes(label)))
+      const problems: string[] = []
+      for (const [, kind, list] of expr.matchAll(/\b(by|without|on|ignoring)\s*\(([^)]*)\)/g)) {
+        const names = list!.split(',').map((name) => name.trim())
+        for (const label of labels) {
+          // a label a metric of the expression lacks (table on a connection metric) need not be kept
+          if ((kind === 'by' || kind === 'on') && !names.includes(label)) problems.push(`${alert}: ${kind} (${list}) drops ${label}`)
+          if ((kind === 'without' || kind === 'ignoring') && names.includes(label))
+            problems.push(`${alert}: ${kind} (${list}) drops ${label}`)
+        }
+      }
+      return problems
+    })
+    expect(lost).toEqual([])
+    const withTarget = alertExpressions().filter(({ expr }) => metricNames(expr).some((name) => labelsOf.get(name)?.includes('target')))
+    expect(withTarget.map(({ alert }) => alert)).toEqual(
+      expect.arrayContaining(['WardenOrphanedSessions', 'WardenSweepNotSucceeding', 'WardenTargetDown', 'WardenConnectionHeadroomLow']),
+    )
+  })
+
   it("the lint's gauge exemption is a gauge in the registry", () => {
     for (const name of OTEL_GAUGES) expect(published.get(name), name).toBe('gauge')
   })
@@ -155,6 +270,8 @@ describe('every metric a panel or an alert reads is one Warden publishes', () =>
     const notShown: Record<string, string> = {
       // the same failure shows as a growing "Metrics age by collector"
       warden_collector_success: 'shown through warden_collect_last_success_timestamp_seconds',
+      // min of warden_target_up, without a target label (and not served by /probe): the dashboards show each target
+      warden_pg_up: 'shown per target through warden_target_up',
     }
     const families = new Set(
       [...published.keys()]

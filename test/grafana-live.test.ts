@@ -1,8 +1,16 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createTestDatabase, type TestDatabase } from './helpers/db.js'
-import { expandVariables, labelValuesQuery, loadDashboardFiles, panelTargets, type PanelTarget } from './helpers/grafana-files.js'
-import { LEAKY_APP, labelValues, liveVariables, startLiveStack, type LiveStack } from './helpers/grafana-stack.js'
+import {
+  dataPanels,
+  expandVariables,
+  labelValuesQuery,
+  loadDashboardFiles,
+  panelTargets,
+  regexLiteral,
+  type PanelTarget,
+} from './helpers/grafana-files.js'
+import { LEAKY_APP, LIVE_TARGETS, labelValues, liveVariables, startLiveStack, type LiveStack } from './helpers/grafana-stack.js'
 
 /**
  * What Grafana would substitute for $__rate_interval with Prometheus scraping every second and a
@@ -99,8 +107,52 @@ describe('every panel of every dashboard has data from a real Warden, chat path 
         const values = await labelValues(stack.prometheus.url, query.label, selector)
         const expected = { job: stack.job, instance: stack.instance }[query.label]
         if (expected) expect(values, `${String(json.uid)} $${String(variable.name)}`).toContain(expected)
+        else if (query.label === 'target') expect(values.sort(), `${String(json.uid)} $target`).toEqual(Object.keys(LIVE_TARGETS).sort())
+        else if (query.label === 'table') expect(values.sort(), `${String(json.uid)} $table`).toEqual(Object.values(LIVE_TARGETS).sort())
         else expect(values.length, `${String(json.uid)} $${String(variable.name)}: ${selector}`).toBeGreaterThan(0)
       }
     }
+    // $table lists the tables of the selected targets only
+    const sessions = files.find((file) => file.json.uid === 'warden-sessions')!
+    const table = labelValuesQuery(sessions.json.templating!.list!.find((v) => v.name === 'table')!)!
+    const jobsOnly = { ...liveVariables(stack, RATE_INTERVAL), target: regexLiteral('jobs') }
+    expect(await labelValues(stack.prometheus.url, 'table', expandVariables(table.selector, jobsOnly))).toEqual([LIVE_TARGETS.jobs])
+  })
+
+  it('keeps the two targets and their tables apart on every panel that is not a whole-selection figure, and $target/$table pick one', async () => {
+    const perTarget = files.flatMap(({ json }) =>
+      dataPanels(json)
+        // the whole-selection tiles say so (test/grafana-lint.test.ts holds them to it)
+        .filter((panel) => !/selected (targets|table)/.test(String(panel.description)))
+        .flatMap((panel) =>
+          (panel.targets ?? [])
+            .filter((target) => String(target.expr).includes('$target'))
+            .map((target) => ({
+              where: `${String(json.uid)} / ${String(panel.title)} / ${String(target.refId)}`,
+              expr: String(target.expr),
+            })),
+        ),
+    )
+    expect(perTarget.length).toBeGreaterThan(25)
+    const all = liveVariables(stack, RATE_INTERVAL)
+    const seen = new Set<string>()
+    const problems: string[] = []
+    for (const { where, expr } of perTarget) {
+      for (const sample of await stack.prometheus.query(expandVariables(expr, all))) {
+        if (sample.metric.target === undefined) problems.push(`${where}: a series without target`)
+        else if (expr.includes('$table') && sample.metric.table === undefined) problems.push(`${where}: a series without table`)
+        else seen.add(`${sample.metric.target}/${sample.metric.table ?? ''}`)
+      }
+      // one target, and one table of the other: only their series are left
+      for (const sample of await stack.prometheus.query(expandVariables(expr, { ...all, target: regexLiteral('jobs') })))
+        if (sample.metric.target !== 'jobs') problems.push(`${where}: target=jobs shows ${sample.metric.target}`)
+      if (expr.includes('$table'))
+        for (const sample of await stack.prometheus.query(expandVariables(expr, { ...all, table: regexLiteral(LIVE_TARGETS.chat) })))
+          if (sample.metric.table !== LIVE_TARGETS.chat) problems.push(`${where}: table=${LIVE_TARGETS.chat} shows ${sample.metric.table}`)
+    }
+    expect(problems).toEqual([])
+    expect([...seen].sort()).toEqual(
+      expect.arrayContaining(['chat/', 'jobs/', ...Object.entries(LIVE_TARGETS).map(([target, table]) => `${target}/${table}`)]),
+    )
   })
 })

@@ -49,6 +49,14 @@ export type DatasourceRef = Json<DataSourceRef>
  */
 export const SCOPE = 'job=~"$job", instance=~"$instance"'
 
+/**
+ * The fleet's matchers: every series Warden derives from a database carries `target` (the name
+ * under targets: in its config), session series `table` as well. Pool series of OpenTelemetry-
+ * instrumented apps carry neither, so only selectors of Warden's database-derived metrics use them.
+ */
+export const TARGET = 'target=~"$target"'
+export const TABLE = 'table=~"$table"'
+
 /** `name{job=~"$job", instance=~"$instance", …extra}` */
 export function sel(metric: string, ...extra: string[]): string {
   return `${metric}{${[SCOPE, ...extra].join(', ')}}`
@@ -168,6 +176,32 @@ export function standardVariables(metric: string): Variable[] {
       'Scrape target (host:port) within the selected jobs.',
     ),
   ]
+}
+
+/**
+ * Target, and with `tables` the session table within the selected targets: from warden_target_up,
+ * which every target publishes (also through /probe), and warden_sessions_active, one series per
+ * table and group.
+ */
+export function fleetVariables(options: { tables: boolean }): Variable[] {
+  const variables = [
+    labelVariable(
+      'target',
+      'Target',
+      `label_values(warden_target_up{${SCOPE}}, target)`,
+      'Database Warden watches (the names under targets: in its config; default for a single-database config).',
+    ),
+  ]
+  if (options.tables)
+    variables.push(
+      labelVariable(
+        'table',
+        'Table',
+        `label_values(warden_sessions_active{${SCOPE}, ${TARGET}}, table)`,
+        'Session table within the selected targets (its name under sessions:, by default schema.table).',
+      ),
+    )
+  return variables
 }
 
 // ---- panels ----
@@ -314,8 +348,8 @@ export const CHECK_STATUS_MAPPINGS: ValueMapping[] = [
 // ---- dashboard ----
 
 /**
- * The pair of tiles a dashboard shows for a set of doctor checks: the last verdict of each, and
- * whether its last run could run at all (a failed check keeps its old verdict).
+ * The pair of tiles a dashboard shows for a set of doctor checks: the last verdict of each, per
+ * target, and whether its last run could run at all (a failed check keeps its old verdict).
  */
 export function checkTiles(
   checks: string,
@@ -330,7 +364,7 @@ export function checkTiles(
       w: 16,
       mappings: CHECK_STATUS_MAPPINGS,
       thresholds: [GREEN, { color: 'yellow', value: 1 }, { color: 'red', value: 2 }],
-      queries: [{ expr: `max by (check) (${sel('warden_check_status', checks)})`, legend: '{{check}}' }],
+      queries: [{ expr: `max by (target, check) (${sel('warden_check_status', checks, TARGET)})`, legend: '{{target}} {{check}}' }],
     }),
     stat({
       ...tile,
@@ -344,7 +378,7 @@ export function checkTiles(
         { color: 'red', value: null },
         { color: 'green', value: 1 },
       ],
-      queries: [{ expr: `min by (check) (${sel('warden_check_success', checks)})`, legend: '{{check}}' }],
+      queries: [{ expr: `min by (target, check) (${sel('warden_check_success', checks, TARGET)})`, legend: '{{target}} {{check}}' }],
     }),
   ]
 }

@@ -2,17 +2,20 @@ import { Writable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import Anthropic from '@anthropic-ai/sdk'
 import { startChatServer, type ChatServer } from '../../src/chat/server.js'
+import { loadConfig } from '../../src/core/config.js'
+import { Database } from '../../src/db/database.js'
 import { migrate } from '../../src/db/migrate.js'
 import { startMockLlm, type MockLlmServer } from '../../src/llm/mock-server.js'
 import { createRegistry } from '../../src/metrics/registry.js'
 import { createInstrumentedPool, llmCall, poolScope, type PoolLogger } from '../../src/pool/instrumented-pool.js'
 import { createLogger } from '../../src/server/logger.js'
 import { startService, type Service } from '../../src/server/service.js'
+import { writeConfig } from './cli.js'
 import type { TestDatabase } from './db.js'
-import { GROUPS, seedConversationSessions } from './fixtures.js'
+import { exampleSchema, GROUPS, seedConversationSessions } from './fixtures.js'
 import { regexLiteral } from './grafana-files.js'
 import { startPrometheus, type RunningPrometheus } from './prometheus.js'
-import { serviceConfig } from './server.js'
+import { ADMIN_TOKEN } from './server.js'
 
 /*
  * The live stack the dashboards are checked and previewed against (test/grafana-live.test.ts,
@@ -44,6 +47,13 @@ export interface TrafficStats {
   failures: number
   lastFailure?: string
 }
+
+/**
+ * The fleet the stack runs: target chat (the test database: conversation_sessions, the chat path
+ * and the leaky app) and target jobs (a second database on the same server, an llm_sessions
+ * table), so every panel is checked with two targets and two tables side by side.
+ */
+export const LIVE_TARGETS = { chat: 'conversations', jobs: 'agent-sessions' } as const
 
 export interface LiveStack {
   service: Service
@@ -184,8 +194,28 @@ async function leakyApp(
   }
 }
 
+/** A second database on the server of `t`, dropped (from `t`'s database) when the stack stops. */
+async function createSiblingDatabase(t: TestDatabase, suffix: string): Promise<TestDatabase> {
+  const name = `${t.name}_${suffix}`.slice(0, 63)
+  await t.exec(`CREATE DATABASE "${name}"`)
+  const url = new URL(t.url)
+  url.pathname = `/${name}`
+  const db = new Database({ url: url.toString(), applicationName: 'warden-test', connectTimeout: 5, statementTimeout: 30, poolMax: 2 })
+  return {
+    url: url.toString(),
+    name,
+    db,
+    exec: (text, values) => db.pool.query(text, values),
+    async drop() {
+      await db.close().catch(() => undefined)
+      await t.exec(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`)
+    },
+  }
+}
+
 /**
- * Everything the dashboards read, for real: a seeded session table with orphans, `warden serve`
+ * Everything the dashboards read, for real: two targets (LIVE_TARGETS), a seeded session table
+ * with orphans in each, `warden serve`
  * (startService) with the scheduler sweeping and applying every 2 s and doctor every 2 s, chat
  * servers (the reference chat path, through @anthropic-ai/sdk) sharing the service's registry
  * against the mock LLM with faults, a leaky app holding a transaction across LLM calls, new
@@ -203,6 +233,16 @@ export async function startLiveStack(t: TestDatabase, options: LiveStackOptions 
   try {
     await seedConversationSessions(t, { orphans: 30, live: 24, closed: 12 })
     await migrate(t.db, 'warden')
+    const jobs = await createSiblingDatabase(t, 'jobs')
+    stops.push(() => jobs.drop())
+    await jobs.exec(exampleSchema('llm_sessions'))
+    await jobs.exec(
+      `INSERT INTO llm_sessions (role, created_at, last_query_at)
+       SELECT ($1::text[])[1 + i % 2], now() - interval '3 hours', now() - CASE WHEN i % 3 = 0 THEN interval '2 hours' ELSE interval '1 minute' END
+         FROM generate_series(1, 18) AS i`,
+      [['planner', 'worker']],
+    )
+    await migrate(jobs.db, 'warden')
 
     // Fault rates high enough that every error panel has data within seconds, low enough that most turns succeed.
     const mock = await startMockLlm({
@@ -219,10 +259,37 @@ export async function startLiveStack(t: TestDatabase, options: LiveStackOptions 
         done()
       },
     })
-    const config = serviceConfig(t.url, {
-      server: { collectInterval: '1s', collectTimeout: '2s' },
-      extra: `scheduler:\n  sweep: "${options.sweepSchedule ?? '*/2 * * * * *'}"\n  sweepApply: true\n  doctor: "*/2 * * * * *"\n`,
-    })
+    const config = loadConfig({
+      configPath: writeConfig(`server:
+  port: 0
+  collectInterval: 1s
+  collectTimeout: 2s
+  mutationsPerMinute: 1000
+  adminToken: ${ADMIN_TOKEN}
+scheduler:
+  sweep: "${options.sweepSchedule ?? '*/2 * * * * *'}"
+  sweepApply: true
+  doctor: "*/2 * * * * *"
+targets:
+  - name: chat
+    databaseUrl: ${t.url}
+    sessions:
+      - name: ${LIVE_TARGETS.chat}
+        table: public.conversation_sessions
+        columns:
+          { id: session_id, active: is_active, startedAt: session_start, lastSeenAt: last_activity_at, endedAt: [session_end, ended_at], durationSeconds: duration_seconds, group: agent_role }
+        orphanAfter: 2h
+  - name: jobs
+    databaseUrl: ${jobs.url}
+    sessions:
+      - name: ${LIVE_TARGETS.jobs}
+        table: public.llm_sessions
+        columns: { id: id, startedAt: created_at, lastSeenAt: last_query_at, endedAt: expired_at, group: role }
+        orphanAfter: 30m
+        closeTimestamp: lastSeen
+`),
+      env: {},
+    }).config
     const service = await startService({
       config,
       logger: createLogger({ level: 'warn', format: 'json', destination }),
@@ -295,6 +362,8 @@ export function liveVariables(stack: Pick<LiveStack, 'job' | 'instance'>, rateIn
     instance: regexLiteral(stack.instance),
     pool: '.+',
     model: '.+',
+    target: '.+',
+    table: '.+',
     __rate_interval: rateInterval,
     datasource: 'unused',
   }

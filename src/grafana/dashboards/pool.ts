@@ -1,4 +1,16 @@
-import { checkTiles, GREEN, dashboard, labelVariable, sel, standardVariables, stat, timeseries, type Dashboard } from '../model.js'
+import {
+  checkTiles,
+  GREEN,
+  dashboard,
+  fleetVariables,
+  labelVariable,
+  sel,
+  standardVariables,
+  stat,
+  TARGET,
+  timeseries,
+  type Dashboard,
+} from '../model.js'
 
 const RATE = '[$__rate_interval]'
 /** OpenTelemetry's attribute names as Prometheus spells them: Warden's pools and OpenTelemetry-instrumented apps alike */
@@ -29,22 +41,30 @@ const quantiles = (unitless: string) =>
     legend: `{{${POOL_NAME}}} p${Math.round(q * 100)}`,
   }))
 
-/** used / max_connections per Warden instance; each instance watches one server. */
-const usedRatio = `sum by (job, instance) (${sel('warden_pg_connections')}) / on (job, instance) max by (job, instance) (${sel('warden_pg_connections_max')})`
+/**
+ * Warden's database-derived series of the selected targets. The db_client_connection_* series
+ * are the pools' (Warden's own, named warden:<target>, and apps'): they have no target label.
+ */
+const server = (metric: string, ...extra: string[]) => sel(metric, TARGET, ...extra)
+
+/** used / max_connections per Warden instance and target: each target is one server's view. */
+const BY_SERVER = 'job, instance, target'
+const usedRatio = `sum by (${BY_SERVER}) (${server('warden_pg_connections')}) / on (${BY_SERVER}) max by (${BY_SERVER}) (${server('warden_pg_connections_max')})`
 
 export function poolDashboard(): Dashboard {
   return dashboard({
     uid: 'warden-pool',
     title: 'Warden / Pool & database',
     description:
-      'Client pools (OpenTelemetry db.client.connection.* metrics, from Warden and any app using its instrumented pool) and the PostgreSQL server as pg_stat_activity shows it: who holds connections, idle-in-transaction holders, headroom.',
+      'Client pools (OpenTelemetry db.client.connection.* metrics, from Warden and any app using its instrumented pool) and each target database server as pg_stat_activity shows it: who holds connections, idle-in-transaction holders, headroom.',
     variables: [
       ...standardVariables('db_client_connection_count'),
+      ...fleetVariables({ tables: false }),
       labelVariable(
         'pool',
         'Pool',
         `label_values(db_client_connection_count{job=~"$job", instance=~"$instance"}, ${POOL_NAME})`,
-        "Client pool (db_client_connection_pool_name): warden and warden_collector are Warden's own; the others are apps using the instrumented pool or OpenTelemetry's pg instrumentation.",
+        "Client pool (db_client_connection_pool_name): warden:<target> and warden_collector:<target> are Warden's own; the others are apps using the instrumented pool or OpenTelemetry's pg instrumentation. Pools carry no target label: the Target variable does not filter them.",
       ),
     ],
     sections: [
@@ -52,12 +72,13 @@ export function poolDashboard(): Dashboard {
         title: 'Now',
         panels: [
           stat({
-            title: 'PostgreSQL reachable',
+            title: 'Targets reachable',
             description:
-              'Whether the last metrics collection of every selected Warden instance reached PostgreSQL. While it is down the other gauges keep their last values (WardenPostgresDown).',
+              "One tile per selected target: whether the last collection of every selected Warden instance reached that target's PostgreSQL. While a target is down its gauges keep their last values (WardenTargetDown).",
             unit: 'none',
             w: 4,
             colorMode: 'background',
+            showNames: true,
             sparkline: false,
             mappings: [
               { type: 'value', options: { '0': { text: 'down', color: 'red', index: 0 }, '1': { text: 'up', color: 'green', index: 1 } } },
@@ -66,11 +87,11 @@ export function poolDashboard(): Dashboard {
               { color: 'red', value: null },
               { color: 'green', value: 1 },
             ],
-            queries: [{ expr: `min(${sel('warden_pg_up')})`, legend: 'up' }],
+            queries: [{ expr: `min by (target) (${server('warden_target_up')})`, legend: '{{target}}' }],
           }),
           stat({
             title: 'Connection slots used',
-            description: `Client connections of the whole server as a share of max_connections (highest among the selected instances). Red at ${HEADROOM_ALERT_RATIO * 100} %: WardenConnectionHeadroomLow. Slots reserved for superusers are not subtracted.`,
+            description: `Client connections of a target's whole server as a share of max_connections, the highest among the selected targets and instances. Red at ${HEADROOM_ALERT_RATIO * 100} %: WardenConnectionHeadroomLow. Slots reserved for superusers are not subtracted.`,
             unit: 'percentunit',
             w: 4,
             thresholds: [GREEN, { color: 'yellow', value: 0.8 }, { color: 'red', value: HEADROOM_ALERT_RATIO }],
@@ -79,7 +100,7 @@ export function poolDashboard(): Dashboard {
           stat({
             title: 'Free connection slots',
             description:
-              'max_connections minus the client connections open now (lowest among the selected instances): how many more connections a pool increase or a new replica can take before "too many clients".',
+              'max_connections minus the client connections open now, the lowest among the selected targets and instances: how many more connections a pool increase or a new replica can take before "too many clients".',
             unit: 'short',
             w: 4,
             thresholds: [
@@ -89,19 +110,19 @@ export function poolDashboard(): Dashboard {
             ],
             queries: [
               {
-                expr: `min(max by (job, instance) (${sel('warden_pg_connections_max')}) - on (job, instance) sum by (job, instance) (${sel('warden_pg_connections')}))`,
+                expr: `min(max by (${BY_SERVER}) (${server('warden_pg_connections_max')}) - on (${BY_SERVER}) sum by (${BY_SERVER}) (${server('warden_pg_connections')}))`,
                 legend: 'free',
               },
             ],
           }),
           stat({
             title: 'Longest idle in transaction',
-            description: `Longest time any backend has sat idle inside an open transaction: an app holding a transaction across an LLM call. 0 when none is. Red past ${IDLE_IN_TRANSACTION_ALERT_SECONDS} s (WardenIdleInTransactionLong).`,
+            description: `Longest time any backend of the selected targets has sat idle inside an open transaction: an app holding a transaction across an LLM call. 0 when none is. Red past ${IDLE_IN_TRANSACTION_ALERT_SECONDS} s (WardenIdleInTransactionLong).`,
             unit: 's',
             w: 4,
             colorMode: 'background',
             thresholds: [GREEN, { color: 'yellow', value: 10 }, { color: 'red', value: IDLE_IN_TRANSACTION_ALERT_SECONDS }],
-            queries: [{ expr: `max(${sel('warden_pg_idle_in_transaction_max_seconds')}) or on () vector(0)`, legend: 'longest' }],
+            queries: [{ expr: `max(${server('warden_pg_idle_in_transaction_max_seconds')}) or on () vector(0)`, legend: 'longest' }],
           }),
           stat({
             title: 'Pool timeouts',
@@ -210,86 +231,99 @@ export function poolDashboard(): Dashboard {
         ],
       },
       {
-        title: 'PostgreSQL server (pg_stat_activity)',
+        title: 'PostgreSQL servers of the targets (pg_stat_activity)',
         panels: [
           timeseries({
             title: 'Server connections by state',
             description:
-              'Client backends of the whole server by state (active, idle, idle in transaction, hidden when the role lacks pg_read_all_stats). Pick one instance per server: replicas watching the same server are added up.',
+              "Client backends of each target's whole server by state (active, idle, idle in transaction, hidden when the role lacks pg_read_all_stats). Pick one instance per server: replicas watching the same server are added up.",
             unit: 'short',
             w: 8,
             stack: true,
-            queries: [{ expr: `sum by (state) (${sel('warden_pg_connections')})`, legend: '{{state}}' }],
+            queries: [{ expr: `sum by (target, state) (${server('warden_pg_connections')})`, legend: '{{target}} {{state}}' }],
           }),
           timeseries({
             title: 'Server connections by application',
             description:
-              'Client backends by application_name: which app holds the server\'s connections. Beyond the 50 largest, applications are folded into "(other)". Pick one instance per server.',
+              'Client backends of each target\'s server by application_name: which app holds the server\'s connections. Beyond the 50 largest, applications are folded into "(other)". Pick one instance per server.',
             unit: 'short',
             w: 8,
             stack: true,
-            queries: [{ expr: `sum by (application_name) (${sel('warden_pg_connections')})`, legend: '{{application_name}}' }],
+            queries: [
+              { expr: `sum by (target, application_name) (${server('warden_pg_connections')})`, legend: '{{target}} {{application_name}}' },
+            ],
           }),
           timeseries({
             title: 'Idle in transaction, longest by application',
-            description: `Longest time a backend of each application has been idle inside an open transaction (since its last statement ended): how long an LLM call has been holding it. Dashed line: ${IDLE_IN_TRANSACTION_ALERT_SECONDS} s, WardenIdleInTransactionLong.`,
+            description: `Longest time a backend of each application, per target, has been idle inside an open transaction (since its last statement ended): how long an LLM call has been holding it. Dashed line: ${IDLE_IN_TRANSACTION_ALERT_SECONDS} s, WardenIdleInTransactionLong.`,
             unit: 's',
             w: 8,
             thresholdLines: true,
             thresholds: [GREEN, { color: 'red', value: IDLE_IN_TRANSACTION_ALERT_SECONDS }],
             queries: [
-              { expr: `max by (application_name) (${sel('warden_pg_idle_in_transaction_max_seconds')})`, legend: '{{application_name}}' },
+              {
+                expr: `max by (target, application_name) (${server('warden_pg_idle_in_transaction_max_seconds')})`,
+                legend: '{{target}} {{application_name}}',
+              },
             ],
           }),
           timeseries({
             title: 'Connections and max_connections',
             description:
-              'Client connections open on the server against its max_connections setting, per Warden instance. The gap is the headroom; bigger pools only move the cliff closer.',
+              "Client connections open on each target's server against its max_connections setting, per target and Warden instance. The gap is the headroom; bigger pools only move the cliff closer.",
             unit: 'short',
             queries: [
-              { expr: `sum by (instance) (${sel('warden_pg_connections')})`, legend: 'connections {{instance}}' },
-              { expr: `max by (instance) (${sel('warden_pg_connections_max')})`, legend: 'max_connections {{instance}}' },
+              { expr: `sum by (instance, target) (${server('warden_pg_connections')})`, legend: 'connections {{target}} {{instance}}' },
+              {
+                expr: `max by (instance, target) (${server('warden_pg_connections_max')})`,
+                legend: 'max_connections {{target}} {{instance}}',
+              },
             ],
           }),
           timeseries({
             title: 'Connection slots used',
-            description: `Client connections as a share of max_connections, per Warden instance. Dashed line: ${HEADROOM_ALERT_RATIO * 100} %, WardenConnectionHeadroomLow.`,
+            description: `Client connections as a share of max_connections, per target and Warden instance. Dashed line: ${HEADROOM_ALERT_RATIO * 100} %, WardenConnectionHeadroomLow.`,
             unit: 'percentunit',
             max: 1,
             thresholdLines: true,
             thresholds: [GREEN, { color: 'red', value: HEADROOM_ALERT_RATIO }],
-            queries: [{ expr: usedRatio, legend: '{{instance}}' }],
+            queries: [{ expr: usedRatio, legend: '{{target}} {{instance}}' }],
           }),
         ],
       },
       {
-        title: "Warden's metrics collection",
+        title: "Targets and Warden's metrics collection",
         panels: [
           timeseries({
-            title: 'PostgreSQL reachable',
-            description: "Whether each Warden instance's last collection reached PostgreSQL (1) or not (0).",
+            title: 'Targets reachable',
+            description: "Whether each Warden instance's last collection reached each target's PostgreSQL (1) or not (0).",
             unit: 'none',
             w: 8,
             max: 1,
-            queries: [{ expr: `min by (instance) (${sel('warden_pg_up')})`, legend: '{{instance}}' }],
+            queries: [{ expr: `min by (instance, target) (${server('warden_target_up')})`, legend: '{{target}} {{instance}}' }],
           }),
           timeseries({
             title: 'Metrics age by collector',
             description:
-              'Seconds since each collector (sessions, pg_connections, and checks unless the scheduler runs doctor) last succeeded: how stale the gauges on these dashboards are. Grows past server.collectInterval when a collector fails or times out.',
+              "Seconds since each target's collectors (sessions, pg_connections, and checks unless the scheduler runs doctor) last succeeded: how stale the gauges on these dashboards are. Grows past server.collectInterval when a collector fails or times out.",
             unit: 's',
             w: 8,
             queries: [
-              { expr: `time() - max by (collector) (${sel('warden_collect_last_success_timestamp_seconds')})`, legend: '{{collector}}' },
+              {
+                expr: `time() - max by (target, collector) (${server('warden_collect_last_success_timestamp_seconds')})`,
+                legend: '{{target}} {{collector}}',
+              },
             ],
           }),
           timeseries({
             title: 'Collector run time',
             description:
-              'Duration of the last run of each collector. One nearing server.collectTimeout (5 s by default) is about to start failing and leaving its gauges stale.',
+              "Duration of the last run of each target's collectors. One nearing server.collectTimeout (5 s by default) is about to start failing and leaving its gauges stale.",
             unit: 's',
             w: 8,
-            queries: [{ expr: `max by (collector) (${sel('warden_collector_duration_seconds')})`, legend: '{{collector}}' }],
+            queries: [
+              { expr: `max by (target, collector) (${server('warden_collector_duration_seconds')})`, legend: '{{target}} {{collector}}' },
+            ],
           }),
         ],
       },
@@ -298,7 +332,7 @@ export function poolDashboard(): Dashboard {
         panels: [
           ...checkTiles(poolChecks, {
             statusTitle: 'Connection and transaction checks',
-            statusDescription: `Last verdict of the checks of warden doctor that look at connections and transactions (${POOL_CHECKS.join(', ')}): ok, warning or critical. Run \`warden doctor\` or \`warden pool probe\` for the holders.`,
+            statusDescription: `Last verdict of the checks of warden doctor that look at connections and transactions (${POOL_CHECKS.join(', ')}), per target: ok, warning or critical. Run \`warden doctor\` or \`warden pool probe\` for the holders.`,
             successTitle: 'Checks that could not run',
             successDescription:
               'Whether the last run of each of these checks could run (1) or failed, e.g. on a timeout (0). A failed check keeps its last verdict.',
@@ -306,11 +340,11 @@ export function poolDashboard(): Dashboard {
           timeseries({
             title: 'Check duration',
             description:
-              'How long the last run of each doctor check took, all checks. A check creeping towards server.collectTimeout will soon fail and keep a stale verdict.',
+              'How long the last run of each doctor check took on each target, all checks. A check creeping towards server.collectTimeout will soon fail and keep a stale verdict.',
             unit: 's',
             w: 24,
             h: 6,
-            queries: [{ expr: `max by (check) (${sel('warden_check_duration_seconds')})`, legend: '{{check}}' }],
+            queries: [{ expr: `max by (target, check) (${server('warden_check_duration_seconds')})`, legend: '{{target}} {{check}}' }],
           }),
         ],
       },
