@@ -11,7 +11,7 @@ import {
   uniqueId,
   useChatHarness,
 } from './helpers/chat.js'
-import { waitFor } from './helpers/server.js'
+import { waitFor } from './helpers/wait.js'
 
 const chat = useChatHarness('chat_sessions')
 

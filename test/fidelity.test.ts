@@ -4,7 +4,8 @@ import { migrate } from '../src/db/migrate.js'
 import { parseJson, runCli, type CliResult } from './helpers/cli.js'
 import { createTestDatabase, type TestDatabase } from './helpers/db.js'
 import { exampleConfigPath, seedConversationSessions } from './helpers/fixtures.js'
-import { serviceConfig, startTestService, valueOf, waitFor, type TestService } from './helpers/server.js'
+import { serviceConfig, startTestService, valueOf, type TestService } from './helpers/server.js'
+import { waitFor } from './helpers/wait.js'
 
 const show = (r: CliResult) => `exit ${r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`
 const CONFIG = exampleConfigPath('conversation_sessions')

@@ -7,7 +7,7 @@ import { startScheduler } from '../src/scheduler/scheduler.js'
 import { writeConfig } from './helpers/cli.js'
 import { createTestDatabase, type TestDatabase } from './helpers/db.js'
 import { expectInvariants, snapshotTable, type TableSnapshot } from './helpers/invariants.js'
-import { waitFor } from './helpers/server.js'
+import { waitFor } from './helpers/wait.js'
 
 const TABLES = 8
 const ORPHANS_PER_TABLE = 5

@@ -4,7 +4,8 @@ import { migrate } from '../src/db/migrate.js'
 import { spawnCli } from './helpers/cli.js'
 import { createTestDatabase, type TestDatabase } from './helpers/db.js'
 import { seedConversationSessions } from './helpers/fixtures.js'
-import { parseMetrics, valueOf, waitFor } from './helpers/server.js'
+import { parseMetrics, valueOf } from './helpers/server.js'
+import { waitFor } from './helpers/wait.js'
 
 describe('warden serve --chat (CLI subprocess)', () => {
   let t: TestDatabase

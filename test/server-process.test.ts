@@ -3,7 +3,8 @@ import { migrate } from '../src/db/migrate.js'
 import { runCli, spawnCli, writeConfig } from './helpers/cli.js'
 import { createTestDatabase, type TestDatabase } from './helpers/db.js'
 import { seedConversationSessions } from './helpers/fixtures.js'
-import { ADMIN_TOKEN, parseMetrics, valueOf, waitFor } from './helpers/server.js'
+import { ADMIN_TOKEN, parseMetrics, valueOf } from './helpers/server.js'
+import { waitFor } from './helpers/wait.js'
 
 describe('warden serve (CLI subprocess)', () => {
   let t: TestDatabase

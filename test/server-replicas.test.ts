@@ -4,7 +4,8 @@ import { migrate } from '../src/db/migrate.js'
 import { spawnCli, writeConfig } from './helpers/cli.js'
 import { createTestDatabase, type TestDatabase } from './helpers/db.js'
 import { seedConversationSessions } from './helpers/fixtures.js'
-import { parseMetrics, waitFor } from './helpers/server.js'
+import { parseMetrics } from './helpers/server.js'
+import { waitFor } from './helpers/wait.js'
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 

@@ -4,7 +4,8 @@ import { migrate } from '../src/db/migrate.js'
 import { createLogger, prettyLine } from '../src/server/logger.js'
 import { createTestDatabase, type TestDatabase } from './helpers/db.js'
 import { GROUPS, orphanCount, rowStates, seedConversationSessions } from './helpers/fixtures.js'
-import { ADMIN_TOKEN, serviceConfig, startTestService, valueOf, waitFor, type TestService } from './helpers/server.js'
+import { ADMIN_TOKEN, serviceConfig, startTestService, valueOf, type TestService } from './helpers/server.js'
+import { waitFor } from './helpers/wait.js'
 
 interface ErrorJson {
   error: { code: string; message: string }

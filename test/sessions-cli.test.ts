@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parseJson, runCli, type CliResult } from './helpers/cli.js'
 import { createTestDatabase, type TestDatabase } from './helpers/db.js'
-import { exampleConfigPath, exampleSchema } from './helpers/fixtures.js'
+import { exampleConfigPath, exampleSchema, seedDailyStats, dailyStatsExpected, type StatsDays } from './helpers/fixtures.js'
 
 const show = (r: CliResult) => `exit ${r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`
 const CONFIG = exampleConfigPath('conversation_sessions')
@@ -101,28 +101,11 @@ describe('warden sessions stats (CLI subprocess)', () => {
   let t: TestDatabase
   let cli: (args: string[]) => Promise<CliResult>
   /** the calendar days of the seed, as PostgreSQL names them (the table's instants are timestamptz) */
-  let day: { d1: string; d2: string; d5: string }
+  let day: StatsDays
 
   beforeAll(async () => {
     t = await createTestDatabase('sessions_stats_cli')
-    await t.exec(exampleSchema('conversation_sessions'))
-    // Noon of a day 1, 2 and 5 days back, so a session lands on a known day whatever the hour now.
-    const noon = (days: number, plus = '0 seconds') =>
-      `date_trunc('day', now()) - interval '${days} days' + interval '12 hours' + interval '${plus}'`
-    await t.exec(
-      `INSERT INTO conversation_sessions (session_id, user_id, agent_role, is_active, session_start, last_activity_at, session_end, ended_at, duration_seconds) VALUES
-        (gen_random_uuid(), 'a', 'support-agent', false, ${noon(1)}, ${noon(1, '600 seconds')},  ${noon(1, '600 seconds')},  ${noon(1, '600 seconds')},  600),
-        (gen_random_uuid(), 'b', 'support-agent', false, ${noon(1)}, ${noon(1, '1200 seconds')}, ${noon(1, '1200 seconds')}, ${noon(1, '1200 seconds')}, 1200),
-        (gen_random_uuid(), 'c', 'billing-agent', true,  ${noon(1)}, ${noon(1, '1 hour')}, NULL, NULL, NULL),
-        (gen_random_uuid(), 'd', 'code-agent',    true,  ${noon(2)}, now() - interval '1 minute', NULL, NULL, NULL),
-        (gen_random_uuid(), 'e', 'code-agent',    true,  ${noon(2)}, ${noon(2, '1 hour')}, NULL, NULL, NULL),
-        (gen_random_uuid(), 'f', 'support-agent', false, ${noon(5)}, ${noon(5, '60 seconds')}, ${noon(5, '60 seconds')}, ${noon(5, '60 seconds')}, 60)`,
-    )
-    const { rows } = await t.exec(
-      `SELECT to_char(now() - interval '1 day', 'YYYY-MM-DD') AS d1, to_char(now() - interval '2 days', 'YYYY-MM-DD') AS d2,
-              to_char(now() - interval '5 days', 'YYYY-MM-DD') AS d5`,
-    )
-    day = rows[0]
+    day = await seedDailyStats(t)
     cli = cliOn(t)
   })
   afterAll(async () => {
@@ -134,25 +117,13 @@ describe('warden sessions stats (CLI subprocess)', () => {
     expect(result.code, show(result)).toBe(0)
     // (byGroup is left out of the JSON when --by-group is not given)
     expect(parseJson(result)).toMatchObject({ days: 7 })
-    expect(parseJson<{ rows: unknown[] }>(result).rows).toEqual([
-      { day: day.d1, group: 'all', total: 3, avgDurationSeconds: 900, stillActive: 1, orphaned: 1 },
-      { day: day.d2, group: 'all', total: 2, avgDurationSeconds: null, stillActive: 2, orphaned: 1 },
-      { day: day.d5, group: 'all', total: 1, avgDurationSeconds: 60, stillActive: 0, orphaned: 0 },
-    ])
+    expect(parseJson<{ rows: unknown[] }>(result).rows).toEqual(dailyStatsExpected(day).all)
   })
 
   it('--by-group splits each day by group; --days 3 leaves out the closed day 5 (nothing of it is still open)', async () => {
     const result = await cli(['sessions', 'stats', '--days', '3', '--by-group', '--json'])
     expect(result.code, show(result)).toBe(0)
-    expect(parseJson(result)).toEqual({
-      days: 3,
-      byGroup: true,
-      rows: [
-        { day: day.d1, group: 'billing-agent', total: 1, avgDurationSeconds: null, stillActive: 1, orphaned: 1 },
-        { day: day.d1, group: 'support-agent', total: 2, avgDurationSeconds: 900, stillActive: 0, orphaned: 0 },
-        { day: day.d2, group: 'code-agent', total: 2, avgDurationSeconds: null, stillActive: 2, orphaned: 1 },
-      ],
-    })
+    expect(parseJson(result)).toEqual({ days: 3, byGroup: true, rows: dailyStatsExpected(day).byGroup3Days })
   })
 
   it('human output: the same figures in a table, durations as 15m; an empty window says so', async () => {
