@@ -50,6 +50,34 @@ describe('chat sessions: ids', () => {
   })
 })
 
+describe('chat sessions: the message list', () => {
+  it('GET /sessions/:id/messages lists the stored turns in order, as SQL has them; ?limit keeps the first n; unknown ids 404', async () => {
+    const h = await chat.start()
+    const id = await createSession(h)
+    for (const text of ['first question', 'second question']) expect((await say(h, id, text)).status).toBe(200)
+    const stored = await rows(h, `SELECT id::float8 AS id, role, content FROM warden.chat_messages WHERE session_id = $1 ORDER BY id`, [id])
+    expect(stored.map((m) => m.role)).toEqual(['user', 'assistant', 'user', 'assistant'])
+    expect(stored[0]!.content).toBe('first question')
+    expect(stored[2]!.content).toBe('second question')
+
+    const all = await h.api.request('GET', `sessions/${id}/messages`)
+    expect(all.status, JSON.stringify(all.body)).toBe(200)
+    expect(all.body.session).toMatchObject({ id, turnCount: 2 })
+    expect(
+      all.body.messages.map((m: { id: number; role: string; content: unknown }) => ({ id: m.id, role: m.role, content: m.content })),
+    ).toEqual(stored)
+    for (const m of all.body.messages) expect(Date.parse(m.createdAt)).not.toBeNaN()
+
+    const two = await h.api.request('GET', `sessions/${id}/messages?limit=2`)
+    expect(two.status).toBe(200)
+    expect(two.body.messages.map((m: { id: number }) => m.id)).toEqual(stored.slice(0, 2).map((m) => m.id))
+    const one = await h.api.request('GET', `sessions/${id}/messages?limit=1`)
+    expect(one.body.messages.map((m: { id: number }) => m.id)).toEqual([stored[0]!.id])
+
+    expectError(await h.api.request('GET', `sessions/${uniqueId('never-created')}/messages`), 404, 'session_not_found')
+  })
+})
+
 describe('chat sessions: ending', () => {
   it('an explicit end closes the row (ended_at, duration, reason); an ended session refuses turns and a second end with 409', async () => {
     const h = await chat.start()
