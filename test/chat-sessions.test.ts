@@ -76,6 +76,20 @@ describe('chat sessions: the message list', () => {
 
     expectError(await h.api.request('GET', `sessions/${uniqueId('never-created')}/messages`), 404, 'session_not_found')
   })
+
+  it("the chat server's own routes beside the chat path: /healthz answers ok, /metrics counts the turn it served", async () => {
+    const h = await chat.start()
+    const health = await fetch(`${h.server.url}/healthz`)
+    expect(health.status).toBe(200)
+    expect(await health.json()).toEqual({ ok: true })
+    const before = await metricSum(h, 'gen_ai_client_operation_duration_seconds_count')
+    expect((await say(h, await createSession(h), 'hello')).status).toBe(200)
+    const metrics = await fetch(`${h.server.url}/metrics`)
+    expect(metrics.status).toBe(200)
+    expect(metrics.headers.get('content-type')).toMatch(/^text\/plain/)
+    expect(await metricSum(h, 'gen_ai_client_operation_duration_seconds_count')).toBe(before + 1)
+    expect((await fetch(`${h.server.url}/nope`)).status).toBe(404)
+  })
 })
 
 describe('chat sessions: ending', () => {

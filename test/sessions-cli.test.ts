@@ -126,6 +126,14 @@ describe('warden sessions stats (CLI subprocess)', () => {
     expect(parseJson(result)).toEqual({ days: 3, byGroup: true, rows: dailyStatsExpected(day).byGroup3Days })
   })
 
+  it('refuses --days 0 and --days x with a usage error (64) naming --days', async () => {
+    for (const value of ['0', 'x']) {
+      const result = await cli(['sessions', 'stats', '--days', value])
+      expect(result.code, show(result)).toBe(64)
+      expect(result.stderr).toContain('--days')
+    }
+  })
+
   it('human output: the same figures in a table, durations as 15m; an empty window says so', async () => {
     const result = await cli(['sessions', 'stats'])
     expect(result.code, show(result)).toBe(0)
@@ -187,5 +195,22 @@ describe('warden db migrate (CLI subprocess)', () => {
     const human = await runCli(['db', 'migrate', '--database-url', t.url])
     expect(human.code, show(human)).toBe(0)
     expect(human.stdout.trim()).toBe(`schema warden is up to date (version ${applied.currentVersion})`)
+  })
+
+  it('refuses an unknown --target (78, naming the targets there are) and an unreachable database (3), creating nothing', async () => {
+    const bare = await createTestDatabase('db_migrate_refused')
+    try {
+      const unknown = await runCli(['db', 'migrate', '--target', 'nope', '--database-url', bare.url])
+      expect(unknown.code, show(unknown)).toBe(78)
+      expect(unknown.stderr).toContain('nope')
+      expect(unknown.stderr).toContain('default')
+      const unreachable = await runCli(['db', 'migrate', '--database-url', 'postgres://postgres@127.0.0.1:1/none'])
+      expect(unreachable.code, show(unreachable)).toBe(3)
+      expect(unreachable.stderr).toContain('127.0.0.1:1')
+      const { rows } = await bare.exec(`SELECT to_regnamespace('warden') IS NULL AS absent`)
+      expect(rows).toEqual([{ absent: true }])
+    } finally {
+      await bare.drop()
+    }
   })
 })
