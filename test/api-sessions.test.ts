@@ -151,7 +151,7 @@ describe('GET /readyz while shutting down (real HTTP)', () => {
       const socket = connect(Number(port), '127.0.0.1')
       let received = ''
       const ended = new Promise<void>((resolve) => socket.on('close', () => resolve()))
-      socket.on('data', (chunk) => (received += chunk))
+      socket.on('data', (chunk: Buffer) => (received += chunk.toString()))
       await new Promise<void>((resolve) => socket.once('connect', () => resolve()))
       // a probe whose request has begun: close() waits for it instead of dropping an idle connection
       socket.write('GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\n')

@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from 'node:timers/promises'
 import { describe, expect, it } from 'vitest'
 import {
   createSession,
@@ -11,7 +10,7 @@ import {
   uniqueId,
   useChatHarness,
 } from './helpers/chat.js'
-import { waitFor } from './helpers/wait.js'
+import { sleep, waitFor } from './helpers/wait.js'
 
 const chat = useChatHarness('chat_sessions')
 

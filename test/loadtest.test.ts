@@ -6,6 +6,7 @@ import { startMockLlm } from '../src/llm/mock-server.js'
 import type { PatternResult } from '../src/loadtest/run.js'
 import { parseJson, runCli, spawnCli } from './helpers/cli.js'
 import { createTestDatabase, type TestDatabase } from './helpers/db.js'
+import { waitFor } from './helpers/wait.js'
 
 /**
  * The load test as a user runs it: the built CLI in a subprocess, its own embedded PostgreSQL,
@@ -72,7 +73,7 @@ describe('warden loadtest', () => {
     child.stdout!.on('data', (chunk) => (stdout += chunk))
     child.stderr!.on('data', (chunk) => (stderr += chunk))
     const closed = new Promise<number | null>((resolve) => child.once('close', resolve))
-    while (!/release: \d+ s/.test(stderr)) await new Promise((r) => setTimeout(r, 50))
+    await waitFor(() => /release: \d+ s/.test(stderr), 'the first progress line ("release: N s") on stderr', 30_000, 50)
     const t0 = Date.now()
     child.kill('SIGINT')
     expect(await closed).toBe(130)
