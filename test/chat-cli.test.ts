@@ -1,10 +1,10 @@
 import type { ChildProcess } from 'node:child_process'
 import Anthropic from '@anthropic-ai/sdk'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it } from 'vitest'
 import { migrate } from '../src/db/migrate.js'
 import { ChatClient } from '../src/loadtest/http-client.js'
 import { runCli, spawnCli } from './helpers/cli.js'
-import { createTestDatabase, type TestDatabase } from './helpers/db.js'
+import { useTestDatabase } from './helpers/db.js'
 import { waitFor } from './helpers/wait.js'
 
 interface Running {
@@ -91,13 +91,8 @@ describe('warden mock-llm', () => {
 })
 
 describe('warden chat serve', () => {
-  let t: TestDatabase
-  beforeAll(async () => {
-    t = await createTestDatabase('chat_cli')
+  const t = useTestDatabase('chat_cli', async (t) => {
     await migrate(t.db, 'warden')
-  })
-  afterAll(async () => {
-    await t.drop()
   })
 
   const serve = () =>

@@ -1,9 +1,9 @@
 import pg from 'pg'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { loadConfig } from '../src/core/config.js'
 import { runChecks } from '../src/checks/run.js'
 import { parseJson, runCli, writeConfig } from './helpers/cli.js'
-import { createTestDatabase, type TestDatabase } from './helpers/db.js'
+import { useTestDatabase } from './helpers/db.js'
 import { seedConversationSessions } from './helpers/fixtures.js'
 import { sleep, waitFor } from './helpers/wait.js'
 
@@ -38,13 +38,8 @@ checks:
 ${extra}`)
 
 describe('warden doctor (real PostgreSQL, CLI subprocess)', () => {
-  let t: TestDatabase
-  beforeAll(async () => {
-    t = await createTestDatabase('doctor')
+  const t = useTestDatabase('doctor', async (t) => {
     await seedConversationSessions(t, { orphans: 8, live: 4 })
-  })
-  afterAll(async () => {
-    await t.drop()
   })
 
   it('names the app holding a transaction across an LLM call, its transaction age and last query, and exits 2 when critical', async () => {

@@ -1,11 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { startChatServer } from '../src/chat/server.js'
 import { migrate } from '../src/db/migrate.js'
 import { freePort } from '../src/embedded/embedded-postgres.js'
 import { startMockLlm } from '../src/llm/mock-server.js'
 import type { PatternResult } from '../src/loadtest/run.js'
 import { parseJson, runCli, spawnCli } from './helpers/cli.js'
-import { createTestDatabase, type TestDatabase } from './helpers/db.js'
+import { useTestDatabase } from './helpers/db.js'
 import { waitFor } from './helpers/wait.js'
 
 /**
@@ -84,13 +84,8 @@ describe('warden loadtest', () => {
   })
 
   describe('against a running chat path (--target-url)', () => {
-    let t: TestDatabase
-    beforeAll(async () => {
-      t = await createTestDatabase('loadtest_target')
+    const t = useTestDatabase('loadtest_target', async (t) => {
       await migrate(t.db, 'warden')
-    })
-    afterAll(async () => {
-      await t.drop()
     })
 
     it('drives it and counts its cost rows; a target whose every turn fails exits 70 with the errors by kind', async () => {

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { loadConfig } from '../src/core/config.js'
 import { Database } from '../src/db/database.js'
 import { migrate } from '../src/db/migrate.js'
@@ -9,21 +9,16 @@ import type { SweepResult } from '../src/sessions/sweep.js'
 
 type SweepOutcome = Outcome<SweepResult>
 import { writeConfig } from './helpers/cli.js'
-import { createTestDatabase, type TestDatabase } from './helpers/db.js'
+import { useTestDatabase } from './helpers/db.js'
 import { seedConversationSessions } from './helpers/fixtures.js'
 import { sleep, waitFor } from './helpers/wait.js'
 
 const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined }
 
 describe('scheduler with the PostgreSQL run coordinator (three replicas)', () => {
-  let t: TestDatabase
-  beforeAll(async () => {
-    t = await createTestDatabase('scheduler')
+  const t = useTestDatabase('scheduler', async (t) => {
     await seedConversationSessions(t, { orphans: 30, live: 10 })
     await migrate(t.db, 'warden')
-  })
-  afterAll(async () => {
-    await t.drop()
   })
 
   it('runs each sweep slot exactly once across replicas, and closes no session twice', async () => {

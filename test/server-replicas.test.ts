@@ -1,22 +1,17 @@
 import { hostname } from 'node:os'
 import { once } from 'node:events'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { migrate } from '../src/db/migrate.js'
 import { spawnCli, writeConfig } from './helpers/cli.js'
-import { createTestDatabase, type TestDatabase } from './helpers/db.js'
+import { useTestDatabase } from './helpers/db.js'
 import { seedConversationSessions } from './helpers/fixtures.js'
 import { parseMetrics } from './helpers/server.js'
 import { sleep, waitFor } from './helpers/wait.js'
 
 describe('three warden serve replicas with the scheduler on', () => {
-  let t: TestDatabase
-  beforeAll(async () => {
-    t = await createTestDatabase('replicas')
+  const t = useTestDatabase('replicas', async (t) => {
     await seedConversationSessions(t, { orphans: 40, live: 10 })
     await migrate(t.db, 'warden')
-  })
-  afterAll(async () => {
-    await t?.drop()
   })
 
   it('run each sweep slot exactly once between them and close no session twice (audit rows prove it)', async () => {

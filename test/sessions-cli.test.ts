@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parseJson, runCli, type CliResult } from './helpers/cli.js'
-import { createTestDatabase, type TestDatabase } from './helpers/db.js'
+import { createTestDatabase, useTestDatabase, type TestDatabase } from './helpers/db.js'
 import { exampleConfigPath, exampleSchema, seedDailyStats, dailyStatsExpected, type StatsDays } from './helpers/fixtures.js'
 
 const show = (r: CliResult) => `exit ${r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`
@@ -162,13 +162,7 @@ describe('warden sessions stats (CLI subprocess)', () => {
 })
 
 describe('warden db migrate (CLI subprocess)', () => {
-  let t: TestDatabase
-  beforeAll(async () => {
-    t = await createTestDatabase('db_migrate_cli')
-  })
-  afterAll(async () => {
-    await t?.drop()
-  })
+  const t = useTestDatabase('db_migrate_cli')
 
   it('run twice: the first applies every migration, the second applies none and changes nothing', async () => {
     const run = () => runCli(['db', 'migrate', '--json', '--database-url', t.url])
