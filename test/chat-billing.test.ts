@@ -14,7 +14,7 @@ import {
   useChatHarness,
   type Harness,
 } from './helpers/chat.js'
-import { waitFor } from './helpers/server.js'
+import { waitFor } from './helpers/wait.js'
 
 const chat = useChatHarness('chat_billing')
 

@@ -1,10 +1,11 @@
 import type { ChildProcess } from 'node:child_process'
 import Anthropic from '@anthropic-ai/sdk'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it } from 'vitest'
 import { migrate } from '../src/db/migrate.js'
 import { ChatClient } from '../src/loadtest/http-client.js'
 import { runCli, spawnCli } from './helpers/cli.js'
-import { createTestDatabase, type TestDatabase } from './helpers/db.js'
+import { useTestDatabase } from './helpers/db.js'
+import { waitFor } from './helpers/wait.js'
 
 interface Running {
   child: ChildProcess
@@ -67,7 +68,7 @@ describe('warden mock-llm', () => {
     let out = ''
     human.stdout!.on('data', (chunk) => (out += chunk))
     const closed = new Promise<number | null>((resolve) => human.once('close', resolve))
-    while (!out.includes('listening on')) await new Promise((r) => setTimeout(r, 20))
+    await waitFor(() => out.includes('listening on'), '"listening on" on stdout', 20_000, 20)
     expect(out).toMatch(/listening on http:\/\/127\.0\.0\.1:\d+ \(latency median 100 ms, p99 1000 ms; faults: 529 0\.1\)/)
     human.kill('SIGINT')
     expect(await closed).toBe(0)
@@ -90,13 +91,8 @@ describe('warden mock-llm', () => {
 })
 
 describe('warden chat serve', () => {
-  let t: TestDatabase
-  beforeAll(async () => {
-    t = await createTestDatabase('chat_cli')
+  const t = useTestDatabase('chat_cli', async (t) => {
     await migrate(t.db, 'warden')
-  })
-  afterAll(async () => {
-    await t.drop()
   })
 
   const serve = () =>

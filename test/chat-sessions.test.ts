@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from 'node:timers/promises'
 import { describe, expect, it } from 'vitest'
 import {
   createSession,
@@ -11,7 +10,7 @@ import {
   uniqueId,
   useChatHarness,
 } from './helpers/chat.js'
-import { waitFor } from './helpers/server.js'
+import { sleep, waitFor } from './helpers/wait.js'
 
 const chat = useChatHarness('chat_sessions')
 
@@ -47,6 +46,48 @@ describe('chat sessions: ids', () => {
     expectError(await h.api.request('POST', `sessions/${unknown}/end`), 404, 'session_not_found')
     // never a silent new session
     expect(await rows(h, 'SELECT 1 FROM warden.chat_sessions WHERE id = $1', [unknown])).toEqual([])
+  })
+})
+
+describe('chat sessions: the message list', () => {
+  it('GET /sessions/:id/messages lists the stored turns in order, as SQL has them; ?limit keeps the first n; unknown ids 404', async () => {
+    const h = await chat.start()
+    const id = await createSession(h)
+    for (const text of ['first question', 'second question']) expect((await say(h, id, text)).status).toBe(200)
+    const stored = await rows(h, `SELECT id::float8 AS id, role, content FROM warden.chat_messages WHERE session_id = $1 ORDER BY id`, [id])
+    expect(stored.map((m) => m.role)).toEqual(['user', 'assistant', 'user', 'assistant'])
+    expect(stored[0]!.content).toBe('first question')
+    expect(stored[2]!.content).toBe('second question')
+
+    const all = await h.api.request('GET', `sessions/${id}/messages`)
+    expect(all.status, JSON.stringify(all.body)).toBe(200)
+    expect(all.body.session).toMatchObject({ id, turnCount: 2 })
+    expect(
+      all.body.messages.map((m: { id: number; role: string; content: unknown }) => ({ id: m.id, role: m.role, content: m.content })),
+    ).toEqual(stored)
+    for (const m of all.body.messages) expect(Date.parse(m.createdAt)).not.toBeNaN()
+
+    const two = await h.api.request('GET', `sessions/${id}/messages?limit=2`)
+    expect(two.status).toBe(200)
+    expect(two.body.messages.map((m: { id: number }) => m.id)).toEqual(stored.slice(0, 2).map((m) => m.id))
+    const one = await h.api.request('GET', `sessions/${id}/messages?limit=1`)
+    expect(one.body.messages.map((m: { id: number }) => m.id)).toEqual([stored[0]!.id])
+
+    expectError(await h.api.request('GET', `sessions/${uniqueId('never-created')}/messages`), 404, 'session_not_found')
+  })
+
+  it("the chat server's own routes beside the chat path: /healthz answers ok, /metrics counts the turn it served", async () => {
+    const h = await chat.start()
+    const health = await fetch(`${h.server.url}/healthz`)
+    expect(health.status).toBe(200)
+    expect(await health.json()).toEqual({ ok: true })
+    const before = await metricSum(h, 'gen_ai_client_operation_duration_seconds_count')
+    expect((await say(h, await createSession(h), 'hello')).status).toBe(200)
+    const metrics = await fetch(`${h.server.url}/metrics`)
+    expect(metrics.status).toBe(200)
+    expect(metrics.headers.get('content-type')).toMatch(/^text\/plain/)
+    expect(await metricSum(h, 'gen_ai_client_operation_duration_seconds_count')).toBe(before + 1)
+    expect((await fetch(`${h.server.url}/nope`)).status).toBe(404)
   })
 })
 

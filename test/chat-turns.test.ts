@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { describePool } from '../src/pool/instrumented-pool.js'
 import { MODEL, createSession, expectError, heldDuringLlm, metricSum, rows, say, sayStreaming, useChatHarness } from './helpers/chat.js'
-import { waitFor } from './helpers/server.js'
+import { waitFor } from './helpers/wait.js'
 
 const chat = useChatHarness('chat_turns')
 

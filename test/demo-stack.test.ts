@@ -3,7 +3,8 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { freePort } from '../src/embedded/embedded-postgres.js'
 import { parseJson, runCli, spawnCli, type CliResult } from './helpers/cli.js'
 import { acceptsConnections, processesUsing } from './helpers/processes.js'
-import { parseMetrics, valueOf, waitFor } from './helpers/server.js'
+import { parseMetrics, valueOf } from './helpers/server.js'
+import { waitFor } from './helpers/wait.js'
 
 /** A printed `warden …` line as argv: the bin name and any trailing comment dropped. */
 function argvOf(line: string): string[] {

@@ -1,10 +1,11 @@
 import pg from 'pg'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { loadConfig } from '../src/core/config.js'
 import { runChecks } from '../src/checks/run.js'
 import { parseJson, runCli, writeConfig } from './helpers/cli.js'
-import { createTestDatabase, type TestDatabase } from './helpers/db.js'
+import { useTestDatabase } from './helpers/db.js'
 import { seedConversationSessions } from './helpers/fixtures.js'
+import { sleep, waitFor } from './helpers/wait.js'
 
 interface DoctorJson {
   status: string
@@ -12,8 +13,6 @@ interface DoctorJson {
   verdict: string
   checks: Array<{ name: string; status: string; message: string; evidence: Array<Record<string, unknown>> }>
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** A misbehaving chat handler: opens a transaction, reads, then awaits a slow "LLM" while holding it. */
 async function holdTransactionAcrossLlmCall(url: string, llmMs: number): Promise<{ release: () => Promise<void> }> {
@@ -39,13 +38,8 @@ checks:
 ${extra}`)
 
 describe('warden doctor (real PostgreSQL, CLI subprocess)', () => {
-  let t: TestDatabase
-  beforeAll(async () => {
-    t = await createTestDatabase('doctor')
+  const t = useTestDatabase('doctor', async (t) => {
     await seedConversationSessions(t, { orphans: 8, live: 4 })
-  })
-  afterAll(async () => {
-    await t.drop()
   })
 
   it('names the app holding a transaction across an LLM call, its transaction age and last query, and exits 2 when critical', async () => {
@@ -93,7 +87,17 @@ describe('warden doctor (real PostgreSQL, CLI subprocess)', () => {
       const blocked = waiter.query(
         'UPDATE conversation_sessions SET last_activity_at = now() WHERE session_id = (SELECT session_id FROM conversation_sessions ORDER BY session_id LIMIT 1)',
       )
-      await sleep(300)
+      // the waiter queued on the holder's row lock for longer than the warn threshold, as PostgreSQL sees it
+      await waitFor(
+        async () =>
+          (
+            await t.exec(
+              `SELECT 1 FROM pg_stat_activity WHERE application_name = 'lock-waiter' AND wait_event_type = 'Lock'
+                  AND now() - COALESCE(query_start, state_change) > interval '150 milliseconds'`,
+            )
+          ).rowCount === 1,
+        'lock-waiter to wait on the lock for 150 ms',
+      )
       const { config: loaded } = loadConfig({ env: {}, configPath: config(t.url, '  blockedBackends: { warn: 100ms, crit: 1h }') })
       const report = await runChecks(t.db, loaded, { only: ['blocked-backends'] })
       expect(report.checks[0]).toMatchObject({ name: 'blocked-backends', status: 'warn' })

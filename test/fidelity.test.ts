@@ -4,7 +4,8 @@ import { migrate } from '../src/db/migrate.js'
 import { parseJson, runCli, type CliResult } from './helpers/cli.js'
 import { createTestDatabase, type TestDatabase } from './helpers/db.js'
 import { exampleConfigPath, seedConversationSessions } from './helpers/fixtures.js'
-import { serviceConfig, startTestService, valueOf, waitFor, type TestService } from './helpers/server.js'
+import { serviceConfig, startTestService, valueOf, type TestService } from './helpers/server.js'
+import { waitFor } from './helpers/wait.js'
 
 const show = (r: CliResult) => `exit ${r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`
 const CONFIG = exampleConfigPath('conversation_sessions')
@@ -68,7 +69,19 @@ describe('figures that are true and fresh', () => {
     try {
       await client.query('BEGIN')
       await client.query('SELECT 1/0').catch(() => undefined)
-      await new Promise((resolve) => setTimeout(resolve, 1200))
+      const pid = (await t.exec(`SELECT pid FROM pg_stat_activity WHERE application_name = 'aborted-app'`)).rows[0].pid as number
+      // an aborted transaction has no xact_start: its state_change is when it failed
+      await waitFor(
+        async () =>
+          (
+            await t.exec(
+              `SELECT now() - state_change > interval '1.1 seconds' AS old FROM pg_stat_activity
+                WHERE pid = $1 AND state = 'idle in transaction (aborted)'`,
+              [pid],
+            )
+          ).rows[0]?.old === true,
+        'the aborted transaction to be idle for 1.1 s',
+      )
       const probe = parseJson<{
         server: { idleInTransaction: Array<{ applicationName: string; aborted: boolean; transactionSeconds: number }> }
       }>(await cli(['pool', 'probe', '--json', '--acquire-timeout', '2s']))

@@ -6,7 +6,8 @@ import { parseJson, runCli, writeConfig, type CliResult } from './helpers/cli.js
 import { createTestDatabase, type TestDatabase } from './helpers/db.js'
 import { CONVERSATION_SHAPE, seedConversationSessions } from './helpers/fixtures.js'
 import { expectInvariants, snapshotTable } from './helpers/invariants.js'
-import { ADMIN_TOKEN, startTestService, valueOf, waitFor, type TestService } from './helpers/server.js'
+import { ADMIN_TOKEN, startTestService, valueOf, type TestService } from './helpers/server.js'
+import { waitFor } from './helpers/wait.js'
 
 const show = (r: CliResult) => `exit ${r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`
 const DOWN_URL = 'postgres://warden:not-a-secret@127.0.0.1:1/gone'

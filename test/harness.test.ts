@@ -1,16 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createTestDatabase, type TestDatabase } from './helpers/db.js'
+import { describe, expect, it } from 'vitest'
+import { useTestDatabase } from './helpers/db.js'
 import { parseJson, runCli } from './helpers/cli.js'
 import { MIGRATIONS } from '../src/db/migrate.js'
 
 describe('test harness', () => {
-  let t: TestDatabase
-  beforeAll(async () => {
-    t = await createTestDatabase('harness')
-  })
-  afterAll(async () => {
-    await t?.drop()
-  })
+  const t = useTestDatabase('harness')
 
   it('gives each file its own database on a real PostgreSQL', async () => {
     const { rows } = await t.exec('SELECT current_database() AS name, current_setting($1)::int AS version', ['server_version_num'])

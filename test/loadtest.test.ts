@@ -1,11 +1,12 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { startChatServer } from '../src/chat/server.js'
 import { migrate } from '../src/db/migrate.js'
 import { freePort } from '../src/embedded/embedded-postgres.js'
 import { startMockLlm } from '../src/llm/mock-server.js'
 import type { PatternResult } from '../src/loadtest/run.js'
 import { parseJson, runCli, spawnCli } from './helpers/cli.js'
-import { createTestDatabase, type TestDatabase } from './helpers/db.js'
+import { useTestDatabase } from './helpers/db.js'
+import { waitFor } from './helpers/wait.js'
 
 /**
  * The load test as a user runs it: the built CLI in a subprocess, its own embedded PostgreSQL,
@@ -72,7 +73,7 @@ describe('warden loadtest', () => {
     child.stdout!.on('data', (chunk) => (stdout += chunk))
     child.stderr!.on('data', (chunk) => (stderr += chunk))
     const closed = new Promise<number | null>((resolve) => child.once('close', resolve))
-    while (!/release: \d+ s/.test(stderr)) await new Promise((r) => setTimeout(r, 50))
+    await waitFor(() => /release: \d+ s/.test(stderr), 'the first progress line ("release: N s") on stderr', 30_000, 50)
     const t0 = Date.now()
     child.kill('SIGINT')
     expect(await closed).toBe(130)
@@ -83,13 +84,8 @@ describe('warden loadtest', () => {
   })
 
   describe('against a running chat path (--target-url)', () => {
-    let t: TestDatabase
-    beforeAll(async () => {
-      t = await createTestDatabase('loadtest_target')
+    const t = useTestDatabase('loadtest_target', async (t) => {
       await migrate(t.db, 'warden')
-    })
-    afterAll(async () => {
-      await t.drop()
     })
 
     it('drives it and counts its cost rows; a target whose every turn fails exits 70 with the errors by kind', async () => {

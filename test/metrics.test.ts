@@ -7,7 +7,8 @@ import { sessionsCollector } from '../src/metrics/collectors/index.js'
 import { keptLabels, MAX_LABEL_VALUES, OTHER_LABEL } from '../src/metrics/labels.js'
 import { createTestDatabase, type TestDatabase } from './helpers/db.js'
 import { exampleSchema, seedConversationSessions } from './helpers/fixtures.js'
-import { byLabel, serviceConfig, startTestService, valueOf, waitFor, type TestService } from './helpers/server.js'
+import { byLabel, serviceConfig, startTestService, valueOf, type TestService } from './helpers/server.js'
+import { waitFor } from './helpers/wait.js'
 
 /** Every label a Warden metric may carry: low-cardinality by construction, never a session or user id. */
 const ALLOWED_LABELS = new Set([

@@ -11,6 +11,7 @@ import Anthropic, {
 } from '@anthropic-ai/sdk'
 import { startMockLlm, type MockLlmOptions, type MockLlmServer } from '../src/llm/mock-server.js'
 import { latencySampler, lognormalParams, mulberry32 } from '../src/llm/latency.js'
+import { waitFor } from './helpers/wait.js'
 
 const MODEL = 'claude-mock-1'
 const NO_RETRY = { headers: { 'x-mock-no-retry': '1' } }
@@ -44,14 +45,6 @@ async function rejection(p: Promise<unknown>): Promise<unknown> {
     return err
   }
   throw new Error('expected the promise to reject')
-}
-
-async function waitFor(cond: () => boolean, ms = 2000): Promise<void> {
-  const until = Date.now() + ms
-  while (!cond()) {
-    if (Date.now() > until) throw new Error('condition not met in time')
-    await new Promise((r) => setTimeout(r, 10))
-  }
 }
 
 const wordCount = (s: string) => s.split(/\s+/).filter(Boolean).length
@@ -135,7 +128,7 @@ describe('mock LLM: successful replies through the real SDK', () => {
     const server = await start({ latencyMs: 300, outputTokens: 2 })
     const c = client(server)
     const all = Array.from({ length: 400 }, () => c.messages.create(hello))
-    await waitFor(() => server.stats().inFlight >= 300, 3000)
+    await waitFor(() => server.stats().inFlight >= 300, '300 requests in flight', 3000, 10)
     const results = await Promise.all(all)
     expect(results.every((m) => m.usage.output_tokens === 2)).toBe(true)
     expect(server.stats()).toMatchObject({ requests: 400, inFlight: 0, byStatus: { '200': 400 } })
@@ -198,7 +191,7 @@ describe('mock LLM: faults', () => {
     const err = await rejection(client(server, { timeout: 300 }).messages.create(hello))
     expect(err).toBeInstanceOf(APIConnectionTimeoutError)
     expect(Date.now() - t0).toBeGreaterThanOrEqual(290)
-    await waitFor(() => server.stats().inFlight === 0)
+    await waitFor(() => server.stats().inFlight === 0, 'no request in flight', 2000, 10)
     expect(server.stats().faults.hang).toBe(1)
   })
 
@@ -371,7 +364,7 @@ describe('mock LLM: close()', () => {
   it('ends a pending hang promptly and frees the port', async () => {
     const server = await startMockLlm({ faultSequence: ['hang'] })
     const pending = rejection(client(server).messages.create(hello))
-    await waitFor(() => server.stats().inFlight === 1)
+    await waitFor(() => server.stats().inFlight === 1, 'one request in flight', 2000, 10)
     const t0 = Date.now()
     await server.close()
     expect(Date.now() - t0).toBeLessThan(1000)

@@ -7,19 +7,9 @@ import { probePgBouncer, type PgBouncerPool } from '../src/probes/pgbouncer-prob
 import { parseJson, runCli } from './helpers/cli.js'
 import { createTestDatabase, type TestDatabase } from './helpers/db.js'
 import { startPgBouncer, type PgBouncer } from './helpers/pgbouncer.js'
+import { sleep, waitFor } from './helpers/wait.js'
 
 const POOL_SIZE = 2
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
-async function waitFor<T>(probe: () => Promise<T | undefined>, what: string, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await probe()
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await sleep(25)
-  }
-}
 
 describe('PgBouncer probe (real pgbouncer in front of real PostgreSQL)', () => {
   let t: TestDatabase

@@ -9,21 +9,11 @@ import { probeAcquire } from '../src/probes/acquire-probe.js'
 import { probeServer } from '../src/probes/server-probe.js'
 import { parseJson, runCli, spawnCli } from './helpers/cli.js'
 import { createTestDatabase, type TestDatabase } from './helpers/db.js'
+import { sleep, waitFor } from './helpers/wait.js'
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 /** The slow "LLM call" the misbehaving app makes while it holds its transaction. */
 const LLM_LATENCY_MS = 1500
 const HOLD_QUERY = `SELECT id, body FROM chat_messages WHERE session_id = 'hold-app-session-7' /* loading the history before calling the model, a comment long enough to need truncating */ ORDER BY id`
-
-async function waitFor<T>(probe: () => Promise<T | undefined>, what: string, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await probe()
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await sleep(25)
-  }
-}
 
 const urlAs = (url: string, user: string, password: string) => {
   const parsed = new URL(url)

@@ -3,7 +3,8 @@ import { migrate } from '../src/db/migrate.js'
 import { createTestDatabase, type TestDatabase } from './helpers/db.js'
 import { GROUPS, seedConversationSessions } from './helpers/fixtures.js'
 import { promtoolCheckMetrics, startPrometheus } from './helpers/prometheus.js'
-import { serviceConfig, startTestService, valueOf, waitFor, type TestService } from './helpers/server.js'
+import { serviceConfig, startTestService, valueOf, type TestService } from './helpers/server.js'
+import { waitFor } from './helpers/wait.js'
 
 /**
  * The one lint finding allowed, on purpose: `db_client_connection_count` is the OpenTelemetry

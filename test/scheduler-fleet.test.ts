@@ -1,13 +1,13 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { loadConfig } from '../src/core/config.js'
 import { Database } from '../src/db/database.js'
 import { migrate } from '../src/db/migrate.js'
 import { Fleet } from '../src/fleet/fleet.js'
 import { startScheduler } from '../src/scheduler/scheduler.js'
 import { writeConfig } from './helpers/cli.js'
-import { createTestDatabase, type TestDatabase } from './helpers/db.js'
+import { useTestDatabase } from './helpers/db.js'
 import { expectInvariants, snapshotTable, type TableSnapshot } from './helpers/invariants.js'
-import { waitFor } from './helpers/server.js'
+import { waitFor } from './helpers/wait.js'
 
 const TABLES = 8
 const ORPHANS_PER_TABLE = 5
@@ -15,9 +15,7 @@ const quiet = { info: () => undefined, warn: () => undefined, error: () => undef
 const shape = (i: number) => ({ table: `runs_${i}`, endedAt: ['finished_at'], startedAt: 'started_at', lastSeenAt: 'heartbeat_at' })
 
 describe('scheduled sweeps of many tables over three replicas', () => {
-  let t: TestDatabase
-  beforeAll(async () => {
-    t = await createTestDatabase('sched_fleet')
+  const t = useTestDatabase('sched_fleet', async (t) => {
     await migrate(t.db, 'warden')
     for (let i = 0; i < TABLES; i += 1) {
       await t.exec(
@@ -28,9 +26,6 @@ describe('scheduled sweeps of many tables over three replicas', () => {
       )
       await t.exec(`INSERT INTO runs_${i} (started_at, heartbeat_at) VALUES (now(), now())`)
     }
-  })
-  afterAll(async () => {
-    await t?.drop()
   })
 
   it('run each table’s slot once, close each orphan once, and spread the tables over the replicas', async () => {

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { loadConfig } from '../src/core/config.js'
 import { Database } from '../src/db/database.js'
 import { migrate } from '../src/db/migrate.js'
@@ -9,21 +9,16 @@ import type { SweepResult } from '../src/sessions/sweep.js'
 
 type SweepOutcome = Outcome<SweepResult>
 import { writeConfig } from './helpers/cli.js'
-import { createTestDatabase, type TestDatabase } from './helpers/db.js'
+import { useTestDatabase } from './helpers/db.js'
 import { seedConversationSessions } from './helpers/fixtures.js'
+import { sleep, waitFor } from './helpers/wait.js'
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined }
 
 describe('scheduler with the PostgreSQL run coordinator (three replicas)', () => {
-  let t: TestDatabase
-  beforeAll(async () => {
-    t = await createTestDatabase('scheduler')
+  const t = useTestDatabase('scheduler', async (t) => {
     await seedConversationSessions(t, { orphans: 30, live: 10 })
     await migrate(t.db, 'warden')
-  })
-  afterAll(async () => {
-    await t.drop()
   })
 
   it('runs each sweep slot exactly once across replicas, and closes no session twice', async () => {
@@ -57,7 +52,17 @@ describe('scheduler with the PostgreSQL run coordinator (three replicas)', () =>
          SELECT gen_random_uuid(), 'late', 'support-agent', true, now() - interval '6 hours', now() - interval '3 hours' FROM generate_series(1, 10)`,
       )
     }
-    await sleep(1500)
+    // until the last wave is swept and no claimed slot is still running
+    await waitFor(
+      async () =>
+        (
+          await t.exec(
+            `SELECT (SELECT count(*) FROM conversation_sessions WHERE is_active AND last_activity_at < now() - interval '2 hours') = 0
+                AND (SELECT count(*) FROM warden.scheduled_runs WHERE finished_at IS NULL) = 0 AS done`,
+          )
+        ).rows[0].done === true,
+      'the replicas to sweep the last wave of orphans',
+    )
     await Promise.all(replicas.map((r) => r.scheduler.stop()))
     await Promise.all(replicas.map((r) => r.fleet.close()))
 
@@ -66,7 +71,12 @@ describe('scheduler with the PostgreSQL run coordinator (three replicas)', () =>
     // One row per slot is the primary key's doing; what matters is who ran: exactly one replica per slot.
     const runs = replicas.flatMap((r) => r.outcomes)
     expect(runs.length).toBe(slots.length)
-    expect(new Set(slots.map((s) => s.owner)).size).toBeGreaterThanOrEqual(1)
+    // each slot's owner is the replica that ran it: as many slots per owner as that replica's runs
+    for (const [index, replica] of replicas.entries())
+      expect(slots.filter((s) => s.owner === `replica-${'abc'[index]}`).length, `slots owned by replica-${'abc'[index]}`).toBe(
+        replica.outcomes.length,
+      )
+    expect(slots.filter((s) => !['replica-a', 'replica-b', 'replica-c'].includes(s.owner))).toEqual([])
     expect(slots.every((s) => s.finished)).toBe(true)
 
     const { rows: audit } = await t.exec(

@@ -1,20 +1,16 @@
 import { once } from 'node:events'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { migrate } from '../src/db/migrate.js'
 import { spawnCli } from './helpers/cli.js'
-import { createTestDatabase, type TestDatabase } from './helpers/db.js'
+import { useTestDatabase } from './helpers/db.js'
 import { seedConversationSessions } from './helpers/fixtures.js'
-import { parseMetrics, valueOf, waitFor } from './helpers/server.js'
+import { parseMetrics, valueOf } from './helpers/server.js'
+import { waitFor } from './helpers/wait.js'
 
 describe('warden serve --chat (CLI subprocess)', () => {
-  let t: TestDatabase
-  beforeAll(async () => {
-    t = await createTestDatabase('serve_chat')
+  const t = useTestDatabase('serve_chat', async (t) => {
     await seedConversationSessions(t, { orphans: 2, live: 2 })
     await migrate(t.db, 'warden')
-  })
-  afterAll(async () => {
-    await t?.drop()
   })
 
   it('mounts the chat path beside the admin API, shares the registry, and closes its sessions on SIGTERM', async () => {

@@ -4,7 +4,8 @@ import { migrate } from '../src/db/migrate.js'
 import { createTestDatabase, type TestDatabase } from './helpers/db.js'
 import { seedConversationSessions } from './helpers/fixtures.js'
 import { expectInvariants, snapshotTable } from './helpers/invariants.js'
-import { ADMIN_TOKEN, serviceConfig, startTestService, valueOf, waitFor, type TestService } from './helpers/server.js'
+import { ADMIN_TOKEN, serviceConfig, startTestService, valueOf, type TestService } from './helpers/server.js'
+import { waitFor } from './helpers/wait.js'
 
 interface ErrorJson {
   error: { code: string; message: string }

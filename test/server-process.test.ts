@@ -1,19 +1,15 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { migrate } from '../src/db/migrate.js'
 import { runCli, spawnCli, writeConfig } from './helpers/cli.js'
-import { createTestDatabase, type TestDatabase } from './helpers/db.js'
+import { useTestDatabase } from './helpers/db.js'
 import { seedConversationSessions } from './helpers/fixtures.js'
-import { ADMIN_TOKEN, parseMetrics, valueOf, waitFor } from './helpers/server.js'
+import { ADMIN_TOKEN, parseMetrics, valueOf } from './helpers/server.js'
+import { waitFor } from './helpers/wait.js'
 
 describe('warden serve (CLI subprocess)', () => {
-  let t: TestDatabase
-  beforeAll(async () => {
-    t = await createTestDatabase('serve_process')
+  const t = useTestDatabase('serve_process', async (t) => {
     await seedConversationSessions(t, { orphans: 6, live: 3 })
     await migrate(t.db, 'warden')
-  })
-  afterAll(async () => {
-    await t?.drop()
   })
 
   it('starts, prints its URLs, serves, logs JSON without secrets, and exits 0 on SIGTERM', async () => {

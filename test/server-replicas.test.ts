@@ -1,22 +1,17 @@
+import { hostname } from 'node:os'
 import { once } from 'node:events'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { migrate } from '../src/db/migrate.js'
 import { spawnCli, writeConfig } from './helpers/cli.js'
-import { createTestDatabase, type TestDatabase } from './helpers/db.js'
+import { useTestDatabase } from './helpers/db.js'
 import { seedConversationSessions } from './helpers/fixtures.js'
-import { parseMetrics, waitFor } from './helpers/server.js'
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+import { parseMetrics } from './helpers/server.js'
+import { sleep, waitFor } from './helpers/wait.js'
 
 describe('three warden serve replicas with the scheduler on', () => {
-  let t: TestDatabase
-  beforeAll(async () => {
-    t = await createTestDatabase('replicas')
+  const t = useTestDatabase('replicas', async (t) => {
     await seedConversationSessions(t, { orphans: 40, live: 10 })
     await migrate(t.db, 'warden')
-  })
-  afterAll(async () => {
-    await t?.drop()
   })
 
   it('run each sweep slot exactly once between them and close no session twice (audit rows prove it)', async () => {
@@ -48,17 +43,19 @@ describe('three warden serve replicas with the scheduler on', () => {
       }, 'the replicas to sweep every orphan')
       // Exactly once: the sweeps all replicas ran add up to the slots claimed. Read between two
       // counts of the slots so that a slot firing meanwhile cannot skew the comparison.
-      const runsTotal = () =>
+      const runsPerReplica = () =>
         Promise.all(
           urls.map(async (url) => {
             const samples = parseMetrics(await (await fetch(`${url}/metrics`)).text()).samples
             return samples.filter((s) => s.name === 'warden_sweep_runs_total').reduce((sum, s) => sum + s.value, 0)
           }),
-        ).then((perReplica) => perReplica.reduce((a, b) => a + b, 0))
+        )
+      let perReplica: number[] = []
       const slotsClaimed = async () => (await t.exec(`SELECT count(*)::int AS n FROM warden.scheduled_runs`)).rows[0].n as number
       const settled = await waitFor(async () => {
         const before = await slotsClaimed()
-        const runs = await runsTotal()
+        perReplica = await runsPerReplica()
+        const runs = perReplica.reduce((a, b) => a + b, 0)
         const after = await slotsClaimed()
         return before === after && runs === after ? after : undefined
       }, 'the sweeps run to equal the slots claimed')
@@ -67,8 +64,11 @@ describe('three warden serve replicas with the scheduler on', () => {
       const codes = await Promise.all(replicas.map((r) => r.exited))
       expect(codes.map(([code]) => code)).toEqual([0, 0, 0])
 
-      const { rows: owners } = await t.exec(`SELECT count(DISTINCT owner)::int AS n FROM warden.scheduled_runs`)
-      expect(owners[0].n).toBeGreaterThanOrEqual(1)
+      // each slot's owner (host:pid) is the replica that ran it: as many slots per owner as its runs
+      const { rows: owners } = await t.exec(`SELECT owner, count(*)::int AS n FROM warden.scheduled_runs GROUP BY owner`)
+      const ownerOf = replicas.map((r) => `${hostname()}:${r.child.pid}`)
+      expect(owners.filter((o) => !ownerOf.includes(o.owner))).toEqual([])
+      expect(ownerOf.map((owner) => owners.find((o) => o.owner === owner)?.n ?? 0)).toEqual(perReplica)
       const { rows: audit } = await t.exec(
         `SELECT count(*)::int AS runs, sum(rows_affected)::int AS closed, count(DISTINCT actor)::int AS actors FROM warden.audit_log WHERE NOT dry_run AND command = 'scheduled sweep'`,
       )

@@ -2,9 +2,10 @@ import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { migrate } from '../src/db/migrate.js'
 import { createLogger, prettyLine } from '../src/server/logger.js'
-import { createTestDatabase, type TestDatabase } from './helpers/db.js'
+import { createTestDatabase, useTestDatabase, type TestDatabase } from './helpers/db.js'
 import { GROUPS, orphanCount, rowStates, seedConversationSessions } from './helpers/fixtures.js'
-import { ADMIN_TOKEN, serviceConfig, startTestService, valueOf, waitFor, type TestService } from './helpers/server.js'
+import { ADMIN_TOKEN, serviceConfig, startTestService, valueOf, type TestService } from './helpers/server.js'
+import { waitFor } from './helpers/wait.js'
 
 interface ErrorJson {
   error: { code: string; message: string }
@@ -300,14 +301,9 @@ describe('service logger', () => {
 })
 
 describe('graceful shutdown (real HTTP, real PostgreSQL)', () => {
-  let t: TestDatabase
-  beforeAll(async () => {
-    t = await createTestDatabase('server_shutdown')
+  const t = useTestDatabase('server_shutdown', async (t) => {
     await seedConversationSessions(t, { orphans: 3000, live: 5 })
     await migrate(t.db, 'warden')
-  })
-  afterAll(async () => {
-    await t?.drop()
   })
 
   it('finishes the request in flight and its sweep batch, then stops: a partial, audited sweep', async () => {

@@ -4,18 +4,9 @@ import { migrate } from '../src/db/migrate.js'
 import { parseJson, runCli, spawnCli } from './helpers/cli.js'
 import { createTestDatabase, type TestDatabase } from './helpers/db.js'
 import { orphanCount, rowStates, seedConversationSessions } from './helpers/fixtures.js'
+import { waitFor } from './helpers/wait.js'
 
 const ORPHANS = 40_000
-
-async function waitFor<T>(probe: () => Promise<T | undefined>, what: string, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await probe()
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 25))
-  }
-}
 
 /** An applied sweep that has closed at least `min` rows so far, per its audit row. */
 const runningSweep = (t: TestDatabase, min: number) => async () => {

@@ -14,6 +14,7 @@ import { bodyOf, messageText, optionalText, sessionId, undecodablePath } from '.
 import { PROVIDER, type AnthropicFactory } from './llm.js'
 import { DEFAULT_PRICING, type Pricing } from './usage.js'
 import { chatMetrics } from './metrics.js'
+import { CHAT_ROUTES } from './routes.js'
 import { CHAT_TOOLS } from './tools.js'
 import { runTurn, sessionEnded, sessionNotFound, type ChatPattern, type ChatSession, type TurnContext, type TurnResult } from './turn.js'
 
@@ -133,7 +134,7 @@ export function createChatRouter(deps: ChatRouterDeps): ChatRouter {
   // Room for a maximal message and its JSON escaping; larger bodies are refused before parsing.
   router.use(express.json({ limit: maxMessageBytes * 2 + 4096 }))
 
-  router.post('/sessions', async (req, res) => {
+  router.post(CHAT_ROUTES.create.path, async (req, res) => {
     const body = bodyOf(req)
     const id = body.id === undefined || body.id === null ? randomUUID() : sessionId(body.id, 'id')
     const created = await runOnce<ChatSession>(
@@ -156,18 +157,18 @@ export function createChatRouter(deps: ChatRouterDeps): ChatRouter {
     return session
   }
 
-  router.get('/sessions/:id', async (req, res) => {
+  router.get(CHAT_ROUTES.show.path, async (req, res) => {
     res.json({ session: await loadSession(sessionId(req.params.id, 'path id')) })
   })
 
-  router.get('/sessions/:id/messages', async (req, res) => {
+  router.get(CHAT_ROUTES.messages.path, async (req, res) => {
     const session = await loadSession(sessionId(req.params.id, 'path id'))
     const limit = Math.min(Math.max(Number(req.query.limit ?? 1000) || 1000, 1), 10_000)
     const { rows } = await runOnce(deps.pool, listChatMessages(schema, session.id, limit))
     res.json({ session, messages: rows })
   })
 
-  router.post('/sessions/:id/end', async (req, res) => {
+  router.post(CHAT_ROUTES.end.path, async (req, res) => {
     const id = sessionId(req.params.id, 'path id')
     const ended = (await runOnce<ChatSession>(deps.pool, endChatSession(schema, id, 'ended'))).rows[0]
     if (!ended) throw sessionEnded(await loadSession(id))
@@ -193,14 +194,14 @@ export function createChatRouter(deps: ChatRouterDeps): ChatRouter {
     return { turn, abort }
   }
 
-  router.post('/sessions/:id/messages', async (req, res) => {
+  router.post(CHAT_ROUTES.turn.path, async (req, res) => {
     const id = sessionId(req.params.id, 'path id')
     // A non-streaming client that goes away does not cancel the turn: the reply is stored and GET shows it.
     const { turn } = track({ sessionId: id, text: messageText(bodyOf(req), maxMessageBytes), stream: false })
     res.json(await turn)
   })
 
-  router.post('/sessions/:id/messages/stream', async (req, res) => {
+  router.post(CHAT_ROUTES.stream.path, async (req, res) => {
     const id = sessionId(req.params.id, 'path id')
     const text = messageText(bodyOf(req), maxMessageBytes)
     let disconnected = false

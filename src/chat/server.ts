@@ -5,6 +5,7 @@ import type pg from 'pg'
 import { Registry } from 'prom-client'
 import { CHAT_MOUNT_PATH, createChatMount, type ChatMountOptions } from './mount.js'
 import type { ChatRouter, ShutdownOptions } from './router.js'
+import { CHAT_SERVER_ROUTES } from './routes.js'
 
 export { CHAT_MOUNT_PATH } from './mount.js'
 
@@ -40,8 +41,8 @@ export async function startChatServer(options: ChatServerOptions): Promise<ChatS
 
   const app = express()
   app.disable('x-powered-by')
-  app.get('/healthz', (_req, res) => void res.json({ ok: true }))
-  app.get('/metrics', async (_req, res) => {
+  app.get(CHAT_SERVER_ROUTES.healthz.path, (_req, res) => void res.json({ ok: true }))
+  app.get(CHAT_SERVER_ROUTES.metrics.path, async (_req, res) => {
     res.type(registry.contentType).send(await registry.metrics())
   })
   app.use(CHAT_MOUNT_PATH, router)

@@ -11,6 +11,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { latencySampler, makeRng, type LatencySpec } from './latency.js'
+import { MOCK_LLM_ROUTES } from './mock-routes.js'
 
 export type MockFault = '429' | '529' | '500' | 'hang' | 'midstream' | 'ok'
 type FaultKind = Exclude<MockFault, 'ok'>
@@ -78,8 +79,8 @@ export interface MockLlmServer {
 }
 
 /** The mock's own bookkeeping over HTTP, outside the Messages API's path space. */
-export const MOCK_STATS_PATH = '/_mock/stats'
-export const MOCK_CALLS_PATH = '/_mock/calls'
+export const MOCK_STATS_PATH = MOCK_LLM_ROUTES.stats.path
+export const MOCK_CALLS_PATH = MOCK_LLM_ROUTES.calls.path
 /** Enough for any load test here; older calls are dropped (and counted) beyond it. */
 const MAX_CALL_LOG = 200_000
 
@@ -494,10 +495,10 @@ export async function startMockLlm(opts: MockLlmOptions & { port?: number; host?
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]
     const read = req.method === 'GET' || req.method === 'HEAD'
-    if (path === '/healthz' && read) return void plainJson(res, 200, { ok: true })
+    if (path === MOCK_LLM_ROUTES.healthz.path && read) return void plainJson(res, 200, { ok: true })
     if (path === MOCK_STATS_PATH && read) return void plainJson(res, 200, snapshot())
     if (path === MOCK_CALLS_PATH && read) return void plainJson(res, 200, { calls: callLog, dropped: callsDropped })
-    if (path !== '/v1/messages') return void notMessages(res, 404, 'not_found_error', `No route for ${req.method} ${path}`)
+    if (path !== MOCK_LLM_ROUTES.messages.path) return void notMessages(res, 404, 'not_found_error', `No route for ${req.method} ${path}`)
     if (req.method !== 'POST') return void notMessages(res, 405, 'invalid_request_error', `Method ${req.method} not allowed`)
 
     stats.requests++

@@ -11,6 +11,7 @@ import { clientAddress } from './request.js'
 import { mutationsRouter } from './routes/mutations.js'
 import { opsRouter } from './routes/ops.js'
 import { sessionsRouter } from './routes/sessions.js'
+import { ADMIN_ROUTES, API_PREFIX } from './routes/table.js'
 
 const REQUEST_ID = /^[\w.:-]{1,64}$/
 /** Scrapes and probes arrive every few seconds: logged at debug, so the info log shows operations. */
@@ -96,11 +97,11 @@ export function createApp(deps: AppDeps): Express {
 
   app.use(requestContext(deps.logger))
 
-  app.get('/healthz', (_req, res) => {
+  app.get(ADMIN_ROUTES.healthz.path, (_req, res) => {
     res.json({ status: 'ok', uptimeSeconds: Math.round((Date.now() - started) / 1000) })
   })
 
-  app.get('/readyz', async (_req, res) => {
+  app.get(ADMIN_ROUTES.readyz.path, async (_req, res) => {
     if (deps.shutdownSignal?.aborted) return sendError(res, new ApiError(503, 'shutting_down', 'the service is shutting down'))
     const targets = await Promise.all(
       checks.map(async ({ name, ping }) => {
@@ -131,7 +132,7 @@ export function createApp(deps: AppDeps): Express {
 
   // Freshened first (gauges older than server.freshFor, waiting at most server.scrapeWait), then
   // served from memory: a slow or broken target is served with the values it had and their age.
-  app.get('/metrics', async (_req, res) => {
+  app.get(ADMIN_ROUTES.metrics.path, async (_req, res) => {
     await deps.collection?.freshen()
     const body = await deps.metrics.registry.metrics()
     res.setHeader('Content-Type', deps.metrics.registry.contentType)
@@ -140,7 +141,7 @@ export function createApp(deps: AppDeps): Express {
   })
 
   // Prometheus' multi-target convention (blackbox_exporter, postgres_exporter): one target's series only.
-  app.get('/probe', async (req, res) => {
+  app.get(ADMIN_ROUTES.probe.path, async (req, res) => {
     const target = typeof req.query.target === 'string' ? req.query.target : undefined
     if (!target || !deps.fleet.targets.some((t) => t.config.name === target)) {
       return sendError(
@@ -158,7 +159,7 @@ export function createApp(deps: AppDeps): Express {
     res.send(onlyTarget(await deps.metrics.registry.metrics(), target))
   })
 
-  app.use('/api', sessionsRouter(deps), opsRouter(deps, auth), mutationsRouter(deps, auth))
+  app.use(API_PREFIX, sessionsRouter(deps), opsRouter(deps, auth), mutationsRouter(deps, auth))
   for (const mount of deps.mounts ?? []) app.use(mount.path, mount.router)
   app.use(notFound)
   app.use(errorHandler(deps.logger))

@@ -7,7 +7,8 @@ import { migrate } from '../../src/db/migrate.js'
 import { startMockLlm, MOCK_CALLS_PATH, type MockLlmCall, type MockLlmOptions, type MockLlmServer } from '../../src/llm/mock-server.js'
 import { ChatClient, parseSse, type ChatReply } from '../../src/loadtest/http-client.js'
 import { createTestDatabase, type TestDatabase } from './db.js'
-import { parseMetrics, valueOf, waitFor, type Sample } from './server.js'
+import { parseMetrics, valueOf, type Sample } from './server.js'
+import { waitFor } from './wait.js'
 
 /**
  * The reference chat path under test: a real chat server (express, instrumented pool, the real

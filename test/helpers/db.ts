@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import pg from 'pg'
-import { inject } from 'vitest'
+import { afterAll, beforeAll, inject } from 'vitest'
 import { Database } from '../../src/db/database.js'
 
 export interface TestDatabase {
@@ -52,5 +52,37 @@ export async function createTestDatabase(label: string): Promise<TestDatabase> {
         await cleaner.end()
       }
     },
+  }
+}
+
+/**
+ * The database of a test file (or describe block): created and prepared (seeded, migrated) before
+ * its tests, dropped after them. Returns it at once; its members are there from beforeAll on.
+ */
+export function useTestDatabase(label: string, prepare?: (t: TestDatabase) => Promise<void>): TestDatabase {
+  let current: TestDatabase | undefined
+  const get = () => {
+    if (!current) throw new Error(`useTestDatabase(${label}): the database exists from beforeAll on`)
+    return current
+  }
+  beforeAll(async () => {
+    current = await createTestDatabase(label)
+    await prepare?.(current)
+  })
+  afterAll(async () => {
+    await current?.drop()
+  })
+  return {
+    get url() {
+      return get().url
+    },
+    get name() {
+      return get().name
+    },
+    get db() {
+      return get().db
+    },
+    exec: (text, values) => get().exec(text, values),
+    drop: () => get().drop(),
   }
 }

@@ -73,3 +73,58 @@ export const CONVERSATION_SHAPE = {
   startedAt: 'session_start',
   lastSeenAt: 'last_activity_at',
 } as const
+
+/** The calendar days seedDailyStats wrote to, as PostgreSQL names them (YYYY-MM-DD). */
+export interface StatsDays {
+  d1: string
+  d2: string
+  d5: string
+}
+
+/**
+ * conversation_sessions (created here) with six sessions on known days, so a day's figures are
+ * known constants (orphanAfter 2 h, as in the example config):
+ * - 1 day back: two closed support-agent sessions of 600 s and 1200 s (avg 900), one open billing-agent orphan;
+ * - 2 days back: two open code-agent sessions, one seen a minute ago, one orphaned;
+ * - 5 days back: one closed support-agent session of 60 s.
+ * Each starts at noon of its day, whatever the hour now.
+ */
+export async function seedDailyStats(t: TestDatabase): Promise<StatsDays> {
+  await t.exec(exampleSchema('conversation_sessions'))
+  const noon = (days: number, plus = '0 seconds') =>
+    `date_trunc('day', now()) - interval '${days} days' + interval '12 hours' + interval '${plus}'`
+  const closed = (user: string, group: string, days: number, seconds: number) =>
+    `(gen_random_uuid(), '${user}', '${group}', false, ${noon(days)}, ${noon(days, `${seconds} seconds`)}, ${noon(days, `${seconds} seconds`)}, ${noon(days, `${seconds} seconds`)}, ${seconds})`
+  const open = (user: string, group: string, days: number, lastSeen: string) =>
+    `(gen_random_uuid(), '${user}', '${group}', true, ${noon(days)}, ${lastSeen}, NULL, NULL, NULL)`
+  await t.exec(
+    `INSERT INTO conversation_sessions (session_id, user_id, agent_role, is_active, session_start, last_activity_at, session_end, ended_at, duration_seconds)
+     VALUES ${[
+       closed('a', 'support-agent', 1, 600),
+       closed('b', 'support-agent', 1, 1200),
+       open('c', 'billing-agent', 1, noon(1, '1 hour')),
+       open('d', 'code-agent', 2, `now() - interval '1 minute'`),
+       open('e', 'code-agent', 2, noon(2, '1 hour')),
+       closed('f', 'support-agent', 5, 60),
+     ].join(',\n')}`,
+  )
+  const { rows } = await t.exec(
+    `SELECT to_char(now() - interval '1 day', 'YYYY-MM-DD') AS d1, to_char(now() - interval '2 days', 'YYYY-MM-DD') AS d2,
+            to_char(now() - interval '5 days', 'YYYY-MM-DD') AS d5`,
+  )
+  return rows[0] as StatsDays
+}
+
+/** What a 7-day sessions stats of seedDailyStats is, per day (byGroup false) and per day and group (byGroup true, 3 days). */
+export const dailyStatsExpected = (day: StatsDays) => ({
+  all: [
+    { day: day.d1, group: 'all', total: 3, avgDurationSeconds: 900, stillActive: 1, orphaned: 1 },
+    { day: day.d2, group: 'all', total: 2, avgDurationSeconds: null, stillActive: 2, orphaned: 1 },
+    { day: day.d5, group: 'all', total: 1, avgDurationSeconds: 60, stillActive: 0, orphaned: 0 },
+  ],
+  byGroup3Days: [
+    { day: day.d1, group: 'billing-agent', total: 1, avgDurationSeconds: null, stillActive: 1, orphaned: 1 },
+    { day: day.d1, group: 'support-agent', total: 2, avgDurationSeconds: 900, stillActive: 0, orphaned: 0 },
+    { day: day.d2, group: 'code-agent', total: 2, avgDurationSeconds: null, stillActive: 2, orphaned: 1 },
+  ],
+})

@@ -1,5 +1,4 @@
 import { Writable } from 'node:stream'
-import { setTimeout as sleep } from 'node:timers/promises'
 import Anthropic from '@anthropic-ai/sdk'
 import { startChatServer, type ChatServer } from '../../src/chat/server.js'
 import { loadConfig } from '../../src/core/config.js'
@@ -16,6 +15,7 @@ import { exampleSchema, GROUPS, seedConversationSessions } from './fixtures.js'
 import { regexLiteral } from './grafana-files.js'
 import { startPrometheus, type RunningPrometheus } from './prometheus.js'
 import { ADMIN_TOKEN } from './server.js'
+import { sleep } from './wait.js'
 
 /*
  * The live stack the dashboards are checked and previewed against (test/grafana-live.test.ts,

@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import pg from 'pg'
 import { freePort } from '../../src/embedded/embedded-postgres.js'
 import { installCommand, PGBOUNCER_BIN } from '../setup/peers.js'
+import { sleep } from './wait.js'
 
 export { PGBOUNCER_BIN }
 /** pgbouncer refuses to run as root; as root the tests hand it to this user. */
@@ -57,7 +58,7 @@ async function waitForConsole(adminUrl: string, child: ChildProcess, log: () => 
     } catch (error) {
       if (Date.now() > deadline)
         throw new Error(`pgbouncer did not answer on ${adminUrl}: ${(error as Error).message}\n${log()}`, { cause: error })
-      await new Promise((resolve) => setTimeout(resolve, 50))
+      await sleep(50)
     } finally {
       await client.end().catch(() => undefined)
     }

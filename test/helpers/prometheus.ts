@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { freePort } from '../../src/embedded/embedded-postgres.js'
 import { installCommand, PROMETHEUS_BIN, PROMTOOL_BIN } from '../setup/peers.js'
+import { sleep } from './wait.js'
 
 /** Debian's `prometheus` package ships both; the global setup installs it (test/setup/peers.ts). */
 export const PROMETHEUS = PROMETHEUS_BIN
@@ -95,7 +96,7 @@ export async function startPrometheus(
       await stop()
       throw new Error(`prometheus did not become ready in 20 s:\n${stderr}`)
     }
-    await new Promise((resolve) => setTimeout(resolve, 100))
+    await sleep(100)
   }
 
   return {

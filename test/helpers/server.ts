@@ -64,27 +64,6 @@ export function byLabel(samples: Sample[], name: string, label: string): Record<
   return Object.fromEntries(samples.filter((s) => s.name === name).map((s) => [s.labels[label]!, s.value]))
 }
 
-export async function waitFor<T>(
-  probe: () => Promise<T | undefined | null | false>,
-  what: string,
-  timeoutMs = 20_000,
-  intervalMs = 100,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let last: unknown
-  for (;;) {
-    try {
-      const value = await probe()
-      if (value !== undefined && value !== null && value !== false) return value
-    } catch (error) {
-      last = error
-    }
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`)
-    await new Promise((resolve) => setTimeout(resolve, intervalMs))
-  }
-}
-
 export interface TestService {
   url: string
   service: Service

@@ -6,6 +6,7 @@ import { mutationBudget } from '../rate-limit.js'
 import { apiActor } from '../request.js'
 import { closeBody, parseBody, sweepBody } from '../validation.js'
 import { selectRef } from './select.js'
+import { ADMIN_ROUTES, inRouter } from './table.js'
 
 /**
  * POST /api/sweeps and POST /api/sessions/close. Order matters: authentication first (a stranger
@@ -40,7 +41,7 @@ export function mutationsRouter(deps: AppDeps, auth: AdminAuth): Router {
     signal: deps.shutdownSignal,
   })
 
-  router.post('/sweeps', ...guard, async (req, res) => {
+  router.post(inRouter(ADMIN_ROUTES.sweeps), ...guard, async (req, res) => {
     const body = parseBody(sweepBody, req)
     const ref = selectRef(deps, body)
     budget.spend()
@@ -48,7 +49,7 @@ export function mutationsRouter(deps: AppDeps, auth: AdminAuth): Router {
     res.json(json)
   })
 
-  router.post('/sessions/close', ...guard, async (req, res) => {
+  router.post(inRouter(ADMIN_ROUTES.close), ...guard, async (req, res) => {
     const { filter, ...body } = parseBody(closeBody, req)
     const ref = selectRef(deps, body)
     budget.spend()

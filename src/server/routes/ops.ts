@@ -7,6 +7,7 @@ import type { AppDeps } from '../deps.js'
 import { ApiError } from '../errors.js'
 import { hideQueryTexts, hideQuotedQueries } from '../redact.js'
 import { checksQuery, parseQuery, poolQuery } from '../validation.js'
+import { ADMIN_ROUTES, inRouter } from './table.js'
 
 /**
  * GET /api/targets, GET /api/checks (doctor) and GET /api/pool (the server-side pool probe);
@@ -24,7 +25,7 @@ export function opsRouter(deps: AppDeps, auth: AdminAuth): Router {
     }
   }
 
-  router.get('/targets', async (_req, res) => {
+  router.get(inRouter(ADMIN_ROUTES.targets), async (_req, res) => {
     const status = new Map((deps.collection?.status() ?? []).map((s) => [s.target, s]))
     const targets = await Promise.all(
       deps.fleet.targets.map(async ({ config }) => {
@@ -48,7 +49,7 @@ export function opsRouter(deps: AppDeps, auth: AdminAuth): Router {
     res.json({ targets })
   })
 
-  router.get('/checks', async (req, res) => {
+  router.get(inRouter(ADMIN_ROUTES.checks), async (req, res) => {
     const query = parseQuery(checksQuery, req)
     const targets = query.target === undefined ? deps.fleet.targets : [targetOf(query.target)!]
     const started = performance.now()
@@ -74,7 +75,7 @@ export function opsRouter(deps: AppDeps, auth: AdminAuth): Router {
     })
   })
 
-  router.get('/pool', async (req, res) => {
+  router.get(inRouter(ADMIN_ROUTES.pool), async (req, res) => {
     const query = parseQuery(poolQuery, req)
     const target = targetOf(query.target)
     if (!target)

@@ -3,12 +3,13 @@ import { list, stats } from '../../sessions/operations.js'
 import type { AppDeps } from '../deps.js'
 import { listQuery, MAX_OFFSET, parseQuery, statsQuery } from '../validation.js'
 import { selectRef } from './select.js'
+import { ADMIN_ROUTES, inRouter } from './table.js'
 
 /** GET /api/sessions and /api/sessions/stats: the JSON of `sessions list` and `sessions stats`, with paging. */
 export function sessionsRouter(deps: AppDeps): Router {
   const router = Router()
 
-  router.get('/sessions', async (req, res) => {
+  router.get(inRouter(ADMIN_ROUTES.sessions), async (req, res) => {
     const query = parseQuery(listQuery, req)
     const ref = selectRef(deps, query)
     const page = await deps.fleet.using(ref, (handle) =>
@@ -29,7 +30,7 @@ export function sessionsRouter(deps: AppDeps): Router {
     })
   })
 
-  router.get('/sessions/stats', async (req, res) => {
+  router.get(inRouter(ADMIN_ROUTES.sessionStats), async (req, res) => {
     const query = parseQuery(statsQuery, req)
     const ref = selectRef(deps, query)
     const rows = await deps.fleet.using(ref, (handle) => stats(handle, { days: query.days, byGroup: query.byGroup }))
