@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { ChildProcess } from 'node:child_process'
 import { freePort } from '../src/embedded/embedded-postgres.js'
 import { startMockLlm, type MockLlmServer } from '../src/llm/mock-server.js'
-import { parseJson, runCli, writeConfig } from './helpers/cli.js'
+import { ChatClient } from '../src/loadtest/http-client.js'
+import { parseJson, runCli, spawnCli, writeConfig } from './helpers/cli.js'
 import { createTestDatabase, type TestDatabase } from './helpers/db.js'
 import { seedConversationSessions } from './helpers/fixtures.js'
 import { startOtelApp, type OtelApp } from './helpers/otel-app.js'
@@ -22,8 +24,74 @@ const WINDOW_SECONDS = 20
 const HOLD_TX = { job: 'hold-tx', poolMax: 3 }
 const HOLD_AUTOCOMMIT = { job: 'hold-autocommit', poolMax: 2 }
 const RELEASE = { poolMax: 3 }
+/** Warden's own chat path (`warden chat serve`), in both patterns: pool and GenAI metrics spelled with units */
+const CHAT = { poolMax: 2, hold: 'chat-hold', release: 'chat-release' }
 /** a secret that must never reach output */
 const HEADER_SECRET = `Bearer sekret-${randomBytes(6).toString('hex')}`
+
+interface ChatPath {
+  child: ChildProcess
+  chatUrl: string
+  metricsHost: string
+  stop: () => Promise<void>
+}
+
+/** `warden chat serve` as a subprocess, with one client loop per pooled connection sending turns until stop(). */
+async function startChatPath(databaseUrl: string, pattern: 'hold' | 'release', applicationName: string): Promise<ChatPath> {
+  const child = spawnCli(
+    [
+      'chat',
+      'serve',
+      '--database-url',
+      databaseUrl,
+      '--port',
+      '0',
+      '--json',
+      '--pattern',
+      pattern,
+      '--pool-max',
+      String(CHAT.poolMax),
+    ].concat(['--mock-latency', `${LLM_LATENCY_MS}ms`, '--grace', '1s']),
+    { env: { WARDEN_APPLICATION_NAME: applicationName } },
+  )
+  let stdout = ''
+  let stderr = ''
+  child.stderr!.on('data', (chunk) => (stderr = (stderr + String(chunk)).slice(-4000)))
+  const first = await new Promise<{ url: string; chatUrl: string }>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`chat serve did not listen in 30 s: ${stderr}`)), 30_000)
+    child.stdout!.on('data', (chunk) => {
+      stdout += String(chunk)
+      if (!stdout.includes('\n')) return
+      clearTimeout(timer)
+      resolve(JSON.parse(stdout.split('\n')[0]!) as { url: string; chatUrl: string })
+    })
+    child.once('exit', (code) => reject(new Error(`chat serve exited ${code}: ${stderr}`)))
+  })
+  const api = new ChatClient(first.chatUrl, { maxSockets: CHAT.poolMax, timeoutMs: 30_000 })
+  let running = true
+  const loops = Array.from({ length: CHAT.poolMax }, async (_, index) => {
+    const id = `${pattern}-${index}-${randomBytes(3).toString('hex')}`
+    await api.request('POST', 'sessions', { id })
+    while (running) await api.request('POST', `sessions/${id}/messages`, { message: 'what is my order status?' }).catch(() => sleep(100))
+  })
+  return {
+    child,
+    chatUrl: first.chatUrl,
+    metricsHost: new URL(first.url).host,
+    async stop() {
+      running = false
+      await Promise.allSettled(loops)
+      api.close()
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((resolve) => child.once('exit', resolve))
+        child.kill('SIGTERM')
+        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000)
+        await exited
+        clearTimeout(timer)
+      }
+    },
+  }
+}
 
 describe('doctor --prometheus: the app-* checks on apps Warden never instrumented (real Prometheus, PostgreSQL, OpenTelemetry)', () => {
   const suffix = randomBytes(4).toString('hex')
@@ -34,6 +102,9 @@ describe('doctor --prometheus: the app-* checks on apps Warden never instrumente
   let llm: MockLlmServer
   let faultyLlm: MockLlmServer
   let apps: OtelApp[] = []
+  let chats: ChatPath[] = []
+  // `warden chat serve` appends -chat to database.applicationName
+  const chatNames = { hold: `chold-${suffix}`, release: `crel-${suffix}` }
   let warden: TestService
   let prometheus: RunningPrometheus
   let pool: string
@@ -61,6 +132,7 @@ describe('doctor --prometheus: the app-* checks on apps Warden never instrumente
       }),
       startOtelApp(t, { APP_MODE: 'release', POOL_MAX: String(RELEASE.poolMax), APP_NAME: names.release, LLM_URL: llm.url }),
     ])
+    chats = await Promise.all([startChatPath(t.url, 'hold', chatNames.hold), startChatPath(t.url, 'release', chatNames.release)])
     warden = await startTestService(serviceConfig(t.url, { token: null }))
     const at = (app: OtelApp) => [`127.0.0.1:${app.port}`]
     prometheus = await startPrometheus([], {
@@ -69,11 +141,13 @@ describe('doctor --prometheus: the app-* checks on apps Warden never instrumente
         [HOLD_AUTOCOMMIT.job]: at(apps[1]!),
         [releaseJob]: at(apps[2]!),
         warden: [new URL(warden.url).host],
+        [CHAT.hold]: [chats[0]!.metricsHost],
+        [CHAT.release]: [chats[1]!.metricsHost],
       },
     })
     // a full window of data: every app scraped, Warden's view of their backends, LLM calls recorded
     await sleep((WINDOW_SECONDS + 2) * 1000)
-    for (const app of Object.values(names)) {
+    for (const app of [...Object.values(names), `${chatNames.hold}-chat`, `${chatNames.release}-chat`]) {
       const deadline = Date.now() + 20_000
       while ((await prometheus.query(`warden_pg_connections{application_name="${app}"}`)).length === 0) {
         if (Date.now() > deadline) throw new Error(`Prometheus never saw warden_pg_connections for ${app}`)
@@ -95,6 +169,8 @@ prometheus:
 apps:
   - { job: ${HOLD_TX.job}, applicationName: ${names.holdTx} }
   - { job: ${HOLD_AUTOCOMMIT.job}, applicationName: ${names.holdAutocommit} }
+  - { job: ${CHAT.hold}, applicationName: ${chatNames.hold}-chat }
+  - { job: ${CHAT.release}, applicationName: ${chatNames.release}-chat }
 `)
     cli = await runCli(['doctor', '--json', '--config', config, '--prometheus', prometheus.url], { timeoutMs: 60_000 })
     report = parseJson<DoctorJson>(cli)
@@ -102,7 +178,7 @@ apps:
 
   afterAll(async () => {
     await prometheus?.stop()
-    await Promise.all(apps.map((app) => app.stop()))
+    await Promise.all([...apps, ...chats].map((app) => app.stop()))
     await warden?.close()
     await llm?.close()
     await faultyLlm?.close()
@@ -218,6 +294,25 @@ apps:
     expect(['ok', 'warn', 'crit']).toContain(wait.status)
     expect(rowOf('app-pool-wait', releaseJob)).toMatchObject({ status: 'ok', pool })
     expect(rowOf('app-pool-wait', releaseJob).waitP99Seconds as number).toBeLessThan(0.1)
+  })
+
+  it("Warden's own chat path, spelled with units: blames the hold pattern's pool, passes the release pattern", () => {
+    for (const name of ['app-pool-saturation', 'app-connection-held-long', 'app-held-idle']) {
+      expect(rowOf(name, CHAT.hold), name).toMatchObject({ status: 'crit' })
+      expect(rowOf(name, CHAT.release), name).toMatchObject({ status: 'ok' })
+    }
+    expect(rowOf('app-pool-saturation', CHAT.hold)).toMatchObject({ max: CHAT.poolMax, usedPeak: CHAT.poolMax })
+    expect(rowOf('app-connection-held-long', CHAT.hold)).toMatchObject({ heldAcrossLlmCalls: true })
+    expect(rowOf('app-connection-held-long', CHAT.hold).llmP95Seconds as number).toBeGreaterThanOrEqual(1.28)
+    expect(rowOf('app-connection-held-long', CHAT.release)).toMatchObject({ heldAcrossLlmCalls: false })
+    // the hold pattern opens a transaction around the call: PostgreSQL sees it idle in transaction
+    const held = rowOf('app-held-idle', CHAT.hold)
+    expect(held.applicationName).toBe(`${chatNames.hold}-chat`)
+    expect((held.postgresByState as Record<string, number>)['idle in transaction']).toBeGreaterThanOrEqual(CHAT.poolMax * 0.8)
+    // attempts are exported by Warden's chat path only: the attempt-level share is there
+    for (const job of [CHAT.hold, CHAT.release])
+      expect(rowOf('app-llm-errors', job)).toMatchObject({ status: 'ok', errorPercent: 0, attemptErrorPercent: 0 })
+    expect(rowOf('app-llm-errors', HOLD_TX.job).attemptErrorPercent).toBeNull()
   })
 
   it('Prometheus unreachable: each selected app check FAILs naming the redacted URL and the query; the database checks still run (exit 3)', async () => {
