@@ -10,7 +10,7 @@ import { createTestDatabase, type TestDatabase } from './helpers/db.js'
 import { seedConversationSessions } from './helpers/fixtures.js'
 import { startOtelApp, type OtelApp } from './helpers/otel-app.js'
 import { startPrometheus, type RunningPrometheus } from './helpers/prometheus.js'
-import { serviceConfig, startTestService, type TestService } from './helpers/server.js'
+import { serviceConfig, startTestService, valueOf, waitFor, type TestService } from './helpers/server.js'
 
 type Row = Record<string, unknown>
 interface DoctorJson {
@@ -313,6 +313,35 @@ apps:
     for (const job of [CHAT.hold, CHAT.release])
       expect(rowOf('app-llm-errors', job)).toMatchObject({ status: 'ok', errorPercent: 0, attemptErrorPercent: 0 })
     expect(rowOf('app-llm-errors', HOLD_TX.job).attemptErrorPercent).toBeNull()
+  })
+
+  it('warden serve with prometheus.url publishes the app checks as warden_check_status{target="prometheus"}', async () => {
+    const served = await startTestService(
+      serviceConfig(t.url, {
+        token: null,
+        extra: `checks:\n  appPoolUsed: { warn: 50, crit: 80 }\nprometheus:\n  url: ${prometheus.url}\n  window: ${WINDOW_SECONDS}s\napps:\n  - { job: ${HOLD_AUTOCOMMIT.job}, applicationName: ${names.holdAutocommit} }\n`,
+      }),
+    )
+    try {
+      const status = (samples: Awaited<ReturnType<TestService['scrape']>>['samples'], check: string) =>
+        valueOf(samples, 'warden_check_status', { target: 'prometheus', check })
+      const { samples } = await waitFor(
+        async () => {
+          const scrape = await served.scrape()
+          return (
+            status(scrape.samples, 'app-held-idle') !== undefined && status(scrape.samples, 'app-pool-saturation') !== undefined && scrape
+          )
+        },
+        'the app checks in warden_check_status',
+        30_000,
+        500,
+      )
+      expect(status(samples, 'app-held-idle')).toBe(2)
+      expect(status(samples, 'app-pool-saturation')).toBe(2)
+      expect(valueOf(samples, 'warden_check_success', { target: 'prometheus', check: 'app-llm-errors' })).toBe(1)
+    } finally {
+      await served.close()
+    }
   })
 
   it('Prometheus unreachable: each selected app check FAILs naming the redacted URL and the query; the database checks still run (exit 3)', async () => {
