@@ -83,6 +83,26 @@ export const KEY_DESCRIPTIONS: Record<string, string> = {
   'checks.costRows.table': 'an `llm_requests`-like table whose rows point at sessions (`dangling-cost-rows`)',
   'checks.costRows.sessionId': 'its column holding the session id',
   'checks.orphanIndexMinRows': 'the orphan-index check stays quiet below this many rows',
+  'checks.appPoolUsed.warn': "`app-pool-saturation`: an application pool's average used / max over `prometheus.window`, in %: warning",
+  'checks.appPoolUsed.crit': "`app-pool-saturation`: an application pool's average used / max, in %: critical",
+  'checks.appPoolWaitP99.warn': '`app-pool-wait`: p99 wait for a pooled connection: warning',
+  'checks.appPoolWaitP99.crit': '`app-pool-wait`: p99 wait for a pooled connection: critical',
+  'checks.appHeldP95.warn': '`app-connection-held-long`: p95 time a connection stays checked out: warning',
+  'checks.appHeldP95.crit': '`app-connection-held-long`: p95 time a connection stays checked out: critical',
+  'checks.appHeldIdle.warn':
+    "`app-held-idle`: connections checked out while PostgreSQL shows them not active, as % of the pool's max, averaged over the window: warning",
+  'checks.appHeldIdle.crit': "`app-held-idle`: the same share of the pool's max: critical",
+  'checks.appLlmErrors.warn': '`app-llm-errors`: share of GenAI operations that failed, in %: warning',
+  'checks.appLlmErrors.crit': '`app-llm-errors`: share of GenAI operations that failed, in %: critical',
+  'prometheus.url':
+    "your Prometheus, for the `app-*` checks of `doctor` (the applications' own pool and GenAI metrics): base URL of its HTTP API, e.g. `http://prometheus:9090` (Thanos, Mimir: the prefix before `/api/v1`); `doctor --prometheus` overrides it",
+  'prometheus.headers':
+    'extra request headers (`Authorization: Bearer ${PROM_TOKEN}`, `X-Scope-OrgID`); values are secrets, never logged or shown',
+  'prometheus.window': 'how far back the `app-*` checks look (rates, quantiles, averages)',
+  'prometheus.timeout': 'deadline of each PromQL query',
+  apps: 'maps Prometheus jobs to the `application_name` their PostgreSQL connections carry (`app-held-idle`); an unmapped job matches an `application_name` equal to its name',
+  'apps[].job': 'the `job` label of the application in Prometheus',
+  'apps[].applicationName': 'the `application_name` its connections show in `pg_stat_activity` (and in `warden_pg_connections`)',
   'server.host': 'address `warden serve` listens on (loopback by default)',
   'server.port': 'port of `warden serve` (0: a free one)',
   'server.adminToken': 'Bearer token of the mutating admin routes; without one they are off. A secret: use `WARDEN_ADMIN_TOKEN`',
@@ -179,6 +199,7 @@ function typeName(schema: AnyZod, path: string): string {
   }
   if (inner instanceof z.ZodLiteral) return `\`${String(inner._def.value)}\``
   if (inner instanceof z.ZodLazy) return 'mapping'
+  if (inner instanceof z.ZodRecord) return `mapping of name to string${nullable}`
   if (inner instanceof z.ZodObject) return 'mapping'
   throw new Error(`gen-docs: no type name for ${path} (${inner.constructor.name})`)
 }

@@ -1,57 +1,19 @@
-import { spawn, type ChildProcess } from 'node:child_process'
-import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ROOT } from './helpers/cli.js'
 import { createTestDatabase, type TestDatabase } from './helpers/db.js'
 import { expandVariables, labelValuesQuery, loadDashboardFiles, panelTargets } from './helpers/grafana-files.js'
 import { metricNames } from './helpers/grafana-promql.js'
 import { labelValues, liveVariables } from './helpers/grafana-stack.js'
+import { startOtelApp, type OtelApp } from './helpers/otel-app.js'
 import { startPrometheus, type RunningPrometheus } from './helpers/prometheus.js'
 
 /** Grafana's $__rate_interval for a 1 s scrape over a short range, as in grafana-live.test.ts. */
 const RATE_INTERVAL = '15s'
 const DATA_DEADLINE_MS = 45_000
 
-/** Starts test/fixtures/otel-pg-app.ts against the test database; resolves with its /metrics port. */
-async function startOtelApp(t: TestDatabase): Promise<{ child: ChildProcess; port: number }> {
-  const url = new URL(t.url)
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test', 'fixtures', 'otel-pg-app.ts')], {
-    cwd: ROOT,
-    env: {
-      ...process.env,
-      PGHOST: url.hostname,
-      PGPORT: url.port,
-      PGUSER: decodeURIComponent(url.username),
-      PGPASSWORD: decodeURIComponent(url.password),
-      PGDATABASE: url.pathname.slice(1),
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let output = ''
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the OpenTelemetry app did not start in 30 s:\n${output}`)), 30_000)
-    const onData = (chunk: Buffer) => {
-      output += String(chunk)
-      const match = /listening (\d+)/.exec(output)
-      if (match) {
-        clearTimeout(timer)
-        resolve(Number(match[1]))
-      }
-    }
-    child.stdout.on('data', onData)
-    child.stderr.on('data', onData)
-    child.once('exit', (code) => {
-      clearTimeout(timer)
-      reject(new Error(`the OpenTelemetry app exited with ${code}:\n${output}`))
-    })
-  })
-  return { child, port }
-}
-
 describe('the pool panels and the $pool variable on an app instrumented by OpenTelemetry, not by Warden', () => {
   let t: TestDatabase
-  let app: { child: ChildProcess; port: number }
+  let app: OtelApp
   let prometheus: RunningPrometheus
   let instance: string
 
@@ -63,11 +25,7 @@ describe('the pool panels and the $pool variable on an app instrumented by OpenT
   })
   afterAll(async () => {
     await prometheus?.stop()
-    if (app && app.child.exitCode === null) {
-      const exited = new Promise((resolve) => app.child.once('exit', resolve))
-      app.child.kill('SIGTERM')
-      await exited
-    }
+    await app?.stop()
     await t?.drop()
   })
 

@@ -1,3 +1,8 @@
+import { appConnectionHeldLong } from './app-connection-held-long.js'
+import { appHeldIdle } from './app-held-idle.js'
+import { appLlmErrors } from './app-llm-errors.js'
+import { appPoolSaturation } from './app-pool-saturation.js'
+import { appPoolWait } from './app-pool-wait.js'
 import { blockedBackends } from './blocked-backends.js'
 import { connectionHeadroom } from './connection-headroom.js'
 import { danglingCostRows } from './dangling-cost-rows.js'
@@ -7,7 +12,7 @@ import { longTransactions } from './long-transactions.js'
 import { orphanIndex } from './orphan-index.js'
 import { orphanedSessions } from './orphaned-sessions.js'
 import { timeoutSettings } from './timeout-settings.js'
-import type { Check } from './types.js'
+import type { AppCheck, Check } from './types.js'
 
 /** Every check doctor and the admin service run, in the order they are reported. */
 export const CHECKS: ReadonlyArray<Check<never>> = [
@@ -22,4 +27,12 @@ export const CHECKS: ReadonlyArray<Check<never>> = [
   duplicateOpenSessions,
 ] as ReadonlyArray<Check<never>>
 
-export const CHECK_NAMES = CHECKS.map((check) => check.name)
+/**
+ * The checks that read the applications' own metrics from Prometheus (prometheus.url or
+ * `doctor --prometheus`): run once per doctor run, after the database checks in the report.
+ */
+export const APP_CHECKS: ReadonlyArray<AppCheck> = [appPoolSaturation, appPoolWait, appConnectionHeldLong, appHeldIdle, appLlmErrors]
+
+export const APP_CHECK_NAMES = APP_CHECKS.map((check) => check.name)
+
+export const CHECK_NAMES = [...CHECKS.map((check) => check.name), ...APP_CHECK_NAMES]

@@ -1,4 +1,5 @@
 import type { ChecksConfig, WardenConfig } from '../core/config.js'
+import type { PromClient } from '../prometheus/client.js'
 import type { Database } from '../db/database.js'
 import type { SessionTable } from '../db/session-table.js'
 import type { Sql } from '../db/sql.js'
@@ -63,4 +64,27 @@ export function grade(value: number, thresholds: { warn: number; crit: number })
 export function requireSessions(ctx: CheckContext): SessionTable {
   if (ctx.sessions instanceof Error) throw ctx.sessions
   return ctx.sessions
+}
+
+/** What an app-* check sees: the user's Prometheus and the configuration, no database. */
+export interface AppCheckContext {
+  prom: PromClient
+  config: WardenConfig
+  /** prometheus.window, in seconds */
+  windowSeconds: number
+  /** thresholds: the top-level checks (app checks look at applications, not at one target) */
+  checks: ChecksConfig
+}
+
+export type AppFinding = Finding | { status: 'skipped'; message: string; evidence?: object[] }
+
+/**
+ * A check that reads the metrics applications export (pool and GenAI) from Prometheus rather
+ * than the database: it runs once per doctor run, names the job / instance / pool it blames,
+ * and its evidence carries the PromQL it ran with the values it got.
+ */
+export interface AppCheck {
+  name: string
+  help: string
+  run: (ctx: AppCheckContext) => Promise<AppFinding>
 }

@@ -3,7 +3,8 @@ import { WardenCommand } from '../cli/base-command.js'
 import { wrap } from '../cli/wrap.js'
 import { ExitCode, WardenError } from '../core/errors.js'
 import { CHECK_NAMES } from '../checks/index.js'
-import { runFleetChecks, type DoctorReport } from '../checks/run.js'
+import { runFleetChecks, summarizeResults, type DoctorReport } from '../checks/run.js'
+import { runAppChecks } from '../checks/run-apps.js'
 import type { CheckResult } from '../checks/types.js'
 import { withDatabases } from '../db/databases.js'
 
@@ -14,11 +15,14 @@ export default class Doctor extends WardenCommand {
 
   static override description = `Checks: ${CHECK_NAMES.join(', ')}. Each runs in its own read-only transaction with a deadline; one that fails reports itself and the rest still run. Thresholds live under "checks:" in the config file.
 
+With --prometheus (or prometheus.url in the config) the app-* checks also read the applications' own pool and GenAI metrics (OpenTelemetry db.client.connection.*, gen_ai.client.*) from Prometheus, whatever language the application is written in; each names the job and pool it blames with the PromQL and the values. Prometheus unreachable: those checks FAIL, the database checks still run.
+
 Exit codes: 0 ok, 1 warning, 2 critical, 3 could not run (database unreachable, bad configuration, unknown --check, or a check that failed with nothing critical found).`
 
   static override examples = [
     '<%= config.bin %> doctor',
     '<%= config.bin %> doctor --check idle-in-transaction --check connection-headroom',
+    '<%= config.bin %> doctor --prometheus http://prometheus:9090',
     '<%= config.bin %> doctor --json | jq \'.checks[] | select(.status != "ok")\'',
   ]
 
@@ -27,19 +31,28 @@ Exit codes: 0 ok, 1 warning, 2 critical, 3 could not run (database unreachable, 
     verbose: Flags.boolean({ char: 'v', description: 'show the evidence rows of every finding' }),
     'check-timeout': Flags.integer({ description: 'deadline per check, in milliseconds', default: 10_000, min: 100 }),
     target: Flags.string({ description: 'check only this target (default: every target of the configuration)' }),
+    prometheus: Flags.string({
+      description: "Prometheus base URL for the app-* checks (the applications' pool and GenAI metrics); overrides prometheus.url",
+    }),
   }
 
   async run(): Promise<DoctorReport> {
     const { flags } = await this.parse(Doctor)
-    const loaded = this.loadConfig(flags)
+    const loaded = this.loadConfig(flags, [{ key: 'prometheus.url', flag: '--prometheus', value: flags.prometheus }])
     const targets = flags.target === undefined ? loaded.config.targets : [this.selectedTarget(loaded, flags)]
     const several = loaded.config.targets.length > 1
     // A target that cannot be reached is a finding (every check of it FAILs), not the end of the run.
-    const report = await withDatabases(
-      targets,
-      (target) => this.openDatabase(target),
-      (inputs) => runFleetChecks(loaded.config, inputs, { only: flags.check, checkTimeoutMs: flags['check-timeout'] }),
-    )
+    const started = performance.now()
+    // the applications' metrics and the databases are independent: neither waits for, nor fails, the other
+    const [databases, apps] = await Promise.all([
+      withDatabases(
+        targets,
+        (target) => this.openDatabase(target),
+        (inputs) => runFleetChecks(loaded.config, inputs, { only: flags.check, checkTimeoutMs: flags['check-timeout'] }),
+      ),
+      runAppChecks(loaded.config, { only: flags.check }),
+    ])
+    const report = apps.length ? summarizeResults([...databases.checks, ...apps], performance.now() - started) : databases
     for (const group of groupUnreachable(report.checks)) {
       const { check } = group
       const where = [several ? check.target : undefined, check.table].filter(Boolean).join('/')

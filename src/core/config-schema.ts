@@ -1,6 +1,6 @@
 import { z } from 'zod'
 import { DURATION_EXPECTED, parseDuration } from './duration.js'
-import { databaseUrlProblem, hostProblem } from './urls.js'
+import { databaseUrlProblem, hostProblem, httpUrlProblem } from './urls.js'
 
 /**
  * PostgreSQL would accept almost anything between double quotes, but a mapping key that needs
@@ -154,6 +154,16 @@ const checksSchema = z
     costRows: z.object({ table: qualifiedTable, sessionId: identifier }).strict().optional(),
     /** the orphan-index check stays quiet below this many rows */
     orphanIndexMinRows: count(0, Number.MAX_SAFE_INTEGER).default(10_000),
+    /** app-* checks (Prometheus): average used / max connections of an application's pool over prometheus.window, in % */
+    appPoolUsed: thresholds(percent, { warn: 80, crit: 95 }, '%'),
+    /** app-pool-wait: p99 time an application waits for a pooled connection */
+    appPoolWaitP99: thresholds(duration, { warn: '100ms', crit: '1s' }, ' s'),
+    /** app-connection-held-long: p95 time a connection stays checked out; seconds mean it is held across something else */
+    appHeldP95: thresholds(duration, { warn: '1s', crit: '5s' }, ' s'),
+    /** app-held-idle: connections checked out while PostgreSQL shows them idle, as % of the pool's max, averaged over the window */
+    appHeldIdle: thresholds(percent, { warn: 25, crit: 50 }, '%'),
+    /** app-llm-errors: share of GenAI operations that failed, in % */
+    appLlmErrors: thresholds(percent, { warn: 5, crit: 20 }, '%'),
   })
   .strict()
   .default({})
@@ -210,6 +220,41 @@ const schedulerSchema = z
   })
   .strict()
   .default({})
+
+/** Label values (a Prometheus job, an application_name): anything printable, quoted where they are used. */
+const labelValueSchema = z
+  .string({ invalid_type_error: 'expected a name such as chat-api' })
+  .min(1, 'expected a name such as chat-api')
+  .max(200, 'expected at most 200 characters')
+  .refine((value) => ![...value].some((char) => char.charCodeAt(0) < 0x20), 'expected printable characters only')
+
+/**
+ * The user's Prometheus, for the app-* checks: the applications' own pool and GenAI metrics.
+ * Header values (Authorization, X-Scope-OrgID) are secrets: never logged or shown.
+ */
+const prometheusSchema = z
+  .object({
+    url: z
+      .string({ invalid_type_error: 'expected an http:// or https:// URL such as http://prometheus:9090' })
+      .superRefine((value, ctx) => {
+        const problem = httpUrlProblem(value)
+        if (problem) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem })
+      }),
+    headers: z
+      .record(
+        z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'expected an HTTP header name'),
+        z.string({ invalid_type_error: 'expected a header value (a string)' }).regex(/^[^\r\n]*$/, 'expected a single-line header value'),
+      )
+      .default({}),
+    /** the span the app-* checks look back over */
+    window: duration.default('10m'),
+    /** deadline of each query */
+    timeout: duration.default('10s'),
+  })
+  .strict()
+
+/** Which PostgreSQL application_name a Prometheus job's connections carry (app-held-idle); unmapped jobs match by name. */
+const appSchema = z.object({ job: labelValueSchema, applicationName: z.string().min(1).max(63) }).strict()
 
 /** The conversation_sessions shape of SPEC.md: the default when no mapping is configured. */
 export const DEFAULT_SESSIONS = {
@@ -286,6 +331,8 @@ export const configSchema = z
     checks: checksSchema,
     server: serverSchema,
     scheduler: schedulerSchema,
+    prometheus: prometheusSchema.optional(),
+    apps: z.array(appSchema).default([]),
   })
   .strict()
   .superRefine(fleetRules)
@@ -388,6 +435,8 @@ export type WardenConfig = z.output<typeof configSchema>
 export type SessionsConfig = WardenConfig['sessions']
 export type DatabaseConfig = WardenConfig['database']
 export type ChecksConfig = WardenConfig['checks']
+export type PrometheusConfig = z.output<typeof prometheusSchema>
+export type AppMapping = z.output<typeof appSchema>
 
 /**
  * Environment variables Warden reads, and the config key each one sets. One table so the loader

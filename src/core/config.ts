@@ -7,7 +7,16 @@ import { DURATION_EXPECTED } from './duration.js'
 import { configError, usageError } from './errors.js'
 import { redactText, redactUrl } from './urls.js'
 
-export type { WardenConfig, SessionsConfig, DatabaseConfig, TargetConfig, TableConfig, ChecksConfig } from './config-schema.js'
+export type {
+  WardenConfig,
+  SessionsConfig,
+  DatabaseConfig,
+  TargetConfig,
+  TableConfig,
+  ChecksConfig,
+  PrometheusConfig,
+  AppMapping,
+} from './config-schema.js'
 
 export const DEFAULT_CONFIG_FILE = 'warden.config.yaml'
 
@@ -152,7 +161,12 @@ const SECRET_KEY = /token|password|secret/i
 /** Config values as they may appear in messages and logs: secrets hidden, URL passwords masked. */
 export function redactValue(key: string, value: unknown): unknown {
   if (SECRET_KEY.test(key)) return '*****'
-  if (key === 'database.url' && typeof value === 'string') return redactUrl(value)
+  // Prometheus headers carry Authorization / tenant tokens: every value is a secret
+  if (key === 'prometheus.headers' || key.startsWith('prometheus.headers.'))
+    return isPlainObject(value) ? Object.fromEntries(Object.keys(value).map((name) => [name, '*****'])) : '*****'
+  if (key === 'prometheus' && isPlainObject(value) && isPlainObject(value.headers))
+    return redactValue('', { ...value, headers: redactValue('prometheus.headers', value.headers) })
+  if ((key === 'database.url' || key === 'prometheus.url') && typeof value === 'string') return redactUrl(value)
   // A URL typed in the wrong place (`database: postgres://u:pw@h/db`) is still a URL with a password.
   if (typeof value === 'string' || isPlainObject(value) || Array.isArray(value)) return JSON.parse(redactSecrets(JSON.stringify(value)))
   return value

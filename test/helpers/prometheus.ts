@@ -38,23 +38,28 @@ export interface RunningPrometheus {
 }
 
 /**
- * A real Prometheus on a free loopback port, scraping `targets` every second (and evaluating
- * `ruleFiles`, absolute paths), with its config and TSDB in a temp dir that stop() removes.
- * Bounded: stop() kills it if it does not exit.
+ * A real Prometheus on a free loopback port, scraping `targets` every second (as job "warden",
+ * or as the jobs of `options.jobs`: job name → targets) and evaluating `ruleFiles` (absolute
+ * paths), with its config and TSDB in a temp dir that stop() removes. Bounded: stop() kills it if
+ * it does not exit.
  */
 export async function startPrometheus(
   targets: string[],
-  options: { scrapeInterval?: string; ruleFiles?: string[] } = {},
+  options: { scrapeInterval?: string; jobs?: Record<string, string[]>; ruleFiles?: string[] } = {},
 ): Promise<RunningPrometheus> {
   requireBinary(PROMETHEUS)
   const dir = mkdtempSync(join(tmpdir(), 'warden-prometheus-'))
   const port = await freePort()
   const interval = options.scrapeInterval ?? '1s'
+  const jobs = { ...(targets.length || !options.jobs ? { warden: targets } : {}), ...(options.jobs ?? {}) }
+  const scrapeConfigs = Object.entries(jobs)
+    .map(([job, list]) => `  - job_name: '${job}'\n    static_configs:\n      - targets: [${list.map((t) => `'${t}'`).join(', ')}]\n`)
+    .join('')
   // rules are evaluated at the scrape interval, so alerts turn pending within seconds
   const rules = (options.ruleFiles ?? []).map((file) => `'${file}'`)
   writeFileSync(
     join(dir, 'prometheus.yml'),
-    `global:\n  scrape_interval: ${interval}\n  evaluation_interval: ${interval}\n${rules.length ? `rule_files: [${rules.join(', ')}]\n` : ''}scrape_configs:\n  - job_name: warden\n    static_configs:\n      - targets: [${targets.map((t) => `'${t}'`).join(', ')}]\n`,
+    `global:\n  scrape_interval: ${interval}\n  evaluation_interval: ${interval}\n${rules.length ? `rule_files: [${rules.join(', ')}]\n` : ''}scrape_configs:\n${scrapeConfigs}`,
   )
   const child: ChildProcess = spawn(
     PROMETHEUS,

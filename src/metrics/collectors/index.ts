@@ -1,9 +1,10 @@
 import type { CollectorFactory } from '../collector.js'
+import { appChecksCollector } from './app-checks.js'
 import { activityChecksCollector, checksCollector } from './checks.js'
 import { pgConnectionsCollector } from './pg-connections.js'
 import { sessionsCollector } from './sessions.js'
 
-export { activityChecksCollector, checksCollector, pgConnectionsCollector, sessionsCollector }
+export { activityChecksCollector, appChecksCollector, checksCollector, pgConnectionsCollector, sessionsCollector }
 
 /**
  * The one list of database-derived collectors `warden serve` runs for every target. A new topic
@@ -12,5 +13,5 @@ export { activityChecksCollector, checksCollector, pgConnectionsCollector, sessi
  * register into the same registry directly.
  */
 export function defaultCollectors(): CollectorFactory[] {
-  return [sessionsCollector, pgConnectionsCollector, activityChecksCollector, checksCollector]
+  return [sessionsCollector, pgConnectionsCollector, activityChecksCollector, checksCollector, appChecksCollector]
 }
