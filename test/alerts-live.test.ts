@@ -6,7 +6,8 @@ import { ROOT, writeConfig } from './helpers/cli.js'
 import { createTestDatabase, type TestDatabase } from './helpers/db.js'
 import { seedConversationSessions } from './helpers/fixtures.js'
 import { startPrometheus, type RunningPrometheus } from './helpers/prometheus.js'
-import { startTestService, waitFor, type TestService } from './helpers/server.js'
+import { startTestService, type TestService } from './helpers/server.js'
+import { waitFor } from './helpers/wait.js'
 
 /*
  * prometheus/alerts.yml evaluated by a real Prometheus on what a real `warden serve` publishes

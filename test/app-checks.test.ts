@@ -10,7 +10,8 @@ import { createTestDatabase, type TestDatabase } from './helpers/db.js'
 import { seedConversationSessions } from './helpers/fixtures.js'
 import { startOtelApp, type OtelApp } from './helpers/otel-app.js'
 import { startPrometheus, type RunningPrometheus } from './helpers/prometheus.js'
-import { serviceConfig, startTestService, valueOf, waitFor, type TestService } from './helpers/server.js'
+import { serviceConfig, startTestService, valueOf, type TestService } from './helpers/server.js'
+import { waitFor } from './helpers/wait.js'
 
 type Row = Record<string, unknown>
 interface DoctorJson {
