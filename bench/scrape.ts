@@ -1,132 +1,88 @@
 /**
- * /metrics latency of `warden serve` against a large session table, healthy and with the table
- * stalled (ACCESS EXCLUSIVE lock held by another transaction), beside a bare prom-client
- * registry served the same way. The claim under test: a scrape never waits on the database.
+ * /metrics latency and freshness of `warden serve` against a large session table, in three
+ * states: healthy, the table locked (ACCESS EXCLUSIVE held by another transaction), and the
+ * database down (the embedded PostgreSQL halted). Beside it, a bare prom-client registry served
+ * the same way. The claims under test: a scrape never waits on the database, and the gauges are
+ * fresh when the database is healthy.
  *
- *   node --import tsx bench/scrape.ts [--rows 2000000] [--requests 2000] [--url postgres://…]
+ *   node --import tsx bench/scrape.ts [--rows 2000000] [--requests 2000] [--repeats 20] [--poll-ms 50] [--url postgres://…]
  *
- * Without --url (or WARDEN_BENCH_DATABASE_URL) it runs on its own embedded PostgreSQL.
- * Results: a table on stdout and JSON in bench/results/.
+ * Freshness, two ways: (a) warden_collector_age_seconds in every scrape's body; (b) change to
+ * visible: the bench changes the database with SQL (a session opened then closed; an
+ * idle-in-transaction backend opened then closed) and polls /metrics until the gauge shows it.
+ * Without --url (or WARDEN_BENCH_DATABASE_URL) it runs on its own embedded PostgreSQL; the
+ * "database down" state needs that one (an external server is not stopped). Results: tables on
+ * stdout and JSON in bench/results/.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { cpus, freemem, loadavg, totalmem } from 'node:os'
-import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import express from 'express'
 import pg from 'pg'
 import { loadConfig } from '../src/core/config.js'
-import { startEmbeddedPostgres, type EmbeddedPostgres } from '../src/embedded/embedded-postgres.js'
 import { createRegistry } from '../src/metrics/registry.js'
 import { listen } from '../src/server/listen.js'
 import { createLogger } from '../src/server/logger.js'
 import { startService } from '../src/server/service.js'
+import { scrapeSeries, sleep, sum, value, visibleAfter } from './lib/metrics.js'
+import { benchPostgres, describeMachine, machine, seedSessions, withClient } from './lib/postgres.js'
+import { table, writeResults } from './lib/results.js'
+import { summarize, type Summary } from './lib/stats.js'
 
 const { values: args } = parseArgs({
   options: {
     rows: { type: 'string', default: '2000000' },
     requests: { type: 'string', default: '2000' },
+    repeats: { type: 'string', default: '20' },
+    'poll-ms': { type: 'string', default: '50' },
     url: { type: 'string' },
   },
 })
 const ROWS = Number(args.rows)
 const REQUESTS = Number(args.requests)
-const ROOT = new URL('..', import.meta.url).pathname
+const REPEATS = Number(args.repeats)
+const POLL_MS = Number(args['poll-ms'])
+const LAG_TIMEOUT_MS = 10_000
 const DATABASE = 'warden_bench_scrape'
+const TARGET = 'default'
+const LAG_APP = 'warden-bench-lag'
 
-interface Stats {
-  p50: number
-  p90: number
-  p99: number
-  max: number
-  mean: number
-  errors: number
-}
+type State = 'healthy' | 'table locked' | 'database down'
 
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
-}
-
-/** Sequential scrapes, as Prometheus does per target, after a warm-up. */
-async function scrape(url: string, count: number): Promise<Stats & { lastBody: string }> {
-  let lastBody = ''
-  for (let i = 0; i < 100; i += 1) await (await fetch(url)).text()
-  const times: number[] = []
-  let errors = 0
-  for (let i = 0; i < count; i += 1) {
-    const started = performance.now()
-    const response = await fetch(url)
-    lastBody = await response.text()
-    times.push(performance.now() - started)
-    if (response.status !== 200) errors += 1
-  }
-  const sorted = [...times].sort((a, b) => a - b)
-  const round = (n: number) => Math.round(n * 100) / 100
-  return {
-    p50: round(percentile(sorted, 50)),
-    p90: round(percentile(sorted, 90)),
-    p99: round(percentile(sorted, 99)),
-    max: round(sorted[sorted.length - 1]!),
-    mean: round(times.reduce((a, b) => a + b, 0) / times.length),
-    errors,
-    lastBody,
-  }
-}
-
-const sample = (body: string, series: string) => new RegExp(`^${series.replace(/[{}"()[\]]/g, '\\$&')} (\\S+)$`, 'm').exec(body)?.[1]
-
-async function seed(url: string): Promise<void> {
-  const client = new pg.Client({ connectionString: url })
-  await client.connect()
-  try {
-    await client.query(readFileSync(join(ROOT, 'examples/conversation_sessions/schema.sql'), 'utf8'))
-    const { rows } = await client.query('SELECT count(*)::int AS n FROM conversation_sessions')
-    if (rows[0].n === ROWS) return
-    await client.query('TRUNCATE conversation_sessions')
-    const started = performance.now()
-    // 98 % closed history, 2 % open; a third of the open ones orphaned (silent > 2 h); six agent roles
-    for (let from = 1; from <= ROWS; from += 500_000) {
-      const to = Math.min(ROWS, from + 499_999)
-      await client.query(
-        `INSERT INTO conversation_sessions (session_id, user_id, agent_role, is_active, session_start, last_activity_at, session_end, ended_at, duration_seconds)
-         SELECT gen_random_uuid(), 'user-' || (i % 50000), (ARRAY['support','billing','coder','triage','research','sales'])[1 + i % 6],
-                open, started, CASE WHEN open AND i % 3 = 0 THEN now() - interval '3 hours' ELSE now() - interval '1 minute' END,
-                CASE WHEN open THEN NULL ELSE started + interval '20 minutes' END,
-                CASE WHEN open THEN NULL ELSE started + interval '20 minutes' END,
-                CASE WHEN open THEN NULL ELSE 1200 END
-           FROM (SELECT i, i % 50 = 0 AS open, now() - (i % 43200) * interval '1 minute' AS started FROM generate_series($1::int, $2::int) AS i) s`,
-        [from, to],
-      )
-    }
-    await client.query('VACUUM ANALYZE conversation_sessions')
-    process.stderr.write(`seeded ${ROWS} rows in ${((performance.now() - started) / 1000).toFixed(1)} s\n`)
-  } finally {
-    await client.end()
-  }
+interface Freshness {
+  state: State
+  /** (a) age of the gauges in each scrape's body, seconds */
+  ageSessions: Summary
+  agePgConnections: Summary
+  /** (b) ms from the SQL change to the first scrape showing it; null entries timed out */
+  lagSessions: Summary | null
+  lagPgConnections: Summary | null
+  lagTimeouts: number
+  /** database down: ms from the server accepting connections again to fresh gauges at scrape */
+  recovery: Summary | null
+  note?: string
 }
 
 async function main(): Promise<void> {
-  let embedded: EmbeddedPostgres | undefined
-  let adminUrl = args.url ?? process.env.WARDEN_BENCH_DATABASE_URL
-  if (!adminUrl) {
-    embedded = await startEmbeddedPostgres()
-    adminUrl = embedded.url
-  }
-  const admin = new pg.Client({ connectionString: adminUrl })
-  await admin.connect()
-  const exists = (await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [DATABASE])).rowCount
-  if (!exists) await admin.query(`CREATE DATABASE ${DATABASE}`)
-  const pgVersion = (await admin.query('SHOW server_version')).rows[0].server_version as string
-  await admin.end()
-  const url = new URL(adminUrl)
-  url.pathname = `/${DATABASE}`
-  await seed(url.toString())
+  const db = await benchPostgres(args.url)
+  await withClient(db.adminUrl, async (admin) => {
+    const exists = (await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [DATABASE])).rowCount
+    if (!exists) await admin.query(`CREATE DATABASE ${DATABASE}`)
+  })
+  const url = db.urlOf(DATABASE)
+  await withClient(url, async (client) => {
+    const present = await client.query("SELECT to_regclass('public.conversation_sessions') IS NOT NULL AS ok").then((r) => r.rows[0].ok)
+    const count = present ? (await client.query('SELECT count(*)::int AS n FROM conversation_sessions')).rows[0].n : -1
+    if (count === ROWS) return
+    const seconds = await seedSessions(client, 'conversation_sessions', ROWS)
+    process.stderr.write(`seeded ${ROWS} rows in ${seconds.toFixed(1)} s\n`)
+  })
 
-  const { config } = loadConfig({ env: {}, flags: [{ key: 'database.url', flag: '--url', value: url.toString() }] })
+  const { config } = loadConfig({ env: {}, flags: [{ key: 'database.url', flag: '--url', value: url }] })
   config.server.port = 0
   config.server.collectInterval = 1
   config.server.collectTimeout = 2
   const logger = createLogger({ level: 'error', format: 'json' })
   const service = await startService({ config, logger })
+  const metricsUrl = `${service.url}/metrics`
   const bareRegistry = createRegistry()
   const bareApp = express()
   bareApp.get('/metrics', async (_req, res) => {
@@ -134,80 +90,237 @@ async function main(): Promise<void> {
     res.send(await bareRegistry.metrics())
   })
   const bare = await listen(bareApp, '127.0.0.1', 0)
+  const ageOf = (body: string, collector: string) => value(body, 'warden_collector_age_seconds', { target: TARGET, collector })
+  const activeSessions = (body: string) => sum(body, 'warden_sessions_active', { target: TARGET })
+  const lagBackends = (body: string) =>
+    value(body, 'warden_pg_connections', { target: TARGET, state: 'idle in transaction', application_name: LAG_APP }) ?? 0
 
+  const latency: Array<{ scenario: State; target: string; errors: number } & Summary> = []
+  const freshness: Freshness[] = []
+  /** scrape latency of both targets, and the age of warden's gauges in each of its scrapes */
+  const measure = async (state: State) => {
+    const ages = { sessions: [] as number[], pg: [] as number[] }
+    const warden = await scrapeSeries(metricsUrl, REQUESTS, {
+      warmup: 100,
+      onScrape: ({ body }) => {
+        ages.sessions.push(ageOf(body, 'sessions') ?? Number.NaN)
+        ages.pg.push(ageOf(body, 'pg_connections') ?? Number.NaN)
+      },
+    })
+    latency.push({ scenario: state, target: 'warden serve', errors: warden.errors, ...summarize(warden.times) })
+    const plain = await scrapeSeries(`${bare.url}/metrics`, REQUESTS, { warmup: 100 })
+    latency.push({ scenario: state, target: 'bare prom-client', errors: plain.errors, ...summarize(plain.times) })
+    return { ages, lastBody: warden.lastBody }
+  }
+  /** a change at a random point of the collection cycle, then poll until /metrics shows it */
+  const lag = async (change: () => Promise<void>, seen: (body: string) => boolean, into: number[], timeouts: { n: number }) => {
+    await sleep(Math.random() * 1000 * config.server.collectInterval)
+    await change()
+    const ms = await visibleAfter(metricsUrl, performance.now(), seen, { pollMs: POLL_MS, timeoutMs: LAG_TIMEOUT_MS })
+    if (ms === null) timeouts.n += 1
+    else into.push(ms)
+  }
+  /** an idle-in-transaction backend of LAG_APP, opened then closed: pg_connections must show both */
+  const backendLag = async (into: number[], timeouts: { n: number }) => {
+    const backend = new pg.Client({ connectionString: url, application_name: LAG_APP })
+    await backend.connect()
+    await lag(
+      async () => {
+        await backend.query('BEGIN')
+        await backend.query('SELECT 1')
+      },
+      (body) => lagBackends(body) === 1,
+      into,
+      timeouts,
+    )
+    await lag(
+      () => backend.end(),
+      (body) => lagBackends(body) === 0,
+      into,
+      timeouts,
+    )
+  }
+
+  const changer = new pg.Client({ connectionString: url })
+  await changer.connect()
   try {
     await service.collection.refresh()
-    const results: Array<{ scenario: string; target: string } & Stats> = []
-    const run = async (scenario: string, target: string, endpoint: string) => {
-      const { lastBody, ...stats } = await scrape(endpoint, REQUESTS)
-      results.push({ scenario, target, ...stats })
-      return lastBody
+
+    // healthy
+    {
+      const { ages, lastBody } = await measure('healthy')
+      const baseline = activeSessions(lastBody)
+      const sessions: number[] = []
+      const pgLag: number[] = []
+      const timeouts = { n: 0 }
+      for (let i = 0; i < REPEATS; i += 1) {
+        let id = ''
+        await lag(
+          async () => {
+            const { rows } = await changer.query(
+              `INSERT INTO conversation_sessions (session_id, user_id, agent_role, is_active, session_start, last_activity_at)
+               VALUES (gen_random_uuid(), 'bench-lag', 'support', true, now(), now()) RETURNING session_id`,
+            )
+            id = rows[0].session_id
+          },
+          (body) => activeSessions(body) === baseline + 1,
+          sessions,
+          timeouts,
+        )
+        await lag(
+          async () => void (await changer.query('DELETE FROM conversation_sessions WHERE session_id = $1', [id])),
+          (body) => activeSessions(body) === baseline,
+          sessions,
+          timeouts,
+        )
+        await backendLag(pgLag, timeouts)
+      }
+      freshness.push({
+        state: 'healthy',
+        ageSessions: summarize(ages.sessions, 3),
+        agePgConnections: summarize(ages.pg, 3),
+        lagSessions: summarize(sessions, 0),
+        lagPgConnections: summarize(pgLag, 0),
+        lagTimeouts: timeouts.n,
+        recovery: null,
+      })
     }
 
-    const healthy = await run('healthy', 'warden serve', `${service.url}/metrics`)
-    await run('healthy', 'bare prom-client', `${bare.url}/metrics`)
-    const sessionsCollectSeconds = Number(sample(healthy, 'warden_collector_duration_seconds{collector="sessions"}'))
-
-    const locker = new pg.Client({ connectionString: url.toString() })
-    await locker.connect()
-    await locker.query('BEGIN')
-    await locker.query('LOCK TABLE conversation_sessions IN ACCESS EXCLUSIVE MODE')
-    let stalled: string
-    try {
-      stalled = await run('table locked', 'warden serve', `${service.url}/metrics`)
-      await run('table locked', 'bare prom-client', `${bare.url}/metrics`)
-    } finally {
-      await locker.query('ROLLBACK')
-      await locker.end()
+    // table locked: the sessions change itself would wait on the lock, so only pg_connections' lag is measured
+    let stalledBody = ''
+    {
+      const locker = new pg.Client({ connectionString: url })
+      await locker.connect()
+      await locker.query('BEGIN')
+      await locker.query('LOCK TABLE conversation_sessions IN ACCESS EXCLUSIVE MODE')
+      try {
+        const { ages, lastBody } = await measure('table locked')
+        stalledBody = lastBody
+        const pgLag: number[] = []
+        const timeouts = { n: 0 }
+        for (let i = 0; i < REPEATS; i += 1) await backendLag(pgLag, timeouts)
+        freshness.push({
+          state: 'table locked',
+          ageSessions: summarize(ages.sessions, 3),
+          agePgConnections: summarize(ages.pg, 3),
+          lagSessions: null,
+          lagPgConnections: summarize(pgLag, 0),
+          lagTimeouts: timeouts.n,
+          recovery: null,
+          note: 'a session change cannot be made: it waits on the lock',
+        })
+      } finally {
+        await locker.query('ROLLBACK')
+        await locker.end()
+      }
     }
 
+    // database down: the embedded server halted; after it is back, how long until the gauges are fresh again
+    if (db.embedded) {
+      await changer.end().catch(() => undefined)
+      const recovery: number[] = []
+      const recover = async () => {
+        const resumed = performance.now()
+        await db.embedded!.resume()
+        const ms = await visibleAfter(
+          metricsUrl,
+          resumed,
+          (body) =>
+            value(body, 'warden_target_up', { target: TARGET }) === 1 &&
+            (ageOf(body, 'sessions') ?? Infinity) * 1000 < performance.now() - resumed &&
+            (ageOf(body, 'pg_connections') ?? Infinity) * 1000 < performance.now() - resumed,
+          { pollMs: POLL_MS, timeoutMs: LAG_TIMEOUT_MS * 3 },
+        )
+        if (ms !== null) recovery.push(ms)
+      }
+      await db.embedded.halt()
+      const { ages } = await measure('database down')
+      await recover()
+      for (let i = 1; i < Math.min(REPEATS, 5); i += 1) {
+        await db.embedded.halt()
+        await sleep(1000 + Math.random() * 1000)
+        await recover()
+      }
+      freshness.push({
+        state: 'database down',
+        ageSessions: summarize(ages.sessions, 3),
+        agePgConnections: summarize(ages.pg, 3),
+        lagSessions: null,
+        lagPgConnections: null,
+        lagTimeouts: Math.min(REPEATS, 5) - recovery.length,
+        recovery: summarize(recovery, 0),
+        note: 'ages grow for as long as it is down (the latency line took that long); no change can be made',
+      })
+    }
+
+    const sessionsCollectSeconds = value(stalledBody, 'warden_collector_duration_seconds', { target: TARGET, collector: 'sessions' })
     const stalledState = {
-      pgUp: sample(stalled, 'warden_pg_up'),
-      sessionsCollectorSuccess: sample(stalled, 'warden_collector_success{collector="sessions"}'),
-      pgConnectionsCollectorSuccess: sample(stalled, 'warden_collector_success{collector="pg_connections"}'),
+      pgUp: value(stalledBody, 'warden_pg_up'),
+      sessionsCollectorSuccess: value(stalledBody, 'warden_collector_success', { collector: 'sessions' }),
+      pgConnectionsCollectorSuccess: value(stalledBody, 'warden_collector_success', { collector: 'pg_connections' }),
     }
-    const machine = {
-      nproc: cpus().length,
-      memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
-      freeMemoryGiB: Math.round((freemem() / 2 ** 30) * 10) / 10,
-      cpu: cpus()[0]?.model ?? 'unknown',
-      node: process.version,
-      /** other work on the machine skews tail latencies: recorded with the figures */
-      loadAverage: loadavg().map((n) => Math.round(n * 100) / 100),
-      postgres: pgVersion,
-      embedded: embedded !== undefined,
-    }
+    const m = machine(db)
     const report = {
       date: new Date().toISOString(),
       rows: ROWS,
       requests: REQUESTS,
-      machine,
-      sessionsCollectSeconds,
+      repeats: REPEATS,
+      pollMs: POLL_MS,
+      server: { collectInterval: 1, collectTimeout: 2, freshFor: config.server.freshFor, scrapeWait: config.server.scrapeWait },
+      machine: m,
+      sessionsCollectSecondsWhileLocked: sessionsCollectSeconds,
       stalledState,
-      results,
+      latency,
+      freshness,
     }
-    mkdirSync(join(ROOT, 'bench/results'), { recursive: true })
-    const file = join(ROOT, 'bench/results', `scrape-${report.date.replace(/[:.]/g, '-')}.json`)
-    writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`)
+    const file = writeResults('scrape', report)
 
+    console.log(describeMachine(m))
     console.log(
-      `machine: ${machine.nproc} CPUs (${machine.cpu}), ${machine.memoryGiB} GiB, Node ${machine.node}, PostgreSQL ${machine.postgres}, load average ${machine.loadAverage.join(' ')}`,
+      `table: ${ROWS} rows; ${REQUESTS} sequential scrapes per latency line; ${REPEATS} repeats of each change (poll every ${POLL_MS} ms); collectInterval 1 s, collectTimeout 2 s, freshFor ${config.server.freshFor} s, scrapeWait ${config.server.scrapeWait * 1000} ms`,
     )
     console.log(
-      `table: ${ROWS} rows; ${REQUESTS} sequential scrapes per line; sessions collector took ${(sessionsCollectSeconds * 1000).toFixed(1)} ms healthy`,
+      table(
+        ['scenario', 'target', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'errors'],
+        latency.map((r) => [r.scenario, r.target, r.p50, r.p90, r.p99, r.max, r.errors]),
+        2,
+      ),
     )
-    console.log('| scenario | target | p50 ms | p90 ms | p99 ms | max ms | errors |')
-    console.log('|---|---|---:|---:|---:|---:|---:|')
-    for (const r of results) console.log(`| ${r.scenario} | ${r.target} | ${r.p50} | ${r.p90} | ${r.p99} | ${r.max} | ${r.errors} |`)
+    const pair = (s: Summary | null, unit = '') => (s && s.n > 0 ? `${s.p50}${unit} / ${s.p99}${unit} (n ${s.n})` : '–')
+    console.log()
+    console.log(
+      table(
+        [
+          'state',
+          'age at scrape, sessions p50 / p99 s',
+          'age at scrape, pg_connections p50 / p99 s',
+          'change → visible, sessions p50 / p99 ms',
+          'change → visible, pg_connections p50 / p99 ms',
+          'back up → fresh p50 / p99 ms',
+          'timeouts',
+        ],
+        freshness.map((f) => [
+          f.state,
+          pair(f.ageSessions),
+          pair(f.agePgConnections),
+          pair(f.lagSessions),
+          pair(f.lagPgConnections),
+          pair(f.recovery),
+          f.lagTimeouts,
+        ]),
+      ),
+    )
+    for (const f of freshness) if (f.note) console.log(`${f.state}: ${f.note}`)
     console.log(
       `while locked: warden_pg_up ${stalledState.pgUp}, sessions collector success ${stalledState.sessionsCollectorSuccess}, pg_connections collector success ${stalledState.pgConnectionsCollectorSuccess}`,
     )
     console.log(`results: ${file}`)
-    const worst = Math.max(...results.filter((r) => r.target === 'warden serve').map((r) => r.p99))
+    const worst = Math.max(...latency.filter((r) => r.target === 'warden serve').map((r) => r.p99))
     if (worst > 50) process.exitCode = 1
   } finally {
+    await changer.end().catch(() => undefined)
     await Promise.all([service.close(5_000), bare.close(1_000)])
-    await embedded?.stop()
+    await db.stop()
   }
 }
 
