@@ -27,6 +27,7 @@ import { parseArgs } from 'node:util'
 import pg from 'pg'
 import { stringify } from 'yaml'
 import { loadConfig, type WardenConfig } from '../src/core/config.js'
+import { DEFAULT_SESSIONS } from '../src/core/config-schema.js'
 import { freePort } from '../src/embedded/embedded-postgres.js'
 import { createLogger } from '../src/server/logger.js'
 import { startService, type Service } from '../src/server/service.js'
@@ -56,15 +57,8 @@ const BLOCK = 50
 if (!(TARGETS >= 3)) throw new Error('--targets: at least 3 (one unreachable, one locked, one healthy)')
 
 const TABLES = ['conversation_sessions', 'conversation_sessions_b']
-const COLUMNS = {
-  id: 'session_id',
-  active: 'is_active',
-  startedAt: 'session_start',
-  lastSeenAt: 'last_activity_at',
-  endedAt: ['session_end', 'ended_at'],
-  durationSeconds: 'duration_seconds',
-  group: 'agent_role',
-}
+// the example schema's columns: the default mapping
+const COLUMNS = DEFAULT_SESSIONS.columns
 /** the collectors whose gauges should be fresh every round (checks runs every 60 s by design) */
 const FRESH_COLLECTORS = ['sessions', 'pg_connections']
 
