@@ -52,7 +52,7 @@ export const KEY_DESCRIPTIONS: Record<string, string> = {
   'targets[].checks': 'overrides of the `checks` thresholds for this target; the rest is inherited',
   'server.freshFor': "a scrape that finds a target's gauges older than this refreshes them first",
   'server.scrapeWait':
-    'how long a scrape waits for that refresh before serving the values it has (`warden_collector_age_seconds` says how old)',
+    'how long a scrape waits for that refresh before serving the values it has (`warden_collector_age_seconds` says how old); it does not wait for a collector that failed or took longer than this last time',
   'sessions.table': 'the session table, `[schema.]table`',
   'sessions.columns.id': 'primary key column of a session',
   'sessions.columns.active': 'boolean column, true while the session is open; omit it and a session is open while `endedAt[0]` IS NULL',

@@ -5,7 +5,7 @@ import { parseJson, runCli, type CliResult } from './helpers/cli.js'
 import { createTestDatabase, type TestDatabase } from './helpers/db.js'
 import { exampleConfigPath, seedConversationSessions } from './helpers/fixtures.js'
 import { serviceConfig, startTestService, valueOf, type TestService } from './helpers/server.js'
-import { waitFor } from './helpers/wait.js'
+import { sleep, waitFor } from './helpers/wait.js'
 
 const show = (r: CliResult) => `exit ${r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`
 const CONFIG = exampleConfigPath('conversation_sessions')
@@ -91,6 +91,71 @@ describe('figures that are true and fresh', () => {
     } finally {
       await client.end()
     }
+  })
+
+  describe('warden serve with a session table locked', () => {
+    let api: TestService
+    beforeAll(async () => {
+      // scrapeWait far above the stuck collector's deadline: a scrape that waited for it would take over 1 s
+      api = await startTestService(
+        serviceConfig(t.url, { server: { collectInterval: '60s', freshFor: '200ms', collectTimeout: '1s', scrapeWait: '3s' } }),
+      )
+    })
+    afterAll(async () => {
+      await api?.close()
+    })
+
+    it('costs a scrape the wait only until the stuck collector has missed its deadline; the other gauges stay fresh', async () => {
+      const locker = new pg.Client({ connectionString: t.url, application_name: 'locker' })
+      await locker.connect()
+      try {
+        await locker.query('BEGIN')
+        await locker.query('LOCK TABLE conversation_sessions IN ACCESS EXCLUSIVE MODE')
+        await waitFor(
+          async () => valueOf((await api.scrape()).samples, 'warden_collector_success', { target: 'default', collector: 'sessions' }) === 0,
+          'the sessions collector to miss its deadline on the lock',
+          20_000,
+          100,
+        )
+        for (let i = 0; i < 5; i++) {
+          await sleep(300) // past freshFor: every scrape below starts a refresh
+          const appName = `fresh-while-locked-${i}`
+          const newcomer = new pg.Client({ connectionString: t.url, application_name: appName })
+          await newcomer.connect()
+          try {
+            const started = performance.now()
+            const { samples } = await api.scrape()
+            const elapsedMs = performance.now() - started
+            const { rows } = await t.exec(
+              `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND state = 'idle'`,
+              [appName],
+            )
+            expect(rows[0].n).toBe(1)
+            // waited for the collectors that answer (the newcomer is on this very scrape), not for the stuck one
+            expect(valueOf(samples, 'warden_pg_connections', { target: 'default', state: 'idle', application_name: appName })).toBe(
+              rows[0].n,
+            )
+            expect(valueOf(samples, 'warden_collector_success', { target: 'default', collector: 'sessions' })).toBe(0)
+            expect(elapsedMs).toBeLessThan(900)
+          } finally {
+            await newcomer.end()
+          }
+        }
+      } finally {
+        await locker.query('ROLLBACK').catch(() => undefined)
+        await locker.end()
+      }
+      // and once the lock is gone, the sessions gauges come back on the scrapes' own refreshes
+      const recovered = await waitFor(
+        async () =>
+          valueOf((await api.scrape()).samples, 'warden_collector_success', { target: 'default', collector: 'sessions' }) === 1 ||
+          undefined,
+        'the sessions collector to recover',
+        20_000,
+        200,
+      )
+      expect(recovered).toBe(true)
+    })
   })
 
   describe('warden serve', () => {

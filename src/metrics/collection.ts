@@ -62,6 +62,17 @@ export class Slots {
   }
 }
 
+interface Deferred {
+  done: Promise<void>
+  finish: () => void
+}
+
+function deferred(): Deferred {
+  let finish!: () => void
+  const done = new Promise<void>((resolve) => (finish = resolve))
+  return { done, finish }
+}
+
 /** The gauges every target's collection reports its own health in (shared: labelled by target). */
 function healthGauges(registry: Registry) {
   const gauge = <L extends string>(name: string, help: string, labelNames: L[]) =>
@@ -90,7 +101,8 @@ function healthGauges(registry: Registry) {
 /**
  * Refreshes one target's database-derived gauges: in rounds every collectInterval, and at once
  * when a scrape finds them older than server.freshFor (see freshen). A scrape never waits long and
- * never fails because of the database. Rounds never overlap; each collector is isolated (its own
+ * never fails because of the database. Rounds may overlap, but a collector never runs twice at
+ * once, so one stuck on a lock delays no other collector's refresh; each is isolated (its own
  * deadline, its own success gauge); when the database is down the gauges keep their last values
  * while warden_target_up and the per-collector success and age gauges make the staleness visible.
  */
@@ -104,12 +116,18 @@ export class Collection {
   private readonly lastStarted = new Map<string, number>()
   private readonly stopping = new AbortController()
   private timer: NodeJS.Timeout | undefined
-  private current: Promise<void> | undefined
-  private queued: Promise<void> | undefined
+  /** rounds in flight: they may overlap, a collector never runs twice at once */
+  private readonly rounds = new Set<Promise<void>>()
+  /** each collector's run in flight (until it ends or misses its deadline) */
+  private readonly running = new Map<string, Promise<void>>()
+  /** each collector's one run queued behind its run in flight, for refresh() */
+  private readonly reruns = new Map<string, Promise<void>>()
   private databaseUp: boolean | null = null
-  /** when the last round started and how long it took (performance.now() ms) */
+  /** when the last round started (performance.now() ms), and how long its ping took */
   private lastRoundStarted = Number.NEGATIVE_INFINITY
-  private lastRoundMs = 0
+  private lastPingMs = 0
+  /** the latest round: when each collector's part of it is over (ran, failed or was not due) */
+  private latestParts = new Map<string, Deferred>()
 
   constructor(private readonly options: CollectionOptions) {
     this.target = options.target.name
@@ -127,56 +145,102 @@ export class Collection {
 
   /** Runs a first round now, then one every interval. */
   start(): void {
-    void this.refresh()
+    void this.startRound(false)
   }
 
   /**
-   * Runs a round now (after the one in flight, if any), e.g. after a sweep changed the table.
-   * Resolves when that round has finished; never rejects.
+   * Runs a round now in which every collector starts after this call (one in flight is run again
+   * when it ends), e.g. after a sweep changed the table. Resolves when that round has finished;
+   * never rejects.
    */
   refresh(): Promise<void> {
-    if (this.stopping.signal.aborted) return Promise.resolve()
-    if (this.current) {
-      this.queued ??= this.current.then(() => {
-        this.queued = undefined
-        return this.refresh()
-      })
-      return this.queued
-    }
-    clearTimeout(this.timer)
-    const started = performance.now()
-    this.lastRoundStarted = started
-    const round = () => this.round()
-    this.current = (this.options.slots ? this.options.slots.run(round) : round()).finally(() => {
-      this.lastRoundMs = performance.now() - started
-      this.current = undefined
-      if (!this.queued && !this.stopping.signal.aborted) {
-        this.timer = setTimeout(() => void this.refresh(), this.intervalMs)
-        this.timer.unref()
-      }
-    })
-    return this.current
+    return this.startRound(true)
   }
 
   /**
-   * What a scrape calls: gauges older than maxAgeMs are refreshed now, and the scrape waits for
-   * that round up to waitMs. It does not wait at all when the target was down or slower than the
-   * wait last time: a broken database must not cost every scrape the whole wait.
+   * What a scrape calls: gauges older than maxAgeMs are refreshed now, and the scrape waits up to
+   * waitMs for the collectors that answered within that wait last time. A broken database or one
+   * stuck collector (a locked table) must not cost every scrape the whole wait, nor hold back the
+   * other collectors' refresh: the scrape does not wait for a target that was down or slow to
+   * ping, nor for a collector whose last run failed, took longer than the wait, or has been running
+   * longer than that now. Those serve their last values, and their age says so.
    */
   freshen(maxAgeMs: number, waitMs: number): Promise<void> {
     if (this.stopping.signal.aborted) return Promise.resolve()
-    const stale = performance.now() - this.lastRoundStarted > maxAgeMs
-    const round = this.current ?? (stale ? this.refresh() : undefined)
-    if (!round) return Promise.resolve()
-    if (this.databaseUp === false || this.lastRoundMs > waitMs) return Promise.resolve()
-    return Promise.race([round, new Promise<void>((resolve) => setTimeout(resolve, waitMs).unref())])
+    if (performance.now() - this.lastRoundStarted > maxAgeMs) void this.startRound(false)
+    if (this.rounds.size === 0 || this.databaseUp === false || this.lastPingMs > waitMs) return Promise.resolve()
+    const now = performance.now()
+    const worthWaitingFor = [...this.states.values()]
+      .filter((state) => state.success !== false && (state.durationMs ?? 0) <= waitMs)
+      .filter((state) => !this.running.has(state.name) || now - (this.lastStarted.get(state.name) ?? now) <= waitMs)
+      .map((state) => this.latestParts.get(state.name)!.done)
+    if (worthWaitingFor.length === 0) return Promise.resolve()
+    return Promise.race([
+      Promise.all(worthWaitingFor).then(() => undefined),
+      new Promise<void>((resolve) => setTimeout(resolve, waitMs).unref()),
+    ])
   }
 
   /** Stops the rounds; collectors in flight are abandoned (their statements end at the deadline). */
   async stop(): Promise<void> {
     clearTimeout(this.timer)
     this.stopping.abort(new DeadlineError('the service is stopping'))
-    await this.current
+    await Promise.all([...this.rounds])
+  }
+
+  /**
+   * One round: ping, then every due collector. A collector already running is not started again:
+   * the round takes that run's result, or, with rerunRunning, runs it once more after it.
+   */
+  private startRound(rerunRunning: boolean): Promise<void> {
+    if (this.stopping.signal.aborted) return Promise.resolve()
+    clearTimeout(this.timer)
+    this.lastRoundStarted = performance.now()
+    const parts = new Map(this.options.collectors.map((collector) => [collector.name, deferred()]))
+    this.latestParts = parts
+    const work = async () => {
+      const now = performance.now()
+      const due = this.options.collectors.filter((collector) => {
+        const last = this.lastStarted.get(collector.name)
+        // a little slack, so a collector due "every 60 s" is not pushed to the next round by timer jitter
+        const isDue = last === undefined || now - last >= (collector.minIntervalSeconds ?? 0) * 1000 - 250
+        if (!isDue) parts.get(collector.name)!.finish()
+        return isDue
+      })
+      const up = await this.ping()
+      await Promise.all(
+        due.map((collector) => this.runCollector(collector, up, rerunRunning).finally(() => parts.get(collector.name)!.finish())),
+      )
+    }
+    const round: Promise<void> = (this.options.slots ? this.options.slots.run(work) : work()).finally(() => {
+      for (const { finish } of parts.values()) finish()
+      this.rounds.delete(round)
+      if (this.rounds.size === 0 && !this.stopping.signal.aborted) {
+        this.timer = setTimeout(() => void this.startRound(false), this.intervalMs)
+        this.timer.unref()
+      }
+    })
+    this.rounds.add(round)
+    return round
+  }
+
+  private runCollector(collector: Collector, databaseUp: boolean, rerunRunning: boolean): Promise<void> {
+    const running = this.running.get(collector.name)
+    if (running) {
+      if (!rerunRunning) return running
+      let again = this.reruns.get(collector.name)
+      if (!again) {
+        again = running.then(() => {
+          this.reruns.delete(collector.name)
+          return this.runCollector(collector, databaseUp, false)
+        })
+        this.reruns.set(collector.name, again)
+      }
+      return again
+    }
+    const run = this.runOne(collector, databaseUp).finally(() => this.running.delete(collector.name))
+    this.running.set(collector.name, run)
+    return run
   }
 
   get pgUpValue(): boolean | null {
@@ -196,18 +260,8 @@ export class Collection {
     }))
   }
 
-  private async round(): Promise<void> {
-    const now = performance.now()
-    const due = this.options.collectors.filter((collector) => {
-      const last = this.lastStarted.get(collector.name)
-      // a little slack, so a collector due "every 60 s" is not pushed to the next round by timer jitter
-      return last === undefined || now - last >= (collector.minIntervalSeconds ?? 0) * 1000 - 250
-    })
-    const up = await this.ping()
-    await Promise.all(due.map((collector) => this.runOne(collector, up)))
-  }
-
   private async ping(): Promise<boolean> {
+    const pingStarted = performance.now()
     const controller = this.linkedController()
     let up = true
     let reason: string | undefined
@@ -218,6 +272,7 @@ export class Collection {
       reason = (error as Error).message
     } finally {
       controller.abort()
+      this.lastPingMs = performance.now() - pingStarted
     }
     this.health.targetUp.set({ target: this.target }, up ? 1 : 0)
     if (up && this.databaseUp === false)
