@@ -5,9 +5,9 @@ import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ExitCode } from '../src/core/errors.js'
 import { migrate } from '../src/db/migrate.js'
-import { freePort } from '../src/embedded/embedded-postgres.js'
+import { freePort, startEmbeddedPostgres, type EmbeddedPostgres } from '../src/embedded/embedded-postgres.js'
 import { parseJson, ROOT, runCli, writeConfig, type CliResult } from './helpers/cli.js'
-import { adminUrl, createTestDatabase, type TestDatabase } from './helpers/db.js'
+import { adminUrl, createTestDatabase, existingTestDatabase, type TestDatabase } from './helpers/db.js'
 
 const CONVERSATION_SCHEMA = readFileSync(join(ROOT, 'examples', 'conversation_sessions', 'schema.sql'), 'utf8')
 
@@ -73,6 +73,32 @@ async function expectNoChange<T>(t: TestDatabase, work: () => Promise<T>): Promi
   expect(after, 'the session table, the audit log and table y must be untouched').toEqual(before)
   if (after.audit) expect(after.audit.applied).toBe(0)
   return result
+}
+
+/** A login role with a password on that server, and a way to try it with any password. */
+async function passwordRole(t: TestDatabase) {
+  const hex = randomBytes(4).toString('hex')
+  const role = `warden_pw_${hex}`
+  const right = `right-${hex}`
+  const wrong = `wrong-${hex}`
+  await t.exec(`CREATE ROLE "${role}" LOGIN PASSWORD '${right}'`)
+  await t.exec(`GRANT SELECT ON public.conversation_sessions TO "${role}"`)
+  const roleUrl = (password: string) => {
+    const url = new URL(t.url)
+    url.username = role
+    url.password = password
+    return url.toString()
+  }
+  const tryLogin = async (password: string) => {
+    const client = new pg.Client({ connectionString: roleUrl(password), connectionTimeoutMillis: 5000 })
+    try {
+      await client.connect()
+      return (await client.query('SELECT current_user AS who')).rows[0].who as string
+    } finally {
+      await client.end().catch(() => undefined)
+    }
+  }
+  return { role, right, wrong, roleUrl, tryLogin }
 }
 
 /** oclif wraps human errors to the terminal width with " ›" prefixes; undo that to search the message. */
@@ -222,58 +248,40 @@ describe('bad input: a clear message, a documented exit code, and no row changed
     }
   })
 
-  it('a wrong password exits 3 naming the auth failure and the role, never the password (a trust-auth server is detected and reported)', async () => {
-    const hex = randomBytes(4).toString('hex')
-    const role = `warden_pw_${hex}`
-    const right = `right-${hex}`
-    const wrong = `wrong-${hex}`
-    roles.push(role)
-    await t.exec(`CREATE ROLE "${role}" LOGIN PASSWORD '${right}'`)
-    await t.exec(`GRANT SELECT ON public.conversation_sessions TO "${role}"`)
-    const roleUrl = (password: string) => {
-      const url = new URL(t.url)
-      url.username = role
-      url.password = password
-      return url.toString()
-    }
-    const tryLogin = async (password: string) => {
-      const client = new pg.Client({ connectionString: roleUrl(password), connectionTimeoutMillis: 5000 })
-      try {
-        await client.connect()
-        return (await client.query('SELECT current_user AS who')).rows[0].who as string
-      } finally {
-        await client.end().catch(() => undefined)
+  it('a wrong password exits 3 naming the auth failure and the role, never the password (on a trust-auth test server: on a server of its own that checks)', async () => {
+    let target = t
+    let own: EmbeddedPostgres | undefined
+    try {
+      let login = await passwordRole(t)
+      roles.push(login.role)
+      if (
+        await login.tryLogin(login.wrong).then(
+          () => true,
+          () => false,
+        )
+      ) {
+        // The test server trusts loopback (e.g. CI's second pass on a local PostgreSQL), so it
+        // cannot refuse a password: show Warden's message on an embedded server with password auth.
+        own = await startEmbeddedPostgres()
+        target = existingTestDatabase(own.url)
+        await seed(target)
+        login = await passwordRole(target)
+      }
+      // The right password logs in and the wrong one is refused, so the refusal below is the password's.
+      expect(await login.tryLogin(login.right)).toBe(login.role)
+      await expect(login.tryLogin(login.wrong)).rejects.toMatchObject({ code: '28P01' })
+
+      const result = await expectNoChange(target, () =>
+        runCli(['sessions', 'sweep', '--apply', '--database-url', login.roleUrl(login.wrong)]),
+      )
+      expectRefused(result, ExitCode.unavailable, 'password authentication failed', login.role)
+      expect(compact(result.stderr + result.stdout)).not.toContain(login.wrong)
+    } finally {
+      if (own) {
+        await target.drop()
+        await own.stop()
       }
     }
-    // The right password logs in, so a refusal below can only be about the password.
-    expect(await tryLogin(right)).toBe(role)
-    const wrongAccepted = await tryLogin(wrong).then(
-      () => true,
-      (error: { code?: string }) => {
-        expect(error.code, 'the server must refuse the wrong password as 28P01').toBe('28P01')
-        return false
-      },
-    )
-
-    if (wrongAccepted) {
-      // An external test server (WARDEN_TEST_DATABASE_URL, e.g. a local PostgreSQL with trust auth)
-      // does not check passwords, so Warden cannot be shown to report a wrong one. Prove that this is
-      // the server's doing (a trust rule in pg_hba) and that Warden then simply connects; say so loudly.
-      const { rows } = await t.exec(
-        `SELECT line_number, type, auth_method FROM pg_hba_file_rules WHERE type LIKE 'host%' AND error IS NULL ORDER BY line_number`,
-      )
-      expect(rows.map((row) => row.auth_method)).toContain('trust')
-      console.warn(
-        `[bad-input] the test server accepts any password (pg_hba host rules: ${JSON.stringify(rows)}); checked that instead of Warden's wrong-password message`,
-      )
-      const result = await expectNoChange(t, () => runCli(['sessions', 'list', '--json', '--database-url', roleUrl(wrong)]))
-      expect(result.code, show(result)).toBe(0)
-      return
-    }
-
-    const result = await expectNoChange(t, () => runCli(['sessions', 'sweep', '--apply', '--database-url', roleUrl(wrong)]))
-    expectRefused(result, ExitCode.unavailable, 'password authentication failed', role)
-    expect(compact(result.stderr + result.stdout)).not.toContain(wrong)
   })
 
   it('--apply together with --dry-run is a usage error (64) naming both', async () => {

@@ -1,6 +1,7 @@
 import { existsSync, readdirSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
+import pg from 'pg'
 import { describe, expect, it } from 'vitest'
 import { generateDemoSessions, POST_MORTEM_MAX_SILENT_SECONDS } from '../src/demo/seed.js'
 import { parseJson, runCli, spawnCli, type CliResult } from './helpers/cli.js'
@@ -54,17 +55,25 @@ async function runDemo(args: string[]): Promise<Run> {
 const dataDirsOf = (pid: number) => readdirSync(tmpdir()).filter((entry) => entry.startsWith(`warden-pg-${pid}-`))
 
 const SEED = ['--quick', '--seed', '7', '--sessions', '2000']
+/** What that seed plants, from the generator itself (the demo's orphanAfter is the default 2 h): the figures to expect. */
+const PLANTED = generateDemoSessions({ sessions: 2000, seed: 7, orphanAfterSeconds: 7200 }).rows
+const plantedIn = (state: string) => PLANTED.filter((row) => row.state === state)
+const silence = (row: (typeof PLANTED)[number]) => row.lastActivityAgoSeconds ?? row.startAgoSeconds
 
 describe('warden demo', () => {
-  let json: DemoJson | undefined
-
   it('--json: seeds sessions, the dry run finds the orphans, the apply closes exactly those, none are left', async () => {
     const run = await runDemo(['--json', ...SEED])
     expect(run.code, run.stderr).toBe(0)
-    json = parseJson<DemoJson>(run)
+    const json = parseJson<DemoJson>(run)
     const { seed, summary, stats, dryRun, apply, after } = json
 
     expect(seed).toMatchObject({ seed: 7, sessions: 2000 })
+    expect(seed).toMatchObject({
+      orphaned: plantedIn('orphaned').length,
+      live: plantedIn('live').length,
+      idle: plantedIn('idle').length,
+      closed: plantedIn('closed').length,
+    })
     expect(seed.orphaned).toBeGreaterThan(0)
     expect(seed.closed + seed.live + seed.idle + seed.orphaned).toBe(2000)
     // What the database says before the sweep matches what was seeded.
@@ -105,10 +114,10 @@ describe('warden demo', () => {
     expect(out).toContain('warden demo --quick --keep-running')
     expect(out).toContain('embedded PostgreSQL stopped; data dir removed')
 
-    // Same --seed as the --json run: same counts, and the same most-silent session ids.
-    if (!json) return expect.fail('the --json test did not produce a result to compare with')
-    expect(Number(dry![1])).toBe(json.dryRun.orphans)
-    for (const { id } of json.dryRun.sample) expect(out).toContain(id)
+    // The seed's planted orphans, counted from the generator, and the most silent of them by id.
+    expect(Number(dry![1])).toBe(plantedIn('orphaned').length)
+    const mostSilent = plantedIn('orphaned').sort((a, b) => silence(b) - silence(a))[0]!
+    expect(out).toContain(mostSilent.id)
   })
 
   it('--quick --keep-running: serves the other commands until SIGINT, then stops postgres and removes the data dir', async () => {
@@ -145,6 +154,21 @@ describe('warden demo', () => {
       const openAfter = Number(/== after the sweep ==\n(\d+) open/.exec(stdout)?.[1])
       expect(openAfter).toBeGreaterThan(0)
       expect(parseJson(active)).toMatchObject({ count: openAfter })
+      // and the demo's database itself says the same: every planted live and idle session still open, no orphan
+      const sql = new pg.Client({ connectionString: url })
+      await sql.connect()
+      try {
+        const { rows } = await sql.query(
+          `SELECT (count(*) FILTER (WHERE is_active))::int AS open,
+                  (count(*) FILTER (WHERE is_active AND COALESCE(last_activity_at, session_start) < now() - interval '2 hours'))::int AS orphaned
+             FROM public.conversation_sessions`,
+        )
+        expect(rows[0]).toEqual({ open: openAfter, orphaned: 0 })
+        const planted = generateDemoSessions({ sessions: 1000, seed: 11, orphanAfterSeconds: 7200 }).rows
+        expect(openAfter).toBe(planted.filter((row) => row.state === 'live' || row.state === 'idle').length)
+      } finally {
+        await sql.end()
+      }
 
       const signalled = Date.now()
       child.kill('SIGINT')

@@ -9,16 +9,32 @@ import { useTestDatabase } from './helpers/db.js'
 import { waitFor } from './helpers/wait.js'
 
 /**
- * The load test as a user runs it: the built CLI in a subprocess, its own embedded PostgreSQL,
+ * The load test as a user runs it: the built CLI in a subprocess, a test database (or its own embedded PostgreSQL),
  * the mock LLM and the chat path on loopback. Bounds are loose on purpose (a noisy 2-core
  * machine): what must hold exactly is the bookkeeping (cost rows = replies, no held
  * connection, no pool timeout in release), and that release leaves hold far behind.
  */
 describe('warden loadtest', () => {
+  // the first test's chat path writes here (--database-url), so its cost rows are counted with SQL
+  const costs = useTestDatabase('loadtest_costs')
+
   it("release reaches the Little's-law limit with no pool timeout and one cost row per reply; hold stays far below it", async () => {
     // 1 s calls keep the fixed per-turn cost (HTTP, two statements, scheduling on a busy box) small next to the call.
     const result = await runCli(
-      ['loadtest', '--concurrency', '20', '--pool-max', '5', '--llm-latency', '1s', '--duration', '4s', '--json'],
+      [
+        'loadtest',
+        '--concurrency',
+        '20',
+        '--pool-max',
+        '5',
+        '--llm-latency',
+        '1s',
+        '--duration',
+        '4s',
+        '--database-url',
+        costs.url,
+        '--json',
+      ],
       { timeoutMs: 60_000 },
     )
     expect(result.code, result.stderr).toBe(0)
@@ -51,6 +67,11 @@ describe('warden loadtest', () => {
     expect(hold!.maxServerConnections).toBe(5)
     expect(hold!.poolWaitP99Ms!).toBeGreaterThan(release!.poolWaitP99Ms!)
     expect(result.stderr).toMatch(/release: \d+ s, \d+ turns ok, \d+ errors/)
+    // one ok cost row per successful turn of both patterns, counted in the database itself
+    const { rows } = await costs.exec(
+      `SELECT count(*) FILTER (WHERE status = 'ok')::int AS ok, count(*)::int AS n FROM warden.llm_requests`,
+    )
+    expect(rows[0]).toEqual({ ok: release!.successes + hold!.successes, n: release!.successes + hold!.successes })
   })
 
   it('streams, and --requests bounds a run by turns; the human report puts the figures side by side', async () => {
@@ -125,6 +146,11 @@ describe('warden loadtest', () => {
         const [run] = parseJson<PatternResult[]>(ok)
         expect(run!.successes).toBeGreaterThanOrEqual(20)
         expect(run!.llmRequestsRows).toBe(run!.successes)
+        // counted independently: the rows in the database and the calls the mock LLM answered
+        const { rows } = await t.exec(`SELECT status, count(*)::int AS n FROM warden.llm_requests GROUP BY status`)
+        const byStatus = Object.fromEntries(rows.map((row) => [row.status, row.n]))
+        expect(byStatus.ok).toBe(mock.stats().byStatus['200'])
+        expect(byStatus.ok).toBe(run!.successes)
         // the target's pool is not ours to read
         expect(run).toMatchObject({ poolWaitP99Ms: null, heldDuringLlmCalls: null, maxServerConnections: null })
 
@@ -133,6 +159,7 @@ describe('warden loadtest', () => {
         expect(failed!.successes).toBe(0)
         expect(failed!.errors.llm_unavailable).toBeGreaterThan(0)
         expect(failed!.llmErrorRows).toBe(failed!.errors.llm_unavailable)
+        expect(byStatus.error).toBe(failed!.errors.llm_unavailable)
         expect(failing.stderr).toMatch(/no turn succeeded/)
       } finally {
         await Promise.all([healthy.close({ graceMs: 0 }), broken.close({ graceMs: 0 })])

@@ -55,6 +55,18 @@ export async function createTestDatabase(label: string): Promise<TestDatabase> {
   }
 }
 
+/** An existing database (e.g. a test's own embedded server's) with the same face; drop() only closes the pool. */
+export function existingTestDatabase(url: string): TestDatabase {
+  const db = new Database({ url, applicationName: 'warden-test', connectTimeout: 5, statementTimeout: 30, poolMax: 4 })
+  return {
+    url,
+    name: new URL(url).pathname.slice(1),
+    db,
+    exec: (text, values) => db.pool.query(text, values),
+    drop: () => db.close().catch(() => undefined),
+  }
+}
+
 /**
  * The database of a test file (or describe block): created and prepared (seeded, migrated) before
  * its tests, dropped after them. Returns it at once; its members are there from beforeAll on.
