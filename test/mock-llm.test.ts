@@ -125,10 +125,12 @@ describe('mock LLM: successful replies through the real SDK', () => {
   })
 
   it('holds hundreds of concurrent pending requests on timers', async () => {
-    const server = await start({ latencyMs: 300, outputTokens: 2 })
+    // 2 s calls: on a loaded 2-core machine the 400 requests may take a second to arrive, and the
+    // first must still be pending when the 300th comes in
+    const server = await start({ latencyMs: 2000, outputTokens: 2 })
     const c = client(server)
     const all = Array.from({ length: 400 }, () => c.messages.create(hello))
-    await waitFor(() => server.stats().inFlight >= 300, '300 requests in flight', 3000, 10)
+    await waitFor(() => server.stats().inFlight >= 300, '300 requests in flight', 10_000, 10)
     const results = await Promise.all(all)
     expect(results.every((m) => m.usage.output_tokens === 2)).toBe(true)
     expect(server.stats()).toMatchObject({ requests: 400, inFlight: 0, byStatus: { '200': 400 } })
