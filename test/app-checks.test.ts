@@ -8,6 +8,8 @@ import { ChatClient } from '../src/loadtest/http-client.js'
 import { parseJson, runCli, spawnCli, writeConfig } from './helpers/cli.js'
 import { createTestDatabase, type TestDatabase } from './helpers/db.js'
 import { seedConversationSessions } from './helpers/fixtures.js'
+import { expandVariables, labelValuesQuery, loadDashboardFiles, panelTargets } from './helpers/grafana-files.js'
+import { labelValues } from './helpers/grafana-stack.js'
 import { startOtelApp, type OtelApp } from './helpers/otel-app.js'
 import { startPrometheus, type RunningPrometheus } from './helpers/prometheus.js'
 import { serviceConfig, startTestService, valueOf, type TestService } from './helpers/server.js'
@@ -23,7 +25,11 @@ interface DoctorJson {
 const LLM_LATENCY_MS = 1500
 const WINDOW_SECONDS = 20
 const HOLD_TX = { job: 'hold-tx', poolMax: 3 }
-const HOLD_AUTOCOMMIT = { job: 'hold-autocommit', poolMax: 2 }
+/**
+ * Its job is its application_name (unique per run: the server is shared), so the Applications
+ * dashboard, which cannot read `apps:`, matches it with PostgreSQL's view too.
+ */
+const HOLD_AUTOCOMMIT = { job: `hold-ac-${randomBytes(4).toString('hex')}`, poolMax: 2 }
 const RELEASE = { poolMax: 3 }
 /** Warden's own chat path (`warden chat serve`), in both patterns: pool and GenAI metrics spelled with units */
 const CHAT = { poolMax: 2, hold: 'chat-hold', release: 'chat-release' }
@@ -97,7 +103,7 @@ async function startChatPath(databaseUrl: string, pattern: 'hold' | 'release', a
 describe('doctor --prometheus: the app-* checks on apps Warden never instrumented (real Prometheus, PostgreSQL, OpenTelemetry)', () => {
   const suffix = randomBytes(4).toString('hex')
   // application_name is server-wide and the machine's PostgreSQL is shared: unique per run
-  const names = { holdTx: `hold-tx-${suffix}`, holdAutocommit: `hold-ac-${suffix}`, release: `release-${suffix}` }
+  const names = { holdTx: `hold-tx-${suffix}`, holdAutocommit: HOLD_AUTOCOMMIT.job, release: `release-${suffix}` }
   const releaseJob = names.release // no mapping: matched with application_name by name
   let t: TestDatabase
   let llm: MockLlmServer
@@ -134,9 +140,17 @@ describe('doctor --prometheus: the app-* checks on apps Warden never instrumente
       startOtelApp(t, { APP_MODE: 'release', POOL_MAX: String(RELEASE.poolMax), APP_NAME: names.release, LLM_URL: llm.url }),
     ])
     chats = await Promise.all([startChatPath(t.url, 'hold', chatNames.hold), startChatPath(t.url, 'release', chatNames.release)])
-    warden = await startTestService(serviceConfig(t.url, { token: null }))
+    // the scraped warden serve runs the app checks against the same Prometheus: the dashboard's check tiles read them
+    const prometheusPort = await freePort()
+    warden = await startTestService(
+      serviceConfig(t.url, {
+        token: null,
+        extra: `prometheus:\n  url: http://127.0.0.1:${prometheusPort}\n  window: ${WINDOW_SECONDS}s\n`,
+      }),
+    )
     const at = (app: OtelApp) => [`127.0.0.1:${app.port}`]
     prometheus = await startPrometheus([], {
+      port: prometheusPort,
       jobs: {
         [HOLD_TX.job]: at(apps[0]!),
         [HOLD_AUTOCOMMIT.job]: at(apps[1]!),
@@ -314,6 +328,90 @@ apps:
     for (const job of [CHAT.hold, CHAT.release])
       expect(rowOf('app-llm-errors', job)).toMatchObject({ status: 'ok', errorPercent: 0, attemptErrorPercent: 0 })
     expect(rowOf('app-llm-errors', HOLD_TX.job).attemptErrorPercent).toBeNull()
+  })
+
+  it('the Applications dashboard shows the same per job and pool: every panel has data, holders and the releasing app told apart', async () => {
+    const file = loadDashboardFiles().find((f) => f.json.uid === 'warden-apps')!
+    const targets = panelTargets([file])
+    expect(targets.length).toBeGreaterThan(20)
+    // what Grafana sends with every variable on All, over the checks' window
+    const all = { job: '.+', instance: '.+', pool: '.+', target: '.+', __rate_interval: `${WINDOW_SECONDS}s`, datasource: 'unused' }
+    const evaluate = (panel: string, refId = 'A') => {
+      const target = targets.find((t) => t.panel === panel && t.refId === refId)
+      if (!target) throw new Error(`no panel "${panel}" / ${refId} on warden-apps`)
+      return prometheus.query(expandVariables(target.expr, all))
+    }
+    // every panel, the check tiles included once warden serve's app checks have run on a window of data
+    const empty = async () => {
+      const found: string[] = []
+      for (const target of targets)
+        if (!(await prometheus.query(expandVariables(target.expr, all))).some((s) => Number.isFinite(s.value)))
+          found.push(`${target.panel} / ${target.refId}`)
+      return found
+    }
+    let noData = await empty()
+    for (const deadline = Date.now() + 30_000; noData.length > 0 && Date.now() < deadline; noData = await empty()) await sleep(1000)
+    expect(noData).toEqual([])
+
+    const byJob = (samples: Awaited<ReturnType<typeof evaluate>>, match: Record<string, string> = {}) =>
+      new Map(
+        samples
+          .filter((s) => Object.entries(match).every(([label, value]) => s.metric[label] === value))
+          .map((s) => [s.metric.job ?? '', s.value]),
+      )
+    const holders = [HOLD_TX.job, HOLD_AUTOCOMMIT.job]
+
+    // per job and pool, the pool label normalised from db_client_connection_pool_name
+    const used = byJob(await evaluate('Pool used of max'), { pool })
+    for (const job of [...holders, releaseJob]) expect(used.get(job), job).toBeGreaterThanOrEqual(0)
+    // every worker holds its connection for the whole call: the holders' pools are full (the gauge lags a release by one)
+    for (const job of holders) expect(used.get(job), job).toBeGreaterThanOrEqual(0.5)
+
+    // the hold-across-LLM signature: use time at the LLM call's scale for the holders only, LLM p95 beside it
+    const useP95 = byJob(await evaluate('Connection use p95 and LLM call p95', 'A'), { pool })
+    for (const job of holders) {
+      expect(useP95.get(job), job).toBeGreaterThanOrEqual(1)
+      expect(useP95.get(job), job).toBeLessThanOrEqual(5)
+    }
+    expect(useP95.get(releaseJob)).toBeLessThan(0.5)
+    const llmP95 = byJob(await evaluate('Connection use p95 and LLM call p95', 'B'))
+    for (const job of [...holders, releaseJob]) expect(llmP95.get(job), job).toBeGreaterThanOrEqual(1.28)
+
+    // held idle: the autocommit holder, which idle-in-transaction cannot see, near its whole pool; the releasing app near none
+    const heldIdle = byJob(await evaluate('Held idle, share of the pool max'))
+    expect(heldIdle.get(HOLD_AUTOCOMMIT.job)).toBeGreaterThanOrEqual(0.8)
+    expect(heldIdle.get(releaseJob)).toBeLessThan(0.25)
+    // a job whose application_name differs (mapped only for warden doctor) gets no figure rather than a false "all held"
+    expect(heldIdle.has(HOLD_TX.job)).toBe(false)
+    expect(heldIdle.has('warden')).toBe(false)
+    const server = await evaluate('Checked out by the app, idle on the server', 'B')
+    expect(byJob(server, { state: 'idle' }).get(HOLD_AUTOCOMMIT.job)).toBeGreaterThanOrEqual(1)
+    expect(byJob(server, { state: 'idle in transaction' }).get(HOLD_AUTOCOMMIT.job) ?? 0).toBe(0)
+    expect(server.some((s) => s.metric.job === HOLD_TX.job)).toBe(false)
+
+    // GenAI per job and model: the job whose LLM fails, and only that one
+    const errors = byJob(await evaluate('LLM error ratio by job and model'), { gen_ai_request_model: 'claude-test' })
+    expect(errors.get(HOLD_AUTOCOMMIT.job)).toBeGreaterThan(0)
+    expect(errors.get(HOLD_AUTOCOMMIT.job)).toBeLessThan(1)
+    for (const job of [HOLD_TX.job, releaseJob]) expect(errors.get(job), job).toBe(0)
+
+    // the app checks warden serve ran against this Prometheus, target "prometheus"
+    const checks = new Map((await evaluate('Application checks')).map((s) => [s.metric.check ?? '', s]))
+    expect([...checks.keys()].sort()).toEqual(
+      ['app-connection-held-long', 'app-held-idle', 'app-llm-errors', 'app-pool-saturation', 'app-pool-wait'].sort(),
+    )
+    expect([...checks.values()].every((s) => s.metric.target === 'prometheus')).toBe(true)
+    // held idle is the one without a threshold override here that the fixture puts far past critical (~100 % of the pool)
+    expect(checks.get('app-held-idle')!.value).toBe(2)
+    const ran = await evaluate('Application checks that could not run')
+    expect(ran.map((s) => [s.metric.check, s.value]).sort()).toEqual([...checks.keys()].sort().map((check) => [check, 1]))
+
+    // the variables offer the fixture apps' jobs and their pool
+    const variable = (name: string) => labelValuesQuery(file.json.templating!.list!.find((v) => v.name === name)!)!
+    const jobs = await labelValues(prometheus.url, 'job', expandVariables(variable('job').selector, all))
+    expect(jobs).toEqual(expect.arrayContaining([...holders, releaseJob, CHAT.hold, CHAT.release, 'warden']))
+    const pools = await labelValues(prometheus.url, variable('pool').label, expandVariables(variable('pool').selector, all))
+    expect(pools).toContain(pool)
   })
 
   it('warden serve with prometheus.url publishes the app checks as warden_check_status{target="prometheus"}', async () => {

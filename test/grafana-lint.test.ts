@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { chatMetrics } from '../src/chat/metrics.js'
 import { buildDashboards, dashboardFileName, serializeDashboard } from '../src/grafana/index.js'
 import { poolMetrics } from '../src/pool/metrics.js'
+import { GEN_AI_DURATION, VARIANTS } from '../src/prometheus/app-metrics.js'
 import { createRegistry } from '../src/metrics/registry.js'
 import { createLogger } from '../src/server/logger.js'
 import { startService, type Service } from '../src/server/service.js'
@@ -41,8 +42,9 @@ describe('Grafana dashboards: one source, linted', () => {
     }
   })
 
-  it('ships the Sessions, Pool & database and LLM dashboards under fixed uids', () => {
+  it('ships the Sessions, Pool & database, LLM and Applications dashboards under fixed uids', () => {
     expect(files.map((f) => [f.file, f.json.uid])).toEqual([
+      ['warden-apps.json', 'warden-apps'],
       ['warden-llm.json', 'warden-llm'],
       ['warden-pool.json', 'warden-pool'],
       ['warden-sessions.json', 'warden-sessions'],
@@ -114,13 +116,31 @@ describe('every metric a panel or an alert reads is one Warden publishes', () =>
   }
   const isPublished = (name: string) => published.has(name) || otelSpellingOf(name) !== undefined
 
+  /**
+   * The Applications dashboard also reads the spellings other instrumentations publish (the older
+   * db_client_connections_*, millisecond histograms), exactly those the app-* checks' builders
+   * list: a name outside that list fails like any other.
+   */
+  const APP_SPELLINGS = new Set(Object.values(VARIANTS).flatMap((variants) => variants.map((variant) => variant.name)))
+  const isAppSpelling = (name: string) => APP_SPELLINGS.has(name) || APP_SPELLINGS.has(name.replace(/_(bucket|count|sum)$/, ''))
+
   it('panels', () => {
     const unknown = panelTargets(files).flatMap((t) =>
       metricNames(t.expr)
-        .filter((name) => !isPublished(name))
+        .filter((name) => !isPublished(name) && !(t.dashboard === 'warden-apps' && isAppSpelling(name)))
         .map((name) => `${t.dashboard} / ${t.panel} / ${t.refId}: ${name}`),
     )
     expect(unknown).toEqual([])
+  })
+
+  it("the Applications dashboard reads every spelling the app-* checks read, and Warden's registry publishes the current ones", () => {
+    const read = new Set(panelTargets(files.filter((f) => f.json.uid === 'warden-apps')).flatMap((t) => metricNames(t.expr)))
+    const family = (name: string) => [name, ...['_bucket', '_count', '_sum'].map((suffix) => name + suffix)]
+    const unread = [...APP_SPELLINGS, ...GEN_AI_DURATION].filter((name) => !family(name).some((series) => read.has(series)))
+    expect(unread).toEqual([])
+    // the newest spelling of each is one Warden itself publishes (its instrumented pools, the chat path)
+    for (const variants of Object.values(VARIANTS))
+      expect(isPublished(variants[0]!.name) || published.has(`${variants[0]!.name}_count`)).toBe(true)
   })
 
   it('alert rules (prometheus/alerts.yml)', () => {
@@ -200,8 +220,11 @@ describe('every metric a panel or an alert reads is one Warden publishes', () =>
       ),
     )
     expect(split).toEqual([])
-    // the stat tiles of the top rows, and only those
+    // the stat tiles of the top rows and the held-idle comparison, and only those
     expect([...wholeSelection].sort()).toEqual([
+      // the app's pools set against PostgreSQL's view of the application, whichever target it connects to
+      'warden-apps / Checked out by the app, idle on the server',
+      'warden-apps / Held idle, share of the pool max',
       'warden-pool / Connection slots used',
       'warden-pool / Free connection slots',
       'warden-pool / Longest idle in transaction',

@@ -1,3 +1,4 @@
+import { appsDashboard } from './dashboards/apps.js'
 import { llmDashboard } from './dashboards/llm.js'
 import { poolDashboard } from './dashboards/pool.js'
 import { sessionsDashboard } from './dashboards/sessions.js'
@@ -10,7 +11,7 @@ export const DASHBOARDS_DIR = 'grafana/dashboards'
 
 /** Every dashboard Warden ships, in the order the docs list them. */
 export function buildDashboards(): Dashboard[] {
-  return [sessionsDashboard(), poolDashboard(), llmDashboard()]
+  return [sessionsDashboard(), poolDashboard(), llmDashboard(), appsDashboard()]
 }
 
 /** One file per dashboard, named after its uid: what the file provider and a manual import read. */

@@ -64,11 +64,27 @@ export const VARIANTS = {
   ],
 } satisfies Record<string, Variant[]>
 
-/** `{job="…"}`-style matchers for a selector, or nothing. */
-export type Matchers = Record<string, string>
+/**
+ * Label matchers for a selector: a string matches exactly, `{ regex }` as a regular expression
+ * (the dashboards pass Grafana variables: `{ regex: '$job' }`). The key `pool` stands for the
+ * pool label of each spelling (db_client_connection_pool_name, or pool_name), so one matcher
+ * filters every variant before label_replace() renames it.
+ */
+export type Matchers = Record<string, string | { regex: string }>
 
-const selector = (name: string, matchers: Matchers): string => {
-  const parts = Object.entries(matchers).map(([label, value]) => `${label}=${quote(value)}`)
+/**
+ * A window: seconds (the checks), or a PromQL duration as written, for the dashboards'
+ * `$__rate_interval`, which Grafana substitutes.
+ */
+export type Window = number | string
+
+const windowOf = (w: Window): string => (typeof w === 'number' ? range(w) : w)
+
+const selector = (name: string, matchers: Matchers, variant?: Variant): string => {
+  const parts = Object.entries(matchers).map(([key, value]) => {
+    const label = key === 'pool' && variant ? variant.poolLabel : key
+    return typeof value === 'string' ? `${label}=${quote(value)}` : `${label}=~${quote(value.regex)}`
+  })
   return parts.length ? `${name}{${parts.join(', ')}}` : name
 }
 
@@ -79,49 +95,49 @@ const any = (variants: Variant[], build: (variant: Variant) => string): string =
 
 /** Connections checked out now, per pool. */
 export function usedNow(matchers: Matchers = {}): string {
-  return any(VARIANTS.count, (v) => `sum by (${BY}) (${withPool(selector(v.name, { ...matchers, [v.stateLabel!]: 'used' }), v)})`)
+  return any(VARIANTS.count, (v) => `sum by (${BY}) (${withPool(selector(v.name, { ...matchers, [v.stateLabel!]: 'used' }, v), v)})`)
 }
 
 /** The pool's configured maximum, per pool. */
 export function maxNow(matchers: Matchers = {}): string {
-  return any(VARIANTS.max, (v) => `max by (${BY}) (${withPool(selector(v.name, matchers), v)})`)
+  return any(VARIANTS.max, (v) => `max by (${BY}) (${withPool(selector(v.name, matchers, v), v)})`)
 }
 
 /** Requests waiting for a connection now, per pool. */
 export function pendingNow(matchers: Matchers = {}): string {
-  return any(VARIANTS.pending, (v) => `sum by (${BY}) (${withPool(selector(v.name, matchers), v)})`)
+  return any(VARIANTS.pending, (v) => `sum by (${BY}) (${withPool(selector(v.name, matchers, v), v)})`)
 }
 
 /** Connection timeouts per minute over the window, per pool. */
-export function timeoutsPerMinute(windowSeconds: number, matchers: Matchers = {}): string {
+export function timeoutsPerMinute(window: Window, matchers: Matchers = {}): string {
   return any(
     VARIANTS.timeouts,
-    (v) => `60 * sum by (${BY}) (${withPool(`rate(${selector(v.name, matchers)}[${range(windowSeconds)}])`, v)})`,
+    (v) => `60 * sum by (${BY}) (${withPool(`rate(${selector(v.name, matchers, v)}[${windowOf(window)}])`, v)})`,
   )
 }
 
 /** A quantile of the wait or use time histogram over the window, in seconds, per pool. */
-export function timeQuantile(kind: 'waitTime' | 'useTime', q: number, windowSeconds: number, matchers: Matchers = {}): string {
+export function timeQuantile(kind: 'waitTime' | 'useTime', q: number, window: Window, matchers: Matchers = {}): string {
   return any(VARIANTS[kind], (v) => {
-    const rate = `sum by (${BY}, le) (${withPool(`rate(${selector(`${v.name}_bucket`, matchers)}[${range(windowSeconds)}])`, v)})`
+    const rate = `sum by (${BY}, le) (${withPool(`rate(${selector(`${v.name}_bucket`, matchers, v)}[${windowOf(window)}])`, v)})`
     const quantile = `histogram_quantile(${q}, ${rate})`
     return v.toSeconds ? `${quantile} * ${v.toSeconds}` : quantile
   })
 }
 
 /** Seconds of connection use per second (the histogram's _sum rate), per pool. */
-export function useSecondsRate(windowSeconds: number, matchers: Matchers = {}): string {
+export function useSecondsRate(window: Window, matchers: Matchers = {}): string {
   return any(VARIANTS.useTime, (v) => {
-    const rate = `sum by (${BY}) (${withPool(`rate(${selector(`${v.name}_sum`, matchers)}[${range(windowSeconds)}])`, v)})`
+    const rate = `sum by (${BY}) (${withPool(`rate(${selector(`${v.name}_sum`, matchers, v)}[${windowOf(window)}])`, v)})`
     return v.toSeconds ? `${rate} * ${v.toSeconds}` : rate
   })
 }
 
 /** Connections checked out per second (the use histogram's _count rate), per pool. */
-export function usesRate(windowSeconds: number, matchers: Matchers = {}): string {
+export function usesRate(window: Window, matchers: Matchers = {}): string {
   return any(
     VARIANTS.useTime,
-    (v) => `sum by (${BY}) (${withPool(`rate(${selector(`${v.name}_count`, matchers)}[${range(windowSeconds)}])`, v)})`,
+    (v) => `sum by (${BY}) (${withPool(`rate(${selector(`${v.name}_count`, matchers, v)}[${windowOf(window)}])`, v)})`,
   )
 }
 
@@ -137,23 +153,23 @@ export const minOver = (expr: string, windowSeconds: number): string =>
 export const GEN_AI_DURATION = ['gen_ai_client_operation_duration_seconds', 'gen_ai_client_operation_duration'] as const
 
 /** GenAI operations per second over the window, by `by`, optionally only failed ones (error_type set). */
-export function genAiRate(windowSeconds: number, by: string, options: { errors?: boolean; matchers?: Matchers } = {}): string {
+export function genAiRate(window: Window, by: string, options: { errors?: boolean; matchers?: Matchers } = {}): string {
   return GEN_AI_DURATION.map((name) => {
     const matchers = { ...(options.matchers ?? {}) }
     const sel = selector(`${name}_count`, matchers)
     const filtered = options.errors ? sel.replace(/}$|$/, (end) => (end ? `, error_type!=""}` : `{error_type!=""}`)) : sel
-    return `(sum by (${by}) (rate(${filtered}[${range(windowSeconds)}])))`
+    return `(sum by (${by}) (rate(${filtered}[${windowOf(window)}])))`
   }).join(' or ')
 }
 
 /** Seconds spent in GenAI operations per second over the window, per job. */
-export function genAiSecondsRate(windowSeconds: number, matchers: Matchers = {}): string {
-  return GEN_AI_DURATION.map((name) => `(sum by (job) (rate(${selector(`${name}_sum`, matchers)}[${range(windowSeconds)}])))`).join(' or ')
+export function genAiSecondsRate(window: Window, matchers: Matchers = {}): string {
+  return GEN_AI_DURATION.map((name) => `(sum by (job) (rate(${selector(`${name}_sum`, matchers)}[${windowOf(window)}])))`).join(' or ')
 }
 
 /** A quantile of GenAI operation durations over the window, by `by`. */
-export function genAiQuantile(q: number, windowSeconds: number, by: string, matchers: Matchers = {}): string {
+export function genAiQuantile(q: number, window: Window, by: string, matchers: Matchers = {}): string {
   return GEN_AI_DURATION.map(
-    (name) => `(histogram_quantile(${q}, sum by (${by}, le) (rate(${selector(`${name}_bucket`, matchers)}[${range(windowSeconds)}]))))`,
+    (name) => `(histogram_quantile(${q}, sum by (${by}, le) (rate(${selector(`${name}_bucket`, matchers)}[${windowOf(window)}]))))`,
   ).join(' or ')
 }

@@ -99,10 +99,15 @@ export function alertExpressions(path = join(ROOT, 'prometheus', 'alerts.yml')):
   return doc.groups.flatMap((group) => group.rules.map((rule) => ({ alert: rule.alert ?? rule.record ?? '?', expr: String(rule.expr) })))
 }
 
-/** `$var` and `${var}` replaced outside and inside strings: what Grafana sends to Prometheus. */
+/**
+ * `$var` and `${var}` replaced outside and inside strings: what Grafana sends to Prometheus.
+ * `$1` (label_replace()'s capture group) is left as it is: Grafana leaves a name it has no
+ * variable for untouched, and no variable name starts with a digit.
+ */
 export function expandVariables(expr: string, values: Record<string, string>): string {
   return expr.replace(/\$\{(\w+)\}|\$(\w+)/g, (whole, braced: string | undefined, bare: string | undefined) => {
     const name = (braced ?? bare)!
+    if (/^\d+$/.test(name)) return whole
     if (!(name in values)) throw new Error(`no value for the dashboard variable $${name} in ${expr}`)
     return values[name]!
   })

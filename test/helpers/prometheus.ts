@@ -41,15 +41,16 @@ export interface RunningPrometheus {
  * A real Prometheus on a free loopback port, scraping `targets` every second (as job "warden",
  * or as the jobs of `options.jobs`: job name → targets) and evaluating `ruleFiles` (absolute
  * paths), with its config and TSDB in a temp dir that stop() removes. Bounded: stop() kills it if
- * it does not exit.
+ * it does not exit. `port` (from freePort()) is for a target that must know Prometheus's URL
+ * before Prometheus can scrape it: warden serve with prometheus.url.
  */
 export async function startPrometheus(
   targets: string[],
-  options: { scrapeInterval?: string; jobs?: Record<string, string[]>; ruleFiles?: string[] } = {},
+  options: { scrapeInterval?: string; jobs?: Record<string, string[]>; ruleFiles?: string[]; port?: number } = {},
 ): Promise<RunningPrometheus> {
   requireBinary(PROMETHEUS)
   const dir = mkdtempSync(join(tmpdir(), 'warden-prometheus-'))
-  const port = await freePort()
+  const port = options.port ?? (await freePort())
   const interval = options.scrapeInterval ?? '1s'
   const jobs = { ...(targets.length || !options.jobs ? { warden: targets } : {}), ...(options.jobs ?? {}) }
   const scrapeConfigs = Object.entries(jobs)
