@@ -72,6 +72,11 @@ describe('chat sessions: the message list', () => {
     expect(two.body.messages.map((m: { id: number }) => m.id)).toEqual(stored.slice(0, 2).map((m) => m.id))
     const one = await h.api.request('GET', `sessions/${id}/messages?limit=1`)
     expect(one.body.messages.map((m: { id: number }) => m.id)).toEqual([stored[0]!.id])
+    for (const bad of ['0', 'abc', '-1', '2.5', '10001', '']) {
+      const refused = await h.api.request('GET', `sessions/${id}/messages?limit=${bad}`)
+      expectError(refused, 400, 'invalid_request')
+      expect(refused.body.error.message).toMatch(/^limit: expected a whole number from 1 to 10000/)
+    }
 
     expectError(await h.api.request('GET', `sessions/${uniqueId('never-created')}/messages`), 404, 'session_not_found')
   })

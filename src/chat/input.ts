@@ -48,6 +48,17 @@ export function sessionId(value: unknown, field: string): string {
   return value
 }
 
+export const MAX_MESSAGES_LIMIT = 10_000
+
+/** ?limit of the message list: absent means the first 1,000; anything but a whole number in range is refused. */
+export function messagesLimit(value: unknown): number {
+  if (value === undefined) return 1000
+  const n = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : Number.NaN
+  if (!(n >= 1 && n <= MAX_MESSAGES_LIMIT))
+    throw invalid('limit', `expected a whole number from 1 to ${MAX_MESSAGES_LIMIT}, got ${JSON.stringify(value)}`)
+  return n
+}
+
 export function optionalText(body: Record<string, unknown>, key: string): string | null {
   const value = body[key]
   if (value === undefined || value === null) return null

@@ -10,7 +10,7 @@ import { poolScope } from '../pool/instrumented-pool.js'
 import { countingFetch } from './attempts.js'
 import { runOnce } from './db.js'
 import { ChatError, type AbortReason } from './errors.js'
-import { bodyOf, messageText, optionalText, sessionId, undecodablePath } from './input.js'
+import { bodyOf, messageText, messagesLimit, optionalText, sessionId, undecodablePath } from './input.js'
 import { PROVIDER, type AnthropicFactory } from './llm.js'
 import { DEFAULT_PRICING, type Pricing } from './usage.js'
 import { chatMetrics } from './metrics.js'
@@ -163,7 +163,7 @@ export function createChatRouter(deps: ChatRouterDeps): ChatRouter {
 
   router.get(CHAT_ROUTES.messages.path, async (req, res) => {
     const session = await loadSession(sessionId(req.params.id, 'path id'))
-    const limit = Math.min(Math.max(Number(req.query.limit ?? 1000) || 1000, 1), 10_000)
+    const limit = messagesLimit(req.query.limit)
     const { rows } = await runOnce(deps.pool, listChatMessages(schema, session.id, limit))
     res.json({ session, messages: rows })
   })
