@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events'
 import { Gauge, type Registry } from 'prom-client'
 import type { TargetConfig, WardenConfig } from '../core/config.js'
 import type { Database } from '../db/database.js'
@@ -126,6 +127,8 @@ export class Collection {
   /** when the last round started (performance.now() ms), and how long its ping took */
   private lastRoundStarted = Number.NEGATIVE_INFINITY
   private lastPingMs = 0
+  /** rounds that have not finished their ping yet (waiting for a slot, or pinging) */
+  private beforePing = 0
   /** the latest round: when each collector's part of it is over (ran, failed or was not due) */
   private latestParts = new Map<string, Deferred>()
 
@@ -134,6 +137,9 @@ export class Collection {
     this.intervalMs = (options.intervalSeconds ?? options.config.server.collectInterval) * 1000
     this.timeoutMs = (options.timeoutSeconds ?? options.config.server.collectTimeout) * 1000
     this.health = healthGauges(options.registry)
+    // every run in flight listens for the stop (and unlistens when it ends): with overlapping
+    // rounds a target can have more than Node's default 10 at once, which is not a leak
+    setMaxListeners(0, this.stopping.signal)
     const names = new Set<string>()
     for (const collector of options.collectors) {
       if (names.has(collector.name)) throw new Error(`two metrics collectors are named "${collector.name}"`)
@@ -158,27 +164,25 @@ export class Collection {
   }
 
   /**
-   * What a scrape calls: gauges older than maxAgeMs are refreshed now, and the scrape waits up to
-   * waitMs for the collectors that answered within that wait last time. A broken database or one
-   * stuck collector (a locked table) must not cost every scrape the whole wait, nor hold back the
-   * other collectors' refresh: the scrape does not wait for a target that was down or slow to
-   * ping, nor for a collector whose last run failed, took longer than the wait, or has been running
-   * longer than that now. Those serve their last values, and their age says so.
+   * What a scrape calls: gauges older than maxAgeMs are refreshed now. Resolves when the
+   * collectors that answered within waitMs last time are done with that refresh (the caller
+   * bounds the wait); undefined when there is nothing worth waiting for. A broken database or one stuck collector (a locked table) must not cost
+   * every scrape the whole wait, nor hold back the other collectors' refresh: nothing is waited
+   * for on a target that was down or slow to ping, nor a collector whose last run failed, took
+   * longer than the wait, or has been running longer than that now. Those serve their last
+   * values, and their age says so.
    */
-  freshen(maxAgeMs: number, waitMs: number): Promise<void> {
-    if (this.stopping.signal.aborted) return Promise.resolve()
-    if (performance.now() - this.lastRoundStarted > maxAgeMs) void this.startRound(false)
-    if (this.rounds.size === 0 || this.databaseUp === false || this.lastPingMs > waitMs) return Promise.resolve()
+  freshen(maxAgeMs: number, waitMs: number): Promise<void> | undefined {
+    if (this.stopping.signal.aborted) return undefined
+    // a round still waiting for its slot or its ping will bring fresh values: do not queue more
+    if (performance.now() - this.lastRoundStarted > maxAgeMs && this.beforePing === 0) void this.startRound(false)
+    if (this.rounds.size === 0 || this.databaseUp === false || this.lastPingMs > waitMs) return undefined
     const now = performance.now()
     const worthWaitingFor = [...this.states.values()]
       .filter((state) => state.success !== false && (state.durationMs ?? 0) <= waitMs)
       .filter((state) => !this.running.has(state.name) || now - (this.lastStarted.get(state.name) ?? now) <= waitMs)
       .map((state) => this.latestParts.get(state.name)!.done)
-    if (worthWaitingFor.length === 0) return Promise.resolve()
-    return Promise.race([
-      Promise.all(worthWaitingFor).then(() => undefined),
-      new Promise<void>((resolve) => setTimeout(resolve, waitMs).unref()),
-    ])
+    return worthWaitingFor.length === 0 ? undefined : Promise.all(worthWaitingFor).then(() => undefined)
   }
 
   /** Stops the rounds; collectors in flight are abandoned (their statements end at the deadline). */
@@ -198,6 +202,10 @@ export class Collection {
     this.lastRoundStarted = performance.now()
     const parts = new Map(this.options.collectors.map((collector) => [collector.name, deferred()]))
     this.latestParts = parts
+    this.beforePing += 1
+    let pinged = false
+    /** the parts that finish with their run (the others finish with the round, whatever happens) */
+    const linked = new Set<string>()
     const work = async () => {
       const now = performance.now()
       const due = this.options.collectors.filter((collector) => {
@@ -207,13 +215,26 @@ export class Collection {
         if (!isDue) parts.get(collector.name)!.finish()
         return isDue
       })
-      const up = await this.ping()
+      let up: boolean
+      try {
+        up = await this.ping()
+      } finally {
+        pinged = true
+        this.beforePing -= 1
+      }
       await Promise.all(
-        due.map((collector) => this.runCollector(collector, up, rerunRunning).finally(() => parts.get(collector.name)!.finish())),
+        due.map((collector) => {
+          const { run, ownRun } = this.runCollector(collector, up, rerunRunning)
+          linked.add(collector.name)
+          void run.finally(() => parts.get(collector.name)!.finish())
+          // another round's run in flight is that round's to wait for: this one (and its slot) moves on
+          return ownRun ? run : undefined
+        }),
       )
     }
     const round: Promise<void> = (this.options.slots ? this.options.slots.run(work) : work()).finally(() => {
-      for (const { finish } of parts.values()) finish()
+      if (!pinged) this.beforePing -= 1
+      for (const [name, { finish }] of parts) if (!linked.has(name)) finish()
       this.rounds.delete(round)
       if (this.rounds.size === 0 && !this.stopping.signal.aborted) {
         this.timer = setTimeout(() => void this.startRound(false), this.intervalMs)
@@ -224,23 +245,24 @@ export class Collection {
     return round
   }
 
-  private runCollector(collector: Collector, databaseUp: boolean, rerunRunning: boolean): Promise<void> {
+  /** This collector's part of a round: its own new run, or the run already in flight (ownRun false). */
+  private runCollector(collector: Collector, databaseUp: boolean, rerunRunning: boolean): { run: Promise<void>; ownRun: boolean } {
     const running = this.running.get(collector.name)
     if (running) {
-      if (!rerunRunning) return running
+      if (!rerunRunning) return { run: running, ownRun: false }
       let again = this.reruns.get(collector.name)
       if (!again) {
         again = running.then(() => {
           this.reruns.delete(collector.name)
-          return this.runCollector(collector, databaseUp, false)
+          return this.runCollector(collector, databaseUp, false).run
         })
         this.reruns.set(collector.name, again)
       }
-      return again
+      return { run: again, ownRun: true }
     }
     const run = this.runOne(collector, databaseUp).finally(() => this.running.delete(collector.name))
     this.running.set(collector.name, run)
-    return run
+    return { run, ownRun: true }
   }
 
   get pgUpValue(): boolean | null {

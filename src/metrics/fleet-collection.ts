@@ -9,6 +9,8 @@ import type { Collection } from './collection.js'
  */
 export class FleetCollection {
   private readonly byTarget: Map<string, Collection>
+  /** how long the last scrape-triggered refresh of each set of targets took to settle (ms) */
+  private readonly settleMs = new Map<string, number>()
 
   constructor(
     readonly collections: Collection[],
@@ -56,11 +58,26 @@ export class FleetCollection {
     return Promise.all(chosen.map((collection) => collection.refresh())).then(() => undefined)
   }
 
-  /** Before a scrape: the targets it shows are refreshed when older than server.freshFor, waiting at most server.scrapeWait. */
+  /**
+   * Before a scrape: the targets it shows are refreshed when older than server.freshFor, and the
+   * scrape waits for that at most server.scrapeWait. When the last such refresh of the same
+   * targets took longer than the wait (many targets, big tables, a busy server), the scrape does
+   * not wait at all: it starts the refresh and serves what is there, rather than pay the whole
+   * wait every time. The refresh is still timed in the background, so waiting resumes once it
+   * fits again.
+   */
   freshen(targets: readonly string[] = [...this.byTarget.keys()]): Promise<void> {
     const maxAgeMs = this.config.server.freshFor * 1000
     const waitMs = this.config.server.scrapeWait * 1000
-    return Promise.all(targets.map((name) => this.byTarget.get(name)?.freshen(maxAgeMs, waitMs) ?? Promise.resolve())).then(() => undefined)
+    const key = targets.join('\u0000')
+    const started = performance.now()
+    const refreshes = targets.map((name) => this.byTarget.get(name)?.freshen(maxAgeMs, waitMs)).filter((p) => p !== undefined)
+    if (refreshes.length === 0) return Promise.resolve()
+    const settled = Promise.all(refreshes).then(() => {
+      this.settleMs.set(key, performance.now() - started)
+    })
+    if ((this.settleMs.get(key) ?? 0) > waitMs) return Promise.resolve()
+    return Promise.race([settled, new Promise<void>((resolve) => setTimeout(resolve, waitMs).unref())])
   }
 
   status() {
