@@ -228,7 +228,7 @@ export class Collection {
           linked.add(collector.name)
           void run.finally(() => parts.get(collector.name)!.finish())
           // another round's run in flight is that round's to wait for: this one (and its slot) moves on
-          return ownRun ? run : undefined
+          return ownRun ? run : Promise.resolve()
         }),
       )
     }
