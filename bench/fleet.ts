@@ -247,6 +247,17 @@ async function main(): Promise<void> {
         into.push((await scrapeOnce(`${service.url}/metrics`)).ms)
       }
     }
+    // Prometheus' multi-target convention: one scrape job per database, /probe?target=NAME, each
+    // target scraped on its own (round robin over the healthy ones, as many scrape targets would).
+    const probe = { times: [] as number[], ages: [] as number[], bytes: 0 }
+    for (let i = 0; i < SCRAPES; i += 1) {
+      const name = healthy[i % healthy.length]!.name
+      const scraped = await scrapeOnce(`${fleet.url}/probe?target=${encodeURIComponent(name)}`)
+      probe.times.push(scraped.ms)
+      probe.bytes = scraped.body.length
+      probe.ages.push(...(ages(scraped.body).get(name) ?? []))
+      await sleep(PAUSE_MS)
+    }
     const lockedStatus = fleet.collection.get('locked')?.status()
     const unreachableStatus = fleet.collection.get('unreachable')?.status()
     await locker.query('ROLLBACK')
@@ -323,10 +334,12 @@ async function main(): Promise<void> {
         oneCacheOnly: summarize(cached.one),
         fleetSpaced: summarize(spaced.fleet),
         oneSpaced: summarize(spaced.one),
+        probe: summarize(probe.times),
       },
       age: {
         fleetHealthy: summarize(lines.fleet.healthyAges, 3),
         one: summarize(lines.one.ages, 3),
+        probe: summarize(probe.ages, 3),
         locked: lockedAges,
         unreachable: summarize(lines.fleet.unreachableAges, 3),
       },
@@ -363,6 +376,7 @@ async function main(): Promise<void> {
           row('one target, cache only', s.oneCacheOnly, '', '–'),
           row('fleet, 1.5 s apart', s.fleetSpaced, '', '–'),
           row('one target, 1.5 s apart', s.oneSpaced, '', '–'),
+          row(`fleet /probe?target=…, one healthy target a scrape (${probe.bytes} bytes)`, s.probe, '', age(report.age.probe)),
         ],
       ),
     )
