@@ -80,7 +80,10 @@ export async function startServer(
   settings: Record<string, string>,
 ): Promise<ChildProcess> {
   const flags = Object.entries(settings).flatMap(([name, value]) => ['-c', `${name}=${value}`])
-  const child = spawnAs(run, run.binaries.postgres, ['-D', dataDir, '-p', String(port), ...flags])
+  // Its own process group: a Ctrl-C in the terminal (or `timeout -s INT`) signals the whole
+  // foreground group, and postgres would shut down before Warden has closed what it still holds
+  // (the demo's chat sessions); Warden stops it itself, last (stopServer).
+  const child = spawnAs(run, run.binaries.postgres, ['-D', dataDir, '-p', String(port), ...flags], { detached: true })
   const recent: string[] = []
   collectLines(child, (line) => {
     recent.push(line)
@@ -150,8 +153,9 @@ export async function stopServer(child: ChildProcess, timeoutMs = 5000): Promise
   }
 }
 
-function spawnAs(run: PostgresRun, binary: string, args: string[]): ChildProcess {
+function spawnAs(run: PostgresRun, binary: string, args: string[], options: { detached?: boolean } = {}): ChildProcess {
   return spawn(binary, args, {
+    ...options,
     ...(run.user === null ? {} : { uid: run.user.uid, gid: run.user.gid }),
     env: { ...process.env, LC_MESSAGES: 'C' },
     stdio: ['ignore', 'pipe', 'pipe'],
