@@ -1,13 +1,15 @@
+import { Gauge } from 'prom-client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadConfig } from '../src/core/config.js'
 import { ExitCode } from '../src/core/errors.js'
+import type { CollectorFactory } from '../src/metrics/collector.js'
 import { migrate } from '../src/db/migrate.js'
 import { parseJson, runCli, writeConfig, type CliResult } from './helpers/cli.js'
 import { createTestDatabase, type TestDatabase } from './helpers/db.js'
 import { CONVERSATION_SHAPE, seedConversationSessions } from './helpers/fixtures.js'
 import { expectInvariants, snapshotTable } from './helpers/invariants.js'
-import { ADMIN_TOKEN, startTestService, valueOf, type TestService } from './helpers/server.js'
-import { waitFor } from './helpers/wait.js'
+import { ADMIN_TOKEN, parseMetrics, startTestService, valueOf, type TestService } from './helpers/server.js'
+import { sleep, waitFor } from './helpers/wait.js'
 
 const show = (r: CliResult) => `exit ${r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`
 const DOWN_URL = 'postgres://warden:not-a-secret@127.0.0.1:1/gone'
@@ -269,5 +271,84 @@ describe('fleet configuration refused with the key named (78), nothing changed',
     expect(result.stderr).toContain(key)
     expect(result.stderr).toContain(message)
     expect(result.stderr).not.toContain('not-a-secret')
+  })
+})
+
+describe('a fleet whose refresh does not fit in server.scrapeWait', () => {
+  let t: TestDatabase
+  let api: TestService | undefined
+  const TARGETS = 8 // two waves through the 4 collection slots
+  const RUN_MS = 400
+  const runs = new Map<string, number>()
+  // a collector that answers in 400 ms and counts its runs per target: a refresh of all eight
+  // takes about 800 ms, over the 600 ms the scrape may wait
+  const slow: CollectorFactory = ({ registry }) => {
+    const gauge = new Gauge({
+      name: 'warden_test_slow_runs',
+      help: 'runs of the slow test collector',
+      labelNames: ['target'],
+      registers: [registry],
+    })
+    return {
+      name: 'slow',
+      needsDatabase: false,
+      collect: async (ctx) => {
+        await sleep(RUN_MS)
+        const n = (runs.get(ctx.target.name) ?? 0) + 1
+        runs.set(ctx.target.name, n)
+        return n
+      },
+      update: (n: number, target: string) => gauge.set({ target }, n),
+    }
+  }
+
+  beforeAll(async () => {
+    t = await createTestDatabase('fleet_slow')
+    await seedConversationSessions(t, { orphans: 1, live: 1 })
+    const yaml = [
+      'server: { port: 0, collectInterval: 60s, freshFor: 200ms, scrapeWait: 600ms }',
+      'targets:',
+      ...Array.from(
+        { length: TARGETS },
+        (_, i) =>
+          `  - { name: t${i}, databaseUrl: '${t.url}', sessions: [{ table: public.conversation_sessions, columns: ${CONVERSATION_COLUMNS} }] }`,
+      ),
+      '',
+    ].join('\n')
+    api = await startTestService(loadConfig({ configPath: writeConfig(yaml), env: {} }).config, { collectors: [slow] })
+  })
+  afterAll(async () => {
+    await api?.close()
+    await t?.drop()
+  })
+
+  it('stops paying the wait once a refresh has not fitted, still refreshes in the background, and waits again for one target on /probe', async () => {
+    const timed = async (path: string) => {
+      const started = performance.now()
+      const response = await api!.get(path)
+      const text = await response.text()
+      return { ms: performance.now() - started, samples: parseMetrics(text).samples, status: response.status }
+    }
+    await waitFor(() => runs.size === TARGETS, 'a first round of every target', 10_000)
+    await sleep(300)
+    // this scrape finds all eight stale, waits its 600 ms, and learns that the refresh took longer
+    const first = await timed('/metrics')
+    expect(first.ms).toBeGreaterThanOrEqual(550)
+    await waitFor(() => [...runs.values()].every((n) => n >= 2), 'the refresh that scrape started to finish', 10_000)
+    const before = Object.fromEntries(runs)
+    for (let i = 0; i < 3; i += 1) {
+      await sleep(300) // past freshFor: each scrape starts a refresh again, and does not wait for it
+      const next = await timed('/metrics')
+      expect(next.status).toBe(200)
+      expect(next.ms).toBeLessThan(300)
+    }
+    // the refreshes those scrapes started ran anyway: the gauges moved on
+    await waitFor(() => Object.entries(before).every(([target, n]) => (runs.get(target) ?? 0) > n), 'the background refreshes', 10_000)
+    // one target alone fits in the wait: /probe waits for it and shows the run it waited for
+    await sleep(300)
+    const runsBefore = runs.get('t3')!
+    const probe = await timed('/probe?target=t3')
+    expect(probe.ms).toBeGreaterThanOrEqual(RUN_MS - 50)
+    expect(valueOf(probe.samples, 'warden_test_slow_runs', { target: 't3' })).toBe(runsBefore + 1)
   })
 })
