@@ -1,7 +1,7 @@
 import type { TargetConfig, WardenConfig } from '../core/config.js'
 import { mapLimit, TARGET_CONCURRENCY } from '../core/concurrency.js'
 import { formatDuration } from '../core/duration.js'
-import { usageError } from '../core/errors.js'
+import { sqlstateOf, usageError } from '../core/errors.js'
 import type { Database } from '../db/database.js'
 import { serverVersion } from '../db/queries/catalog.js'
 import { localStatementTimeout, readOnlyTransaction } from '../db/queries/transaction.js'
@@ -14,6 +14,8 @@ export interface RunChecksOptions {
   only?: string[]
   /** per-check statement deadline */
   checkTimeoutMs?: number
+  /** what sets that deadline, named when a check runs out of it (e.g. "--check-timeout") */
+  checkTimeoutSetting?: string
 }
 
 export interface DoctorReport {
@@ -115,10 +117,14 @@ async function runCheck(check: Check<never>, ctx: CheckContext, options: RunChec
       durationMs: performance.now() - started,
     }
   } catch (error) {
+    // the deadline that cancelled it is the check's own, not database.statementTimeout
+    const timedOut = sqlstateOf(error) === '57014' && options.checkTimeoutMs !== undefined
     return {
       ...base,
       status: 'error',
-      message: `check could not run: ${(error as Error).message}`,
+      message: timedOut
+        ? `check could not run: no answer within its deadline of ${options.checkTimeoutMs} ms${options.checkTimeoutSetting ? ` (${options.checkTimeoutSetting})` : ''}; the database may be overloaded or a lock is in the way`
+        : `check could not run: ${(error as Error).message}`,
       evidence: [],
       durationMs: performance.now() - started,
     }

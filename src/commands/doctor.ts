@@ -48,7 +48,12 @@ Exit codes: 0 ok, 1 warning, 2 critical, 3 could not run (database unreachable, 
       withDatabases(
         targets,
         (target) => this.openDatabase(target),
-        (inputs) => runFleetChecks(loaded.config, inputs, { only: flags.check, checkTimeoutMs: flags['check-timeout'] }),
+        (inputs) =>
+          runFleetChecks(loaded.config, inputs, {
+            only: flags.check,
+            checkTimeoutMs: flags['check-timeout'],
+            checkTimeoutSetting: '--check-timeout',
+          }),
       ),
       runAppChecks(loaded.config, { only: flags.check }),
     ])

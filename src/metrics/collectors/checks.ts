@@ -25,7 +25,7 @@ export const activityChecksCollector: CollectorFactory = ({ metrics, config }) =
     return runTargetChecks(
       config,
       { db: ctx.db, target: ctx.target, tables: [] },
-      { only, checkTimeoutMs: config.server.collectTimeout * 1000 },
+      { only, checkTimeoutMs: config.server.collectTimeout * 1000, checkTimeoutSetting: 'server.collectTimeout' },
     )
   },
   update: (results: CheckResult[], target) => metrics.recordChecks(target, results),
@@ -45,7 +45,7 @@ export const checksCollector: CollectorFactory = ({ metrics, config }) => ({
     return runTargetChecks(
       config,
       { db: ctx.db, target: ctx.target, tables },
-      { only: slow, checkTimeoutMs: config.server.collectTimeout * 1000 },
+      { only: slow, checkTimeoutMs: config.server.collectTimeout * 1000, checkTimeoutSetting: 'server.collectTimeout' },
     )
   },
   update: (results: CheckResult[], target) => metrics.recordChecks(target, results),

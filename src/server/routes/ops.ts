@@ -58,7 +58,7 @@ export function opsRouter(deps: AppDeps, auth: AdminAuth): Router {
         const checks = await runTargetChecks(
           deps.config,
           { db: target.db, target: target.config, tables: await deps.fleet.resolvedTables(target.config.name) },
-          { only: query.check, checkTimeoutMs: deps.config.server.collectTimeout * 1000 },
+          { only: query.check, checkTimeoutMs: deps.config.server.collectTimeout * 1000, checkTimeoutSetting: 'server.collectTimeout' },
         )
         deps.metrics.recordChecks(target.config.name, checks)
         return checks
