@@ -9,8 +9,8 @@ import type { Collection } from './collection.js'
  */
 export class FleetCollection {
   private readonly byTarget: Map<string, Collection>
-  /** how long the last scrape-triggered refresh of each set of targets took to settle (ms) */
-  private readonly settleMs = new Map<string, number>()
+  /** how long the last scrape-triggered refresh of each set of targets took to settle, and of how many */
+  private readonly settle = new Map<string, { ms: number; targets: number }>()
 
   constructor(
     readonly collections: Collection[],
@@ -73,10 +73,15 @@ export class FleetCollection {
     const started = performance.now()
     const refreshes = targets.map((name) => this.byTarget.get(name)?.freshen(maxAgeMs, waitMs)).filter((p) => p !== undefined)
     if (refreshes.length === 0) return Promise.resolve()
+    const last = this.settle.get(key)
     const settled = Promise.all(refreshes).then(() => {
-      this.settleMs.set(key, performance.now() - started)
+      const ms = performance.now() - started
+      // a refresh of a few stale targets says little about one of them all: it may not clear a slow verdict
+      const now = this.settle.get(key)
+      if (!now || now.ms <= waitMs || ms > waitMs || refreshes.length >= now.targets)
+        this.settle.set(key, { ms, targets: refreshes.length })
     })
-    if ((this.settleMs.get(key) ?? 0) > waitMs) return Promise.resolve()
+    if (last && last.ms > waitMs) return Promise.resolve()
     return Promise.race([settled, new Promise<void>((resolve) => setTimeout(resolve, waitMs).unref())])
   }
 
