@@ -66,7 +66,10 @@ export const KEY_DESCRIPTIONS: Record<string, string> = {
   'sessions.closeTimestamp': '`now`: `endedAt` is when Warden closed it; `lastSeen`: the last sign of life',
   'sessions.columnsTimeZone':
     "the zone the application writes `timestamp without time zone` columns in, when it is not the server's `TimeZone` (e.g. `America/New_York`); checked against `pg_timezone_names`",
-  'sweep.batchSize': 'sessions closed per transaction',
+  'sweep.batchSize':
+    'a fixed number of sessions closed per transaction (also `--batch-size`); unset: batches adapt toward `sweep.batchTarget`',
+  'sweep.batchTarget':
+    "how long an adaptive batch should take (how long it holds its row locks): from 1000 rows, each next batch is sized from the last one's rate, at most ×4 or ÷4 a step, at most 100000 rows and `--max-rows`; ignored when `sweep.batchSize` is set",
   'sweep.maxRows': 'stop a sweep or close after this many sessions',
   'checks.disabled': 'check names `doctor` skips',
   'checks.orphanedSessions.warn': 'orphaned sessions: warning at this many',

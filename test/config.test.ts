@@ -43,7 +43,9 @@ describe('loadConfig precedence: flag > env > file > defaults', () => {
     expect(configFile).toBeUndefined()
     expect(config.database.url).toBeUndefined()
     expect(config.wardenSchema).toBe('warden')
-    expect(config.sweep.batchSize).toBe(10_000)
+    // no batch size by default: batches adapt toward a 300 ms target (0.3 s)
+    expect(config.sweep.batchSize).toBeUndefined()
+    expect(config.sweep.batchTarget).toBe(0.3)
     expect(config.sessions).toMatchObject({
       table: 'public.conversation_sessions',
       orphanAfter: 7200,
@@ -267,6 +269,24 @@ describe('a bad value is reported with its key, value, source and what was expec
     expect(error.exitCode).toBe(ExitCode.config)
     expect(error.message).toContain('sweep.batchSize = 0')
     expect(error.message).toContain(`config file ${path}`)
+  })
+
+  it('batchTarget: 500ms in a file is 0.5 s; 0, "abc" and -1s are config errors (78) naming key, value and what is expected', () => {
+    const dir = freshDir()
+    const good = writeYaml(dir, 'good.yaml', 'sweep:\n  batchTarget: 500ms\n')
+    expect(loadConfig({ env: {}, cwd: dir, configPath: good }).config.sweep.batchTarget).toBe(0.5)
+    for (const [value, named] of [
+      ['0', 'sweep.batchTarget = 0'],
+      ['abc', 'sweep.batchTarget = "abc"'],
+      ['-1s', 'sweep.batchTarget = "-1s"'],
+    ] as const) {
+      const path = writeYaml(dir, `bad-${value}.yaml`, `sweep:\n  batchTarget: ${value}\n`)
+      const error = loadError({ env: {}, cwd: dir, configPath: path })
+      expect(error.exitCode).toBe(ExitCode.config)
+      expect(error.message).toContain(named)
+      expect(error.message).toContain(`config file ${path}`)
+      expect(error.message).toMatch(/expected a positive duration/)
+    }
   })
 
   it('an unknown key (typo "colums") is named with the file it came from', () => {

@@ -14,7 +14,8 @@ import {
   seedConversationSessions,
 } from './helpers/fixtures.js'
 
-const run = { batchSize: 100, wardenSchema: 'warden', command: 'test sweep' }
+const fixed = (size: number) => ({ mode: 'fixed' as const, size })
+const run = { batching: fixed(100), wardenSchema: 'warden', command: 'test sweep' }
 
 describe('sessions sweep (library, real PostgreSQL)', () => {
   let t: TestDatabase
@@ -75,12 +76,12 @@ describe('sessions sweep (library, real PostgreSQL)', () => {
     )
     const indexed = await conversationTable(t)
     expect(indexed.silenceIndexed).toBe(true)
-    const first = await sweepOrphans(t.db, indexed, { ...run, batchSize: 7, maxRows: 50, dryRun: false })
+    const first = await sweepOrphans(t.db, indexed, { ...run, batching: fixed(7), maxRows: 50, dryRun: false })
     expect(first.json).toMatchObject({ closed: 50, remaining: 45, batches: 8 })
     await t.exec('DROP INDEX conversation_sessions_open_silence_idx')
     const unindexed = await conversationTable(t, false)
     expect(unindexed.silenceIndexed).toBe(false)
-    const second = await sweepOrphans(t.db, unindexed, { ...run, batchSize: 7, dryRun: false })
+    const second = await sweepOrphans(t.db, unindexed, { ...run, batching: fixed(7), dryRun: false })
     expect(second.json).toMatchObject({ orphans: 45, closed: 45, remaining: 0 })
     expect(await rowStates(t)).toEqual({ open: 12, closed: 95 })
     const { rows } = await t.exec('SELECT sum(rows_affected)::int AS n FROM warden.audit_log WHERE NOT dry_run')
@@ -90,7 +91,7 @@ describe('sessions sweep (library, real PostgreSQL)', () => {
   it('--max-rows stops early, says how many are left, and the next run finishes', async () => {
     await seedConversationSessions(t, { orphans: 120, live: 5 })
     const table = await conversationTable(t)
-    const first = await sweepOrphans(t.db, table, { ...run, batchSize: 50, maxRows: 70, dryRun: false })
+    const first = await sweepOrphans(t.db, table, { ...run, batching: fixed(50), maxRows: 70, dryRun: false })
     expect(first.json).toMatchObject({ closed: 70, remaining: 50, stoppedEarly: 'max-rows' })
     const second = await sweepOrphans(t.db, table, { ...run, dryRun: false })
     expect(second.json).toMatchObject({ orphans: 50, closed: 50, remaining: 0 })
@@ -116,7 +117,7 @@ describe('sessions sweep (library, real PostgreSQL)', () => {
       await holder.query('BEGIN')
       await holder.query('SELECT 1 FROM conversation_sessions WHERE session_id = $1 FOR UPDATE', [held])
 
-      const sweep = sweepOrphans(t.db, table, { ...run, batchSize: 7, dryRun: false })
+      const sweep = sweepOrphans(t.db, table, { ...run, batching: fixed(7), dryRun: false })
       const blocked = new Promise((_, reject) => setTimeout(() => reject(new Error('the sweep waited on a row lock')), 10_000))
       const { json } = (await Promise.race([sweep, blocked])) as Awaited<typeof sweep>
       expect(json.orphans).toBe(50)

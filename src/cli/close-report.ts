@@ -11,6 +11,7 @@ export function renderCloseReport(report: CloseReport, noun: string): string {
     lines.push(
       `closed ${report.closed} of ${report.matched} ${noun} in ${report.batches} batch(es), ${Math.round(report.durationMs)} ms (longest batch ${Math.round(report.maxBatchMs)} ms)`,
     )
+    lines.push(batchingLine(report))
     lines.push(`by group: ${byGroupLine(report.byGroup)}`)
     if (report.stoppedEarly === 'max-rows') lines.push(`stopped at --max-rows; ${report.remaining ?? 0} still open: run again to continue`)
     if (report.stoppedEarly === 'signal') lines.push(`stopped by a signal after the batch in flight; ${report.remaining ?? 0} still open`)
@@ -30,4 +31,14 @@ export function renderCloseReport(report: CloseReport, noun: string): string {
   if (report.auditId) lines.push(`audit row ${report.auditId}`)
   if (report.dryRun && report.matched > 0) lines.push('', 'nothing was changed; add --apply to close them')
   return lines.join('\n')
+}
+
+/** One line on how the batches were sized, so a slow or long sweep can be told apart from a small fixed --batch-size. */
+function batchingLine(report: CloseReport): string {
+  const { batching } = report
+  const how =
+    batching.mode === 'fixed'
+      ? `fixed at ${batching.size} rows (--batch-size / sweep.batchSize)`
+      : `adaptive toward ${Math.round(batching.targetMs)} ms each (sweep.batchTarget)`
+  return `batches: ${how}; largest ${report.maxBatchSize} rows, longest ${Math.round(report.maxBatchMs)} ms`
 }

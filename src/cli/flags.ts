@@ -14,7 +14,10 @@ export const tableFlag = Flags.string({
 export const orphanAfterFlag = Flags.string({
   description: 'silence after which an open session is an orphan, e.g. 30m, 2h, 7d (overrides sessions.orphanAfter)',
 })
-export const batchSizeFlag = Flags.string({ description: 'sessions closed per transaction (1-100000; default 10000)' })
+export const batchSizeFlag = Flags.string({
+  description:
+    'a fixed number of sessions closed per transaction (1-100000); default: batches adapt toward sweep.batchTarget (300ms) per transaction',
+})
 export const maxRowsFlag = Flags.string({ description: 'stop after closing this many sessions' })
 
 export function sessionFlagValues(flags: {

@@ -323,7 +323,10 @@ export const configSchema = z
     sessions: sessionsSchema.default(DEFAULT_SESSIONS),
     sweep: z
       .object({
-        batchSize: count(1, 100_000).default(10_000),
+        /** set (file, WARDEN_BATCH_SIZE, --batch-size): every batch is this many rows; unset: batches adapt toward batchTarget */
+        batchSize: count(1, 100_000).optional(),
+        /** how long an adaptive batch should take, i.e. how long it holds its row locks */
+        batchTarget: duration.default('300ms'),
         maxRows: count(1, Number.MAX_SAFE_INTEGER).optional(),
       })
       .strict()

@@ -4,7 +4,7 @@ import type { Database } from '../db/database.js'
 import { migrate, type MigrationResult } from '../db/migrate.js'
 import { resolveSessionTable, type SessionTable } from '../db/session-table.js'
 import { sessionDailyStats, summarizeSessions, type DailyStatsRow } from '../sessions/inspect.js'
-import { sweepOrphans, type SweepResult } from '../sessions/sweep.js'
+import { batchingOf, sweepOrphans, type SweepResult } from '../sessions/sweep.js'
 import { analyzeConversationSessions, createConversationSessions, DEMO_CONFIG_FILE, insertDemoSessions } from './queries.js'
 import { generateDemoSessions, type DemoDataset, type DemoSeedReport } from './seed.js'
 
@@ -88,7 +88,7 @@ export async function runDemo(db: Database, config: WardenConfig, options: DemoO
   // Enough days to reach the oldest seeded session, so the 444 h orphan's day shows up too.
   const days = Math.ceil(dataset.report.oldestStartSeconds / DAY) + 1
   const stats = { days, rows: await sessionDailyStats(db, table, days, false) }
-  const sweep = { batchSize: config.sweep.batchSize, maxRows: config.sweep.maxRows, wardenSchema: config.wardenSchema, command: 'demo' }
+  const sweep = { batching: batchingOf(config), maxRows: config.sweep.maxRows, wardenSchema: config.wardenSchema, command: 'demo' }
   const dryRun = await sweepOrphans(db, table, { ...sweep, dryRun: true, sampleSize: 5 })
   // The dry run already showed the sample; the apply's would be the same rows again.
   const apply = await sweepOrphans(db, table, { ...sweep, dryRun: false, sampleSize: 0 })

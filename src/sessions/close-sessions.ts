@@ -38,7 +38,7 @@ export interface CloseRequest {
   command: string
   /** explicit on purpose: a caller that forgets to say gets an error, never a silent guess */
   dryRun: boolean
-  batchSize: number
+  batching: Batching
   maxRows?: number
   sampleSize?: number
   wardenSchema: string
@@ -48,6 +48,33 @@ export interface CloseRequest {
   onProgress?: (progress: { closed: number; total: number; batches: number }) => void
   /** checked between batches: a graceful shutdown finishes the batch in flight, then stops */
   signal?: AbortSignal
+}
+
+/**
+ * How many rows a batch takes. Fixed: the count given (an explicit --batch-size, sweep.batchSize,
+ * WARDEN_BATCH_SIZE or the API's batchSize). Adaptive: sized so a batch takes about targetMs, because
+ * what keeps a sweep kind to live writers is how long each transaction holds its row locks, and
+ * rows per millisecond differ by an order of magnitude between tables (width, indexes, triggers,
+ * partitions, the disk); a fixed count is either slow on fast tables or long on slow ones.
+ */
+export type Batching = { mode: 'fixed'; size: number } | { mode: 'adaptive'; targetMs: number }
+
+/** The first adaptive batch: small enough to be short on a slow table, big enough to measure a rate. */
+export const ADAPTIVE_START = 1_000
+/** The largest adaptive batch (the largest explicit --batch-size too): the UPDATE's ctid array stays modest. */
+export const ADAPTIVE_MAX = 100_000
+/** At most ×4 or ÷4 from one batch to the next: one batch slowed by a checkpoint or a cold cache cannot swing the next far. */
+export const ADAPTIVE_STEP = 4
+
+/**
+ * The next adaptive size after a full batch of `rows` that took `ms`: the count the measured rate
+ * closes in targetMs, bounded per step and by ADAPTIVE_MAX. The per-statement overhead makes a
+ * small batch look slower than the table is, so the estimate errs short and converges upward.
+ */
+export function nextAdaptiveSize(current: number, rows: number, ms: number, targetMs: number): number {
+  const wanted = ms > 0 ? (rows / ms) * targetMs : current * ADAPTIVE_STEP
+  const bounded = Math.min(current * ADAPTIVE_STEP, Math.max(current / ADAPTIVE_STEP, wanted))
+  return Math.max(1, Math.min(ADAPTIVE_MAX, Math.round(bounded)))
 }
 
 /** A row whose close the database refused (a value that overflows, a constraint, a trigger): set aside, reported. */
@@ -73,6 +100,10 @@ export interface CloseReport {
   skipped: { count: number; rows: SkippedRow[] }
   durationMs: number
   maxBatchMs: number
+  /** how batches were sized */
+  batching: Batching
+  /** the largest batch (its LIMIT) that committed; 0 when none did */
+  maxBatchSize: number
   sample: SessionRow[]
   auditId: string | null
   stoppedEarly: 'max-rows' | 'signal' | null
@@ -201,7 +232,8 @@ async function runLocked(
     const matched = groups.reduce((sum, g) => sum + Number(g.count), 0)
     const oldestSilentSeconds = groups.length ? Math.max(...groups.map((g) => g.oldestSilentSeconds)) : null
     const sample = await listSessionRows(db, table, openFilter, request.sampleSize ?? 5, 'silent', client)
-    if (walkOrder(table, filter) === 'none' && matched > request.batchSize) {
+    const firstBatch = request.batching.mode === 'fixed' ? request.batching.size : ADAPTIVE_START
+    if (walkOrder(table, filter) === 'none' && matched > firstBatch) {
       warnings.push(
         `${table.config.columns.id} is not a unique NOT NULL key and no index serves this walk: every batch scans from the start (correct, but slower on big tables)`,
       )
@@ -219,6 +251,8 @@ async function runLocked(
       skipped: { count: 0, rows: [] },
       durationMs: 0,
       maxBatchMs: 0,
+      batching: request.batching,
+      maxBatchSize: 0,
       sample,
       auditId: null,
       stoppedEarly: null,
@@ -267,14 +301,17 @@ async function applyBatches(
   const { warnings } = report
   const options: CloseBatchOptions = {
     order: walkOrder(table, filter),
-    batchSize: request.batchSize,
+    batchSize: 0, // set per batch
     closeTimestamp: table.config.closeTimestamp,
     auditTable: auditTable(request.wardenSchema),
     auditId,
     skip: [],
   }
-  // Halved while a batch keeps failing on a row, grown back after each success.
-  let size = request.batchSize
+  const { batching } = request
+  // goal: the size of a normal batch (fixed, or adapted after each full one). size: the next
+  // batch's, halved while a batch keeps failing on a row, doubled back toward goal after each success.
+  let goal = batching.mode === 'fixed' ? batching.size : ADAPTIVE_START
+  let size = goal
   let status: AuditStatus = 'ok'
   let failure: Error | undefined
   try {
@@ -307,13 +344,15 @@ async function applyBatches(
         options.skip.push(poison.key)
         report.skipped.count += 1
         if (report.skipped.rows.length < SKIPPED_SHOWN) report.skipped.rows.push({ id: poison.id, error: (error as Error).message })
-        size = request.batchSize
+        size = goal
         continue
       }
-      report.maxBatchMs = Math.max(report.maxBatchMs, performance.now() - batchStarted)
+      const batchMs = performance.now() - batchStarted
+      report.maxBatchMs = Math.max(report.maxBatchMs, batchMs)
       const picked = Number(batch!.picked)
       if (picked === 0) break
       report.batches += 1
+      report.maxBatchSize = Math.max(report.maxBatchSize, budget)
       let closedNow = 0
       for (const [group, n] of Object.entries(batch!.byGroup)) {
         report.byGroup[group] = (report.byGroup[group] ?? 0) + n
@@ -328,7 +367,13 @@ async function applyBatches(
       })
       // No progress means every row it picked changed under it: leave them to the next run rather than spin.
       if (picked < budget || closedNow === 0) break
-      size = Math.min(request.batchSize, size * 2)
+      if (size < goal) {
+        // recovering from a row error: a batch this small measures the statement, not the table
+        size = Math.min(goal, size * 2)
+      } else {
+        if (batching.mode === 'adaptive' && budget === size) goal = nextAdaptiveSize(goal, picked, batchMs, batching.targetMs)
+        size = goal
+      }
     }
     // Everything that matched was closed: nothing can be left (the cutoff is fixed), so skip the count.
     report.remaining =
@@ -363,8 +408,15 @@ async function applyBatches(
       skipped: report.skipped,
       stoppedEarly: report.stoppedEarly,
       maxBatchMs: Math.round(report.maxBatchMs),
+      batching: batchingJson(report.batching),
+      maxBatchSize: report.maxBatchSize,
     }
     await db.query(finishAudit(request.wardenSchema, auditId, status, details, failure?.message), client).catch(() => undefined)
   }
   return report
+}
+
+/** The stable JSON of a run's batching (--json, the API, the audit details). */
+export function batchingJson(batching: Batching): { mode: 'fixed'; batchSize: number } | { mode: 'adaptive'; targetMs: number } {
+  return batching.mode === 'fixed' ? { mode: 'fixed', batchSize: batching.size } : { mode: 'adaptive', targetMs: batching.targetMs }
 }

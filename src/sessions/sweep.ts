@@ -4,12 +4,12 @@ import { formatDuration } from '../core/duration.js'
 import { usageError } from '../core/errors.js'
 import type { SessionFilter } from '../db/queries/sessions.js'
 import type { SessionTable } from '../db/session-table.js'
-import { closeSessions, type CloseReport, type CloseRequest } from './close-sessions.js'
+import { batchingJson, closeSessions, type Batching, type CloseReport, type CloseRequest } from './close-sessions.js'
 import type { SessionRow } from './inspect.js'
 
 export type RunOptions = Pick<
   CloseRequest,
-  'dryRun' | 'batchSize' | 'maxRows' | 'sampleSize' | 'wardenSchema' | 'command' | 'onProgress' | 'signal' | 'actor' | 'force'
+  'dryRun' | 'batching' | 'maxRows' | 'sampleSize' | 'wardenSchema' | 'command' | 'onProgress' | 'signal' | 'actor' | 'force'
 >
 
 /** What an entry point (CLI, API, scheduler) says about one run; the rest comes from config. */
@@ -18,6 +18,7 @@ export interface RunSettings {
   apply: boolean
   command: string
   actor?: string
+  /** a fixed batch size for this run (the API's batchSize); else config decides */
   batchSize?: number
   maxRows?: number
   sample?: number
@@ -31,7 +32,7 @@ export function runOptions(config: WardenConfig, settings: RunSettings): RunOpti
   if (typeof settings.apply !== 'boolean') throw new TypeError('runOptions: apply must be true or false')
   return {
     dryRun: !settings.apply,
-    batchSize: settings.batchSize ?? config.sweep.batchSize,
+    batching: batchingOf(config, settings.batchSize),
     maxRows: settings.maxRows ?? config.sweep.maxRows,
     sampleSize: settings.sample,
     wardenSchema: config.wardenSchema,
@@ -41,6 +42,15 @@ export function runOptions(config: WardenConfig, settings: RunSettings): RunOpti
     onProgress: settings.onProgress,
     signal: settings.signal,
   }
+}
+
+/**
+ * An explicit batch size (the entry point's, else sweep.batchSize from a flag, the environment or
+ * the file) is a fixed count, exactly as asked; without one, batches adapt toward sweep.batchTarget.
+ */
+export function batchingOf(config: WardenConfig, batchSize?: number): Batching {
+  const size = batchSize ?? config.sweep.batchSize
+  return size !== undefined ? { mode: 'fixed', size } : { mode: 'adaptive', targetMs: config.sweep.batchTarget * 1000 }
 }
 
 /** Below this, a pause in a conversation is an "orphan": a sweep that applies it needs force. */
@@ -59,6 +69,10 @@ export interface CloseJson {
   oldestAgeSeconds: number | null
   durationMs: number
   maxBatchMs: number
+  /** fixed (with its batchSize) or adaptive (with its targetMs per batch) */
+  batching: ReturnType<typeof batchingJson>
+  /** the largest batch that committed, in rows */
+  maxBatchSize: number
   stoppedEarly: CloseReport['stoppedEarly']
   skipped: CloseReport['skipped']
   sample: SessionRow[]
@@ -88,6 +102,8 @@ function toJson(table: SessionTable, report: CloseReport): CloseJson {
     oldestAgeSeconds: report.oldestSilentSeconds === null ? null : Math.round(report.oldestSilentSeconds),
     durationMs: Math.round(report.durationMs),
     maxBatchMs: Math.round(report.maxBatchMs),
+    batching: batchingJson(report.batching),
+    maxBatchSize: report.maxBatchSize,
     stoppedEarly: report.stoppedEarly,
     skipped: report.skipped,
     sample: report.sample,

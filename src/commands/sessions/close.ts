@@ -13,13 +13,14 @@ import { isEmptyFilter, type BulkCloseFilter, type BulkCloseResult } from '../..
 export default class SessionsClose extends WardenCommand {
   static override summary = 'Close open sessions in bulk, for shutdowns and incidents.'
 
-  static override description = `A filter is required: --all, or any of --older-than, --group, --id (filters combine with AND; --group and --id repeat). Shows what it will close and asks before doing it, unless --yes; without a terminal and without --yes it changes nothing and exits 4. Batched and audited like a sweep.`
+  static override description = `A filter is required: --all, or any of --older-than, --group, --id (filters combine with AND; --group and --id repeat). Shows what it will close and asks before doing it, unless --yes; without a terminal and without --yes it changes nothing and exits 4. Batched and audited like a sweep: batches adapt toward sweep.batchTarget (default 300ms each) unless --batch-size fixes their size.`
 
   static override examples = [
     '<%= config.bin %> sessions close --group billing-agent --dry-run',
     '<%= config.bin %> sessions close --older-than 7d --yes',
     '<%= config.bin %> sessions close --id 3f1c... --id 9a2b... --json --yes',
     '<%= config.bin %> sessions close --all --yes   # e.g. before a maintenance window',
+    '<%= config.bin %> sessions close --older-than 30d --yes --batch-size 500   # fixed batches of 500',
   ]
 
   static override flags = {

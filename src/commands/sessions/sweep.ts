@@ -10,12 +10,13 @@ import type { SweepResult } from '../../sessions/sweep.js'
 export default class SessionsSweep extends WardenCommand {
   static override summary = 'Find orphaned sessions (open, and silent for longer than orphanAfter) and close them.'
 
-  static override description = `Dry run unless --apply. With --apply, sessions are closed in batches of --batch-size, each its own short transaction; rows a live writer holds are skipped (never waited on) and left for the next run. Only one sweep or close runs per table at a time, across hosts: a second one exits with code 5. Every run writes an audit row.`
+  static override description = `Dry run unless --apply. With --apply, sessions are closed in batches, each its own short transaction: sized to take about sweep.batchTarget (default 300ms; from 1000 rows, at most ×4 or ÷4 a step, at most 100000), or exactly --batch-size rows when it (or sweep.batchSize, WARDEN_BATCH_SIZE) is given; rows a live writer holds are skipped (never waited on) and left for the next run. Only one sweep or close runs per table at a time, across hosts: a second one exits with code 5. Every run writes an audit row.`
 
   static override examples = [
     '<%= config.bin %> sessions sweep',
     '<%= config.bin %> sessions sweep --orphan-after 6h --json',
-    '<%= config.bin %> sessions sweep --apply --batch-size 2000 --max-rows 100000',
+    '<%= config.bin %> sessions sweep --apply --json   # adaptive batches: see batching, maxBatchSize, maxBatchMs',
+    '<%= config.bin %> sessions sweep --apply --batch-size 2000 --max-rows 100000   # fixed batches of 2000',
   ]
 
   static override flags = {
