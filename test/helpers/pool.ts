@@ -45,6 +45,9 @@ export function poolFixture(database: () => TestDatabase): PoolFixture {
       // database is dropped WITH (FORCE); its 57P01 then has no listener (pg-pool listens only on
       // idle clients) and would surface as an uncaught exception in a later file's run.
       pool.on('connect', (client) => client.on('error', () => undefined))
+      // The same for an idle client of a pool a test already began to end (endAll does not wait for
+      // it): pg-pool re-emits that client's 57P01 on the pool, uncaught without a listener there.
+      pool.on('error', () => undefined)
       pools.push(pool)
       return pool
     },
