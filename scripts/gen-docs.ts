@@ -69,7 +69,7 @@ export const KEY_DESCRIPTIONS: Record<string, string> = {
   'sweep.batchSize':
     'a fixed number of sessions closed per transaction (also `--batch-size`); unset: batches adapt toward `sweep.batchTarget`',
   'sweep.batchTarget':
-    "how long an adaptive batch should take (how long it holds its row locks): from 1000 rows, each next batch is sized from the last one's rate, at most ×4 or ÷4 a step, at most 100000 rows and `--max-rows`; ignored when `sweep.batchSize` is set",
+    "how long an adaptive batch should take (how long it holds its row locks): from 1000 rows, each next batch is sized from the last one's rate, at most ×4 or ÷4 a step, at most 100000 rows and `--max-rows` (also `--batch-target`); ignored when `sweep.batchSize` is set",
   'sweep.maxRows': 'stop a sweep or close after this many sessions',
   'checks.disabled': 'check names `doctor` skips',
   'checks.orphanedSessions.warn': 'orphaned sessions: warning at this many',

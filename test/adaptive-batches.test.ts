@@ -201,6 +201,31 @@ describe('adaptive sweep batches (CLI subprocess)', () => {
     expect(rows[0].n).toBe(0)
   })
 
+  it('--batch-target and WARDEN_BATCH_TARGET set the time per adaptive batch (flag over env over file); a bad one is refused naming the flag', async () => {
+    const config = mappingWith('  batchTarget: 2s\n')
+    const dry = (args: string[], env: Record<string, string> = {}) => cli(['sessions', 'sweep', '--json', '--config', config, ...args], env)
+    const fromEnv = await dry([], { WARDEN_BATCH_TARGET: '750ms' })
+    expect(fromEnv.code, show(fromEnv)).toBe(0)
+    expect(parseJson<SweepJson>(fromEnv).batching).toEqual({ mode: 'adaptive', targetMs: 750 })
+    const fromFlag = await dry(['--batch-target', '1.5s'], { WARDEN_BATCH_TARGET: '750ms' })
+    expect(parseJson<SweepJson>(fromFlag).batching).toEqual({ mode: 'adaptive', targetMs: 1500 })
+    // applied: the run reports the target it used, and the table keeps every invariant
+    const before = await snapshotTable(t, CONVERSATION_SHAPE)
+    const applied = await cli(['sessions', 'sweep', '--apply', '--json', '--config', config, '--batch-target', '100ms'])
+    expect(applied.code, show(applied)).toBe(0)
+    const json = parseJson<SweepJson>(applied)
+    expect(json.batching).toEqual({ mode: 'adaptive', targetMs: 100 })
+    await expectInvariants(t, before, { activeAfter: before.at - 7200, closed: json.closed })
+    expect(json.closed).toBe(json.orphans)
+    const closeDry = await cli(['sessions', 'close', '--all', '--dry-run', '--json', '--config', config, '--batch-target', '250ms'])
+    expect(closeDry.code, show(closeDry)).toBe(0)
+    expect(parseJson<SweepJson>(closeDry).batching).toEqual({ mode: 'adaptive', targetMs: 250 })
+    const refused = await cli(['sessions', 'sweep', '--apply', '--config', config, '--batch-target', 'soon'])
+    expect(refused.code, show(refused)).toBe(ExitCode.usage)
+    expect(refused.stderr).toContain('--batch-target')
+    expect(refused.stderr).toContain('"soon"')
+  })
+
   it('a poison row among the first adaptive batch is narrowed down and set aside; the rest is swept and batches still grow', async () => {
     await t.exec(
       `INSERT INTO conversation_sessions (session_id, user_id, agent_role, is_active, session_start, last_activity_at)

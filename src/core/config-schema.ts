@@ -457,6 +457,7 @@ export const ENV_KEYS: ReadonlyArray<{ env: string; key: string }> = [
   { env: 'WARDEN_SESSIONS_TABLE', key: 'sessions.table' },
   { env: 'WARDEN_ORPHAN_AFTER', key: 'sessions.orphanAfter' },
   { env: 'WARDEN_BATCH_SIZE', key: 'sweep.batchSize' },
+  { env: 'WARDEN_BATCH_TARGET', key: 'sweep.batchTarget' },
   { env: 'WARDEN_ADMIN_TOKEN', key: 'server.adminToken' },
   { env: 'WARDEN_HOST', key: 'server.host' },
   { env: 'WARDEN_PORT', key: 'server.port' },

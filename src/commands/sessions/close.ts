@@ -2,7 +2,7 @@ import { Flags } from '@oclif/core'
 import { WardenCommand } from '../../cli/base-command.js'
 import { renderCloseReport } from '../../cli/close-report.js'
 import { confirm } from '../../cli/confirm.js'
-import { batchSizeFlag, maxRowsFlag, sessionFlagValues, tableFlag, targetFlag } from '../../cli/flags.js'
+import { batchSizeFlag, batchTargetFlag, maxRowsFlag, sessionFlagValues, tableFlag, targetFlag } from '../../cli/flags.js'
 import { progressBar } from '../../cli/progress.js'
 import { byGroupLine } from '../../cli/render.js'
 import { DURATION_EXPECTED, parseDuration } from '../../core/duration.js'
@@ -33,6 +33,7 @@ export default class SessionsClose extends WardenCommand {
     target: targetFlag,
     table: tableFlag,
     'batch-size': batchSizeFlag,
+    'batch-target': batchTargetFlag,
     'max-rows': maxRowsFlag,
   }
 

@@ -1,7 +1,7 @@
 import { Flags } from '@oclif/core'
 import { WardenCommand } from '../../cli/base-command.js'
 import { renderCloseReport } from '../../cli/close-report.js'
-import { batchSizeFlag, maxRowsFlag, orphanAfterFlag, sessionFlagValues, tableFlag, targetFlag } from '../../cli/flags.js'
+import { batchSizeFlag, batchTargetFlag, maxRowsFlag, orphanAfterFlag, sessionFlagValues, tableFlag, targetFlag } from '../../cli/flags.js'
 import { progressBar } from '../../cli/progress.js'
 import { usageError } from '../../core/errors.js'
 import { sweep, unwrap } from '../../sessions/operations.js'
@@ -26,6 +26,7 @@ export default class SessionsSweep extends WardenCommand {
     table: tableFlag,
     'orphan-after': orphanAfterFlag,
     'batch-size': batchSizeFlag,
+    'batch-target': batchTargetFlag,
     'max-rows': maxRowsFlag,
     sample: Flags.integer({ description: 'how many orphans to show', default: 5, min: 0, max: 1000 }),
     force: Flags.boolean({
