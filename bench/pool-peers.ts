@@ -2,7 +2,7 @@
  * Warden's instrumented pool beside what users would pick instead, each in a child process of its
  * own (OpenTelemetry's instrumentation patches `pg` for the whole process): a bare pg.Pool, Warden
  * (instrumentPool, defaults), @opentelemetry/instrumentation-pg with the OpenTelemetry metrics SDK
- * (metrics only, no tracer provider), and @christiangalsterer/node-postgres-prometheus-exporter.
+ * (metrics only, and metrics with tracing), and @christiangalsterer/node-postgres-prometheus-exporter.
  * Every round runs every variant once per workload, in a rotating order; figures are medians over
  * rounds of each variant against the bare pool of the same round.
  *
@@ -24,7 +24,7 @@ import { benchPostgres, describeMachine, machine } from './lib/postgres.js'
 import { table, writeResults } from './lib/results.js'
 import { median, round } from './lib/stats.js'
 
-const VARIANTS = ['bare', 'warden', 'otel-metrics', 'pg-prometheus-exporter'] as const
+const VARIANTS = ['bare', 'warden', 'otel-metrics', 'otel-tracing', 'pg-prometheus-exporter'] as const
 type Variant = (typeof VARIANTS)[number]
 const WORKLOADS = ['query', 'checkout'] as const
 type Workload = (typeof WORKLOADS)[number]
@@ -35,6 +35,7 @@ const PROVIDES: Record<Variant, string> = {
   warden:
     'connections by state, max, pending, wait time, use time, timeouts (OpenTelemetry names), connections held during LLM calls, long-hold warnings',
   'otel-metrics': 'connections by state, max, pending requests, operation duration (no wait or use time, no timeouts, no held-during-LLM)',
+  'otel-tracing': 'the same, plus a span per query and per connect (batched to an in-memory exporter here)',
   'pg-prometheus-exporter': 'pool size, active connections, created / removed connections, errors (no pending, wait, use time or timeouts)',
 }
 
@@ -63,13 +64,20 @@ async function child(variant: Variant, workload: Workload, url: string): Promise
   const require = createRequire(import.meta.url)
   let pg: typeof PgModule
   let instrument: (pool: PgModule.Pool) => void = () => undefined
-  if (variant === 'otel-metrics') {
+  if (variant === 'otel-metrics' || variant === 'otel-tracing') {
     const { MeterProvider } = await import('@opentelemetry/sdk-metrics')
     const { PrometheusExporter } = await import('@opentelemetry/exporter-prometheus')
     const { PgInstrumentation } = await import('@opentelemetry/instrumentation-pg')
     const provider = new MeterProvider({ readers: [new PrometheusExporter({ preventServerStart: true })] })
     const instrumentation = new PgInstrumentation()
     instrumentation.setMeterProvider(provider)
+    if (variant === 'otel-tracing') {
+      const { BasicTracerProvider, BatchSpanProcessor, InMemorySpanExporter } = await import('@opentelemetry/sdk-trace-base')
+      const exporter = new InMemorySpanExporter()
+      instrumentation.setTracerProvider(new BasicTracerProvider({ spanProcessors: [new BatchSpanProcessor(exporter)] }))
+      // what a real exporter would send is dropped, so memory stays flat over the run
+      setInterval(() => exporter.reset(), 200).unref()
+    }
     instrumentation.enable()
     // loaded after enable(): the instrumentation patches pg as it is required
     pg = require('pg') as typeof PgModule
