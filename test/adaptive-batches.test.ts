@@ -4,7 +4,7 @@ import { migrate } from '../src/db/migrate.js'
 import { ADAPTIVE_MAX, ADAPTIVE_START, nextAdaptiveSize } from '../src/sessions/close-sessions.js'
 import { parseJson, runCli, writeConfig, type CliResult } from './helpers/cli.js'
 import { createTestDatabase, type TestDatabase } from './helpers/db.js'
-import { CONVERSATION_SHAPE, exampleConfigPath, seedConversationSessions } from './helpers/fixtures.js'
+import { CONVERSATION_COLUMNS, CONVERSATION_SHAPE, exampleConfigPath, seedConversationSessions } from './helpers/fixtures.js'
 import { expectInvariants, snapshotTable } from './helpers/invariants.js'
 import { serviceConfig, startTestService, type TestService } from './helpers/server.js'
 
@@ -13,9 +13,7 @@ const CONFIG = exampleConfigPath('conversation_sessions')
 
 /** The example mapping with another sweep section: the mapping is the same as CONFIG's. */
 const mappingWith = (sweep: string) =>
-  writeConfig(
-    `sessions:\n  table: public.conversation_sessions\n  columns: { id: session_id, active: is_active, startedAt: session_start, lastSeenAt: last_activity_at, endedAt: [session_end, ended_at], durationSeconds: duration_seconds, group: agent_role }\n  orphanAfter: 2h\nsweep:\n${sweep}`,
-  )
+  writeConfig(`sessions:\n  table: public.conversation_sessions\n  columns: ${CONVERSATION_COLUMNS}\n  orphanAfter: 2h\nsweep:\n${sweep}`)
 
 interface SweepJson {
   orphans: number

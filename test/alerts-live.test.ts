@@ -4,7 +4,7 @@ import { loadConfig } from '../src/core/config.js'
 import { migrate } from '../src/db/migrate.js'
 import { ROOT, writeConfig } from './helpers/cli.js'
 import { createTestDatabase, type TestDatabase } from './helpers/db.js'
-import { seedConversationSessions } from './helpers/fixtures.js'
+import { CONVERSATION_COLUMNS, seedConversationSessions } from './helpers/fixtures.js'
 import { startPrometheus, type RunningPrometheus } from './helpers/prometheus.js'
 import { startTestService, type TestService } from './helpers/server.js'
 import { waitFor } from './helpers/wait.js'
@@ -16,8 +16,6 @@ import { waitFor } from './helpers/wait.js'
  */
 
 const DOWN_URL = 'postgres://warden:not-a-secret@127.0.0.1:1/gone'
-const CONVERSATION_COLUMNS =
-  '{ id: session_id, active: is_active, startedAt: session_start, lastSeenAt: last_activity_at, endedAt: [session_end, ended_at], durationSeconds: duration_seconds, group: agent_role }'
 
 interface Alert {
   labels: Record<string, string>

@@ -6,15 +6,13 @@ import type { CollectorFactory } from '../src/metrics/collector.js'
 import { migrate } from '../src/db/migrate.js'
 import { parseJson, runCli, writeConfig, type CliResult } from './helpers/cli.js'
 import { createTestDatabase, type TestDatabase } from './helpers/db.js'
-import { CONVERSATION_SHAPE, seedConversationSessions } from './helpers/fixtures.js'
+import { CONVERSATION_COLUMNS, CONVERSATION_SHAPE, seedConversationSessions } from './helpers/fixtures.js'
 import { expectInvariants, snapshotTable } from './helpers/invariants.js'
 import { ADMIN_TOKEN, parseMetrics, startTestService, valueOf, type TestService } from './helpers/server.js'
 import { sleep, waitFor } from './helpers/wait.js'
 
 const show = (r: CliResult) => `exit ${r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`
 const DOWN_URL = 'postgres://warden:not-a-secret@127.0.0.1:1/gone'
-const CONVERSATION_COLUMNS =
-  '{ id: session_id, active: is_active, startedAt: session_start, lastSeenAt: last_activity_at, endedAt: [session_end, ended_at], durationSeconds: duration_seconds, group: agent_role }'
 const RUNS_COLUMNS = '{ id: run_id, startedAt: started_at, lastSeenAt: heartbeat_at, endedAt: [finished_at] }'
 const RUNS_SHAPE = { table: 'public.agent_runs', endedAt: ['finished_at'], startedAt: 'started_at', lastSeenAt: 'heartbeat_at' }
 

@@ -4,7 +4,7 @@ import { ExitCode } from '../src/core/errors.js'
 import { migrate } from '../src/db/migrate.js'
 import { parseJson, runCli, writeConfig, type CliResult } from './helpers/cli.js'
 import { createTestDatabase, type TestDatabase } from './helpers/db.js'
-import { CONVERSATION_SHAPE, exampleConfigPath, seedConversationSessions } from './helpers/fixtures.js'
+import { CONVERSATION_COLUMNS, CONVERSATION_SHAPE, exampleConfigPath, seedConversationSessions } from './helpers/fixtures.js'
 import { expectInvariants, snapshotTable } from './helpers/invariants.js'
 
 const show = (r: CliResult) => `exit ${r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`
@@ -56,7 +56,7 @@ describe('hazards a sweep refuses or survives (CLI subprocess)', () => {
       await locker.query('LOCK TABLE conversation_sessions IN ACCESS EXCLUSIVE MODE')
       const pid = (await locker.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number
       const config = writeConfig(
-        `sessions:\n  table: public.conversation_sessions\n  columns: { id: session_id, active: is_active, startedAt: session_start, lastSeenAt: last_activity_at, endedAt: [session_end, ended_at], durationSeconds: duration_seconds, group: agent_role }\ndatabase:\n  lockTimeout: 300ms\n`,
+        `sessions:\n  table: public.conversation_sessions\n  columns: ${CONVERSATION_COLUMNS}\ndatabase:\n  lockTimeout: 300ms\n`,
       )
       const result = await cli(['sessions', 'sweep', '--apply', '--config', config])
       expect(result.code, show(result)).toBe(ExitCode.locked)

@@ -14,7 +14,7 @@ import {
   seedConversationSessions,
 } from './helpers/fixtures.js'
 
-const fixed = (size: number) => ({ mode: 'fixed' as const, size })
+const fixed = (batchSize: number) => ({ mode: 'fixed' as const, batchSize })
 const run = { batching: fixed(100), wardenSchema: 'warden', command: 'test sweep' }
 
 describe('sessions sweep (library, real PostgreSQL)', () => {

@@ -18,6 +18,12 @@ export interface RunChecksOptions {
   checkTimeoutSetting?: string
 }
 
+/** The deadline of each check that warden serve runs (collectors, GET /api/checks): server.collectTimeout. */
+export const serveCheckDeadline = (config: WardenConfig): Pick<RunChecksOptions, 'checkTimeoutMs' | 'checkTimeoutSetting'> => ({
+  checkTimeoutMs: config.server.collectTimeout * 1000,
+  checkTimeoutSetting: 'server.collectTimeout',
+})
+
 export interface DoctorReport {
   status: 'ok' | 'warn' | 'crit' | 'error'
   exitCode: 0 | 1 | 2 | 3

@@ -38,7 +38,7 @@ function batchingLine(report: CloseReport): string {
   const { batching } = report
   const how =
     batching.mode === 'fixed'
-      ? `fixed at ${batching.size} rows (--batch-size / sweep.batchSize)`
+      ? `fixed at ${batching.batchSize} rows (--batch-size / sweep.batchSize)`
       : `adaptive toward ${Math.round(batching.targetMs)} ms each (sweep.batchTarget)`
   return `batches: ${how}; largest ${report.maxBatchSize} rows, longest ${Math.round(report.maxBatchMs)} ms`
 }

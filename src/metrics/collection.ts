@@ -166,11 +166,11 @@ export class Collection {
   /**
    * What a scrape calls: gauges older than maxAgeMs are refreshed now. Resolves when the
    * collectors that answered within waitMs last time are done with that refresh (the caller
-   * bounds the wait); undefined when there is nothing worth waiting for. A broken database or one stuck collector (a locked table) must not cost
-   * every scrape the whole wait, nor hold back the other collectors' refresh: nothing is waited
-   * for on a target that was down or slow to ping, nor a collector whose last run failed, took
-   * longer than the wait, or has been running longer than that now. Those serve their last
-   * values, and their age says so.
+   * bounds the wait); undefined when there is nothing worth waiting for. A broken database or one
+   * stuck collector (a locked table) must not cost every scrape the whole wait, nor hold back the
+   * other collectors' refresh: nothing is waited for on a target that was down or slow to ping,
+   * nor a collector whose last run failed, took longer than the wait, or has been running longer
+   * than that now. Those serve their last values, and their age says so.
    */
   freshen(maxAgeMs: number, waitMs: number): Promise<void> | undefined {
     if (this.stopping.signal.aborted) return undefined
@@ -203,23 +203,22 @@ export class Collection {
     const parts = new Map(this.options.collectors.map((collector) => [collector.name, deferred()]))
     this.latestParts = parts
     this.beforePing += 1
-    let pinged = false
     /** the parts that finish with their run (the others finish with the round, whatever happens) */
     const linked = new Set<string>()
     const work = async () => {
-      const now = performance.now()
-      const due = this.options.collectors.filter((collector) => {
-        const last = this.lastStarted.get(collector.name)
-        // a little slack, so a collector due "every 60 s" is not pushed to the next round by timer jitter
-        const isDue = last === undefined || now - last >= (collector.minIntervalSeconds ?? 0) * 1000 - 250
-        if (!isDue) parts.get(collector.name)!.finish()
-        return isDue
-      })
+      let due: Collector[]
       let up: boolean
       try {
+        const now = performance.now()
+        due = this.options.collectors.filter((collector) => {
+          const last = this.lastStarted.get(collector.name)
+          // a little slack, so a collector due "every 60 s" is not pushed to the next round by timer jitter
+          const isDue = last === undefined || now - last >= (collector.minIntervalSeconds ?? 0) * 1000 - 250
+          if (!isDue) parts.get(collector.name)!.finish()
+          return isDue
+        })
         up = await this.ping()
       } finally {
-        pinged = true
         this.beforePing -= 1
       }
       await Promise.all(
@@ -233,7 +232,6 @@ export class Collection {
       )
     }
     const round: Promise<void> = (this.options.slots ? this.options.slots.run(work) : work()).finally(() => {
-      if (!pinged) this.beforePing -= 1
       for (const [name, { finish }] of parts) if (!linked.has(name)) finish()
       this.rounds.delete(round)
       if (this.rounds.size === 0 && !this.stopping.signal.aborted) {

@@ -77,8 +77,8 @@ export class FleetCollection {
     const settled = Promise.all(refreshes).then(() => {
       const ms = performance.now() - started
       // a refresh of a few stale targets says little about one of them all: it may not clear a slow verdict
-      const now = this.settle.get(key)
-      if (!now || now.ms <= waitMs || ms > waitMs || refreshes.length >= now.targets)
+      const verdict = this.settle.get(key)
+      if (!verdict || verdict.ms <= waitMs || ms > waitMs || refreshes.length >= verdict.targets)
         this.settle.set(key, { ms, targets: refreshes.length })
     })
     if (last && last.ms > waitMs) return Promise.resolve()

@@ -57,7 +57,10 @@ export interface CloseRequest {
  * rows per millisecond differ by an order of magnitude between tables (width, indexes, triggers,
  * partitions, the disk); a fixed count is either slow on fast tables or long on slow ones.
  */
-export type Batching = { mode: 'fixed'; size: number } | { mode: 'adaptive'; targetMs: number }
+export type Batching = { mode: 'fixed'; batchSize: number } | { mode: 'adaptive'; targetMs: number }
+
+/** The first batch's size: the fixed one, or the adaptive start. */
+export const firstBatchSize = (batching: Batching): number => (batching.mode === 'fixed' ? batching.batchSize : ADAPTIVE_START)
 
 /** The first adaptive batch: small enough to be short on a slow table, big enough to measure a rate. */
 export const ADAPTIVE_START = 1_000
@@ -232,7 +235,7 @@ async function runLocked(
     const matched = groups.reduce((sum, g) => sum + Number(g.count), 0)
     const oldestSilentSeconds = groups.length ? Math.max(...groups.map((g) => g.oldestSilentSeconds)) : null
     const sample = await listSessionRows(db, table, openFilter, request.sampleSize ?? 5, 'silent', client)
-    const firstBatch = request.batching.mode === 'fixed' ? request.batching.size : ADAPTIVE_START
+    const firstBatch = firstBatchSize(request.batching)
     if (walkOrder(table, filter) === 'none' && matched > firstBatch) {
       warnings.push(
         `${table.config.columns.id} is not a unique NOT NULL key and no index serves this walk: every batch scans from the start (correct, but slower on big tables)`,
@@ -310,7 +313,7 @@ async function applyBatches(
   const { batching } = request
   // goal: the size of a normal batch (fixed, or adapted after each full one). size: the next
   // batch's, halved while a batch keeps failing on a row, doubled back toward goal after each success.
-  let goal = batching.mode === 'fixed' ? batching.size : ADAPTIVE_START
+  let goal = firstBatchSize(batching)
   let size = goal
   let status: AuditStatus = 'ok'
   let failure: Error | undefined
@@ -408,15 +411,10 @@ async function applyBatches(
       skipped: report.skipped,
       stoppedEarly: report.stoppedEarly,
       maxBatchMs: Math.round(report.maxBatchMs),
-      batching: batchingJson(report.batching),
+      batching: report.batching,
       maxBatchSize: report.maxBatchSize,
     }
     await db.query(finishAudit(request.wardenSchema, auditId, status, details, failure?.message), client).catch(() => undefined)
   }
   return report
-}
-
-/** The stable JSON of a run's batching (--json, the API, the audit details). */
-export function batchingJson(batching: Batching): { mode: 'fixed'; batchSize: number } | { mode: 'adaptive'; targetMs: number } {
-  return batching.mode === 'fixed' ? { mode: 'fixed', batchSize: batching.size } : { mode: 'adaptive', targetMs: batching.targetMs }
 }

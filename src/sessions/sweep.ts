@@ -4,7 +4,7 @@ import { formatDuration } from '../core/duration.js'
 import { usageError } from '../core/errors.js'
 import type { SessionFilter } from '../db/queries/sessions.js'
 import type { SessionTable } from '../db/session-table.js'
-import { batchingJson, closeSessions, type Batching, type CloseReport, type CloseRequest } from './close-sessions.js'
+import { closeSessions, type Batching, type CloseReport, type CloseRequest } from './close-sessions.js'
 import type { SessionRow } from './inspect.js'
 
 export type RunOptions = Pick<
@@ -50,7 +50,7 @@ export function runOptions(config: WardenConfig, settings: RunSettings): RunOpti
  */
 export function batchingOf(config: WardenConfig, batchSize?: number): Batching {
   const size = batchSize ?? config.sweep.batchSize
-  return size !== undefined ? { mode: 'fixed', size } : { mode: 'adaptive', targetMs: config.sweep.batchTarget * 1000 }
+  return size !== undefined ? { mode: 'fixed', batchSize: size } : { mode: 'adaptive', targetMs: config.sweep.batchTarget * 1000 }
 }
 
 /** Below this, a pause in a conversation is an "orphan": a sweep that applies it needs force. */
@@ -70,7 +70,7 @@ export interface CloseJson {
   durationMs: number
   maxBatchMs: number
   /** fixed (with its batchSize) or adaptive (with its targetMs per batch) */
-  batching: ReturnType<typeof batchingJson>
+  batching: Batching
   /** the largest batch that committed, in rows */
   maxBatchSize: number
   stoppedEarly: CloseReport['stoppedEarly']
@@ -102,7 +102,7 @@ function toJson(table: SessionTable, report: CloseReport): CloseJson {
     oldestAgeSeconds: report.oldestSilentSeconds === null ? null : Math.round(report.oldestSilentSeconds),
     durationMs: Math.round(report.durationMs),
     maxBatchMs: Math.round(report.maxBatchMs),
-    batching: batchingJson(report.batching),
+    batching: report.batching,
     maxBatchSize: report.maxBatchSize,
     stoppedEarly: report.stoppedEarly,
     skipped: report.skipped,

@@ -10,6 +10,10 @@ export const exampleSchema = (shape: 'conversation_sessions' | 'llm_sessions') =
   readFileSync(join(ROOT, 'examples', shape, 'schema.sql'), 'utf8')
 export const exampleConfigPath = (shape: 'conversation_sessions' | 'llm_sessions') => join(ROOT, 'examples', shape, 'warden.config.yaml')
 
+/** The conversation_sessions mapping of examples/conversation_sessions, as a YAML flow map for config files written by tests. */
+export const CONVERSATION_COLUMNS =
+  '{ id: session_id, active: is_active, startedAt: session_start, lastSeenAt: last_activity_at, endedAt: [session_end, ended_at], durationSeconds: duration_seconds, group: agent_role }'
+
 export const GROUPS = ['support-agent', 'billing-agent', 'code-agent'] as const
 
 /** conversation_sessions with `orphans` sessions silent for 3 h+ and `live` sessions seen a minute ago. */

@@ -1,4 +1,5 @@
 import { APP_CHECKS } from '../../checks/index.js'
+import { configSchema } from '../../core/config-schema.js'
 import {
   GEN_AI_DURATION,
   VARIANTS,
@@ -45,12 +46,14 @@ const JOBS: Matchers = { job: re('job'), instance: re('instance') }
 const POOL_LEGEND = '{{job}} {{pool}}'
 const LLM_BY = 'job, gen_ai_request_model'
 
-/** Defaults of the app-* checks' thresholds (checks: in src/core/config-schema.ts) and prometheus/alerts-apps.yml's levels. */
-const POOL_USED = { warn: 0.8, crit: 0.95, alert: 0.9 }
-const WAIT_P99_SECONDS = { warn: 0.1, crit: 1 }
-const HELD_P95_SECONDS = { warn: 1, crit: 5 }
-const HELD_IDLE = { warn: 0.25, crit: 0.5 }
-const LLM_ERRORS = { warn: 0.05, crit: 0.2 }
+/** The app-* checks' default thresholds, read from the config schema (percentages as ratios), and prometheus/alerts-apps.yml's level. */
+const CHECK_DEFAULTS = configSchema.parse({}).checks
+const ratios = ({ warn, crit }: { warn: number; crit: number }) => ({ warn: warn / 100, crit: crit / 100 })
+const POOL_USED = { ...ratios(CHECK_DEFAULTS.appPoolUsed), alert: 0.9 }
+const WAIT_P99_SECONDS = CHECK_DEFAULTS.appPoolWaitP99
+const HELD_P95_SECONDS = CHECK_DEFAULTS.appHeldP95
+const HELD_IDLE = ratios(CHECK_DEFAULTS.appHeldIdle)
+const LLM_ERRORS = ratios(CHECK_DEFAULTS.appLlmErrors)
 
 const ratio = (numerator: string, denominator: string) => `(${numerator}) / (${denominator})`
 const poolUsedRatio = ratio(usedNow(POOLS), maxNow(POOLS))

@@ -1,5 +1,5 @@
 import { CHECK_NAMES } from '../../checks/index.js'
-import { runTargetChecks } from '../../checks/run.js'
+import { runTargetChecks, serveCheckDeadline } from '../../checks/run.js'
 import type { CheckResult } from '../../checks/types.js'
 import type { CollectorFactory } from '../collector.js'
 
@@ -22,11 +22,7 @@ export const activityChecksCollector: CollectorFactory = ({ metrics, config }) =
   async collect(ctx) {
     const only = enabled(ctx.target.checks.disabled, ACTIVITY_CHECKS)
     if (only.length === 0) return []
-    return runTargetChecks(
-      config,
-      { db: ctx.db, target: ctx.target, tables: [] },
-      { only, checkTimeoutMs: config.server.collectTimeout * 1000, checkTimeoutSetting: 'server.collectTimeout' },
-    )
+    return runTargetChecks(config, { db: ctx.db, target: ctx.target, tables: [] }, { only, ...serveCheckDeadline(config) })
   },
   update: (results: CheckResult[], target) => metrics.recordChecks(target, results),
 })
@@ -42,11 +38,7 @@ export const checksCollector: CollectorFactory = ({ metrics, config }) => ({
       CHECK_NAMES.filter((name) => !(ACTIVITY_CHECKS as readonly string[]).includes(name)),
     )
     if (slow.length === 0) return []
-    return runTargetChecks(
-      config,
-      { db: ctx.db, target: ctx.target, tables },
-      { only: slow, checkTimeoutMs: config.server.collectTimeout * 1000, checkTimeoutSetting: 'server.collectTimeout' },
-    )
+    return runTargetChecks(config, { db: ctx.db, target: ctx.target, tables }, { only: slow, ...serveCheckDeadline(config) })
   },
   update: (results: CheckResult[], target) => metrics.recordChecks(target, results),
 })

@@ -1,5 +1,5 @@
 import { Router } from 'express'
-import { runTargetChecks, summarizeResults } from '../../checks/run.js'
+import { runTargetChecks, serveCheckDeadline, summarizeResults } from '../../checks/run.js'
 import { WardenError } from '../../core/errors.js'
 import { probeServer } from '../../probes/server-probe.js'
 import type { AdminAuth } from '../auth.js'
@@ -58,7 +58,7 @@ export function opsRouter(deps: AppDeps, auth: AdminAuth): Router {
         const checks = await runTargetChecks(
           deps.config,
           { db: target.db, target: target.config, tables: await deps.fleet.resolvedTables(target.config.name) },
-          { only: query.check, checkTimeoutMs: deps.config.server.collectTimeout * 1000, checkTimeoutSetting: 'server.collectTimeout' },
+          { only: query.check, ...serveCheckDeadline(deps.config) },
         )
         deps.metrics.recordChecks(target.config.name, checks)
         return checks
